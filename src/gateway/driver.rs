@@ -13,20 +13,9 @@ use super::response::{Outcome, Response, Sink};
 /// dropped and the request's cleanup functions run on every path.
 pub fn run_app(app: &dyn App, req: &mut Request<'_>, sink: &mut dyn Sink) -> Outcome {
     let mut resp = Response::new(sink);
-    let result = catch_unwind(AssertUnwindSafe(|| -> Result<(), AppError> {
-        let body = app.call(req, &mut resp)?;
-        send_body(&mut resp, body)
-    }));
+    let result = catch_unwind(AssertUnwindSafe(|| drive(app, req, &mut resp)));
     let error = match result {
-        Ok(Ok(())) => match resp.finish() {
-            Ok(note) => {
-                if let Some(note) = note {
-                    let _ = writeln!(req.errors, "cgate: {note}");
-                }
-                None
-            }
-            Err(e) => Some(e),
-        },
+        Ok(Ok(())) => None,
         Ok(Err(e)) => Some(e),
         Err(payload) => Some(AppError::Panic(panic_message(&*payload))),
     };
@@ -48,6 +37,19 @@ pub fn run_app(app: &dyn App, req: &mut Request<'_>, sink: &mut dyn Sink) -> Out
     };
     req.run_cleanups();
     outcome
+}
+
+/// Calls `app`, sends the body it returns and ends `resp` normally; a rule broken in a way
+/// that can still be handled (a body shorter or longer than its Content-Length) is logged to
+/// the error stream. Middleware that runs an inner app over its own [`Response`] uses this;
+/// errors are returned for the caller to handle (the outermost driver is [`run_app`]).
+pub fn drive(app: &dyn App, req: &mut Request<'_>, resp: &mut Response<'_>) -> Result<(), AppError> {
+    let body = app.call(req, resp)?;
+    send_body(resp, body)?;
+    if let Some(note) = resp.finish()? {
+        let _ = writeln!(req.errors, "cgate: {note}");
+    }
+    Ok(())
 }
 
 fn send_body(resp: &mut Response<'_>, body: Body<'_>) -> Result<(), AppError> {
