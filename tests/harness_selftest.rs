@@ -46,6 +46,10 @@ fn client_decodes_chunked_length_and_close_delimited_bodies() {
     assert_eq!(r.header("content-type"), Some("text/plain"));
     let r = request("GET", port, "/", &[], b"");
     assert_eq!((r.status, r.body.len()), (204, 0));
+    assert_eq!(
+        r.raw_head,
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\nX-A: 1\r\nX-A: 2\r\n\r\n"
+    );
     assert_eq!(r.header_all("x-a"), vec!["1", "2"]);
     let mut c = Conn::open(port).unwrap();
     c.send_request("GET", "/", &[], b"").unwrap();
@@ -276,4 +280,41 @@ fn apache_proxy_fcgi_conf_mounts_at_the_root() {
     assert_eq!(env["QUERY_STRING"], "a=1");
     assert_eq!(env["SCRIPT_NAME"], "");
     assert_eq!(env["PATH_INFO"], "/x/y z");
+}
+
+/// State letter of a process from /proc, or None when it is gone.
+fn proc_state(pid: i32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(") ")?.1.chars().next()
+}
+
+#[test]
+fn backend_stop_ends_the_whole_process_group() {
+    let dir = TempDir::new("backend");
+    let pidfile = dir.join("child.pid");
+    let mut cmd = std::process::Command::new("/bin/sh");
+    cmd.arg("-c").arg(format!(
+        "sleep 300 & echo $! > '{0}.tmp'; mv '{0}.tmp' '{0}'; exec sleep 301",
+        pidfile.display()
+    ));
+    let mut backend =
+        support::Backend::spawn("sleeper", cmd, &[support::Ready::Path(pidfile.clone())]);
+    let child: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(proc_state(child).map(|s| s != 'Z'), Some(true));
+    let status = backend.stop().expect("leader reaped");
+    assert!(!status.success());
+    // The background child got SIGKILL with the group; wait (bounded) until it is reaped.
+    let mut gone = false;
+    for _ in 0..500 {
+        if matches!(proc_state(child), None | Some('Z')) {
+            gone = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(gone, "process {child} survived the backend's stop");
 }

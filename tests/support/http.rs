@@ -3,7 +3,9 @@
 use super::TIMEOUT;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+pub use super::body::{Arrival, BodyReader, contains};
 
 /// Longest status, header, chunk-size or trailer line accepted.
 const MAX_LINE: usize = 64 * 1024;
@@ -21,6 +23,8 @@ pub struct Response {
     pub body: Vec<u8>,
     /// Trailer fields of a chunked body.
     pub trailers: Vec<(String, String)>,
+    /// The response head exactly as received (see [`Head::raw`]).
+    pub raw_head: Vec<u8>,
 }
 
 impl Response {
@@ -131,6 +135,9 @@ pub struct Head {
     pub headers: Vec<(String, String)>,
     /// How the body is delimited.
     pub framing: Framing,
+    /// The head exactly as received (including any skipped 1xx heads), for byte-level checks;
+    /// `reason` and `headers` are lossy UTF-8 views of it.
+    pub raw: Vec<u8>,
 }
 
 impl Head {
@@ -142,11 +149,12 @@ impl Head {
 
 /// One client connection; several requests may be sent on it in turn (keep-alive).
 pub struct Conn {
-    reader: BufReader<TcpStream>,
+    pub(crate) reader: BufReader<TcpStream>,
+    raw_head: Vec<u8>,
     port: u16,
 }
 
-fn timed_out(e: io::Error) -> io::Error {
+pub(crate) fn timed_out(e: io::Error) -> io::Error {
     if matches!(
         e.kind(),
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
@@ -157,11 +165,11 @@ fn timed_out(e: io::Error) -> io::Error {
     }
 }
 
-fn bad(msg: String) -> io::Error {
+pub(crate) fn bad(msg: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg)
 }
 
-fn eof(what: &str) -> io::Error {
+pub(crate) fn eof(what: &str) -> io::Error {
     io::Error::new(
         io::ErrorKind::UnexpectedEof,
         format!("connection closed {what}"),
@@ -177,6 +185,7 @@ impl Conn {
         stream.set_nodelay(true)?;
         Ok(Conn {
             reader: BufReader::new(stream),
+            raw_head: Vec::new(),
             port,
         })
     }
@@ -224,12 +233,13 @@ impl Conn {
         self.reader.get_ref().shutdown(Shutdown::Write)
     }
 
-    fn read_line(&mut self, what: &str) -> io::Result<String> {
+    pub(crate) fn read_line(&mut self, what: &str) -> io::Result<String> {
         let mut line = Vec::new();
         let n = (&mut self.reader)
             .take(MAX_LINE as u64)
             .read_until(b'\n', &mut line)
             .map_err(timed_out)?;
+        self.raw_head.extend_from_slice(&line);
         if n == 0 {
             return Err(eof(what));
         }
@@ -240,10 +250,10 @@ impl Conn {
         if line.last() == Some(&b'\r') {
             line.pop();
         }
-        String::from_utf8(line).map_err(|e| bad(format!("{what}: not UTF-8: {e}")))
+        Ok(String::from_utf8_lossy(&line).into_owned())
     }
 
-    fn read_fields(&mut self, what: &str) -> io::Result<Vec<(String, String)>> {
+    pub(crate) fn read_fields(&mut self, what: &str) -> io::Result<Vec<(String, String)>> {
         let mut fields = Vec::new();
         loop {
             let line = self.read_line(what)?;
@@ -260,6 +270,7 @@ impl Conn {
     /// Reads the status line and headers of the next final response (1xx other than 101 are
     /// skipped). `method` decides whether a body follows.
     pub fn read_head(&mut self, method: &str) -> io::Result<Head> {
+        self.raw_head.clear();
         loop {
             let line = self.read_line("before the status line")?;
             let mut parts = line.splitn(3, ' ');
@@ -289,45 +300,35 @@ impl Conn {
             } else {
                 Framing::Close
             };
+            let raw = std::mem::take(&mut self.raw_head);
             return Ok(Head {
                 status,
                 reason,
                 headers,
                 framing,
+                raw,
             });
         }
     }
 
     /// A reader for the body that follows `head`.
     pub fn body(&mut self, head: &Head) -> BodyReader<'_> {
-        let state = match head.framing {
-            Framing::None | Framing::Length(0) => State::Done,
-            Framing::Length(n) => State::Length(n),
-            Framing::Chunked => State::ChunkStart,
-            Framing::Close => State::Close,
-        };
-        BodyReader {
-            conn: self,
-            state,
-            received: Vec::new(),
-            arrivals: Vec::new(),
-            trailers: Vec::new(),
-        }
+        BodyReader::new(self, head.framing)
     }
 
     /// Reads one whole response.
     pub fn read_response(&mut self, method: &str) -> io::Result<Response> {
         let head = self.read_head(method)?;
-        let mut body = self.body(&head);
-        body.read_to_end()?;
-        let trailers = std::mem::take(&mut body.trailers);
-        let body = std::mem::take(&mut body.received);
+        let mut reader = self.body(&head);
+        let body = reader.read_to_end()?;
+        let trailers = reader.trailers().to_vec();
         Ok(Response {
             status: head.status,
             reason: head.reason,
             headers: head.headers,
             body,
             trailers,
+            raw_head: head.raw,
         })
     }
 
@@ -351,162 +352,4 @@ impl Conn {
         let _ = self.reader.get_ref().set_read_timeout(Some(TIMEOUT));
         closed
     }
-}
-
-enum State {
-    Length(u64),
-    ChunkStart,
-    ChunkData(u64),
-    Close,
-    Done,
-}
-
-/// When a piece of body arrived: `len` bytes at `offset` of the decoded body.
-#[derive(Debug, Clone, Copy)]
-pub struct Arrival {
-    /// When the read returned.
-    pub at: Instant,
-    /// Offset in the decoded body.
-    pub offset: usize,
-    /// Number of bytes.
-    pub len: usize,
-}
-
-/// Incremental reader of one response body; keeps everything decoded so far.
-pub struct BodyReader<'a> {
-    conn: &'a mut Conn,
-    state: State,
-    received: Vec<u8>,
-    arrivals: Vec<Arrival>,
-    trailers: Vec<(String, String)>,
-}
-
-impl BodyReader<'_> {
-    /// Blocks until some body bytes arrive and returns them (at most what one socket read
-    /// brought); `None` at the end of the body. A connection closed before the framing says
-    /// the body ends is an `UnexpectedEof` error.
-    pub fn read_some(&mut self) -> io::Result<Option<Vec<u8>>> {
-        loop {
-            match self.state {
-                State::Done => return Ok(None),
-                State::ChunkStart => {
-                    let line = self.conn.read_line("before a chunk size")?;
-                    let size = line.split(';').next().unwrap_or("").trim();
-                    let n = u64::from_str_radix(size, 16)
-                        .map_err(|_| bad(format!("bad chunk size line {line:?}")))?;
-                    if n == 0 {
-                        self.trailers = self.conn.read_fields("in the trailer")?;
-                        self.state = State::Done;
-                    } else {
-                        self.state = State::ChunkData(n);
-                    }
-                }
-                State::Length(rest) | State::ChunkData(rest) => {
-                    let piece = self.take(rest, "inside the body")?;
-                    let left = rest - piece.len() as u64;
-                    let by_length = matches!(self.state, State::Length(_));
-                    self.state = match (by_length, left) {
-                        (true, 0) => State::Done,
-                        (true, _) => State::Length(left),
-                        (false, 0) => {
-                            let crlf = self.conn.read_line("after chunk data")?;
-                            if !crlf.is_empty() {
-                                return Err(bad(format!("chunk data overran: {crlf:?}")));
-                            }
-                            State::ChunkStart
-                        }
-                        (false, _) => State::ChunkData(left),
-                    };
-                    return Ok(Some(self.record(piece)));
-                }
-                State::Close => {
-                    let buf = self.conn.reader.fill_buf().map_err(timed_out)?;
-                    if buf.is_empty() {
-                        self.state = State::Done;
-                        return Ok(None);
-                    }
-                    let piece = buf.to_vec();
-                    self.conn.reader.consume(piece.len());
-                    return Ok(Some(self.record(piece)));
-                }
-            }
-        }
-    }
-
-    fn take(&mut self, max: u64, what: &str) -> io::Result<Vec<u8>> {
-        let buf = self.conn.reader.fill_buf().map_err(timed_out)?;
-        if buf.is_empty() {
-            return Err(eof(what));
-        }
-        let n = buf.len().min(usize::try_from(max).unwrap_or(usize::MAX));
-        let piece = buf[..n].to_vec();
-        self.conn.reader.consume(n);
-        Ok(piece)
-    }
-
-    fn record(&mut self, piece: Vec<u8>) -> Vec<u8> {
-        self.arrivals.push(Arrival {
-            at: Instant::now(),
-            offset: self.received.len(),
-            len: piece.len(),
-        });
-        self.received.extend_from_slice(&piece);
-        piece
-    }
-
-    /// Reads until the body received so far contains `needle`; returns all of it. Fails if
-    /// the body ends first.
-    pub fn read_until(&mut self, needle: &[u8]) -> io::Result<Vec<u8>> {
-        while !contains(&self.received, needle) {
-            if self.read_some()?.is_none() {
-                return Err(eof(&format!(
-                    "before {:?} arrived",
-                    String::from_utf8_lossy(needle)
-                )));
-            }
-        }
-        Ok(self.received.clone())
-    }
-
-    /// Reads until at least `n` body bytes have arrived in total; returns all of them. Fails if
-    /// the body ends first.
-    pub fn read_at_least(&mut self, n: usize) -> io::Result<Vec<u8>> {
-        while self.received.len() < n {
-            if self.read_some()?.is_none() {
-                return Err(eof(&format!("after {} of {n} bytes", self.received.len())));
-            }
-        }
-        Ok(self.received.clone())
-    }
-
-    /// Reads to the end of the body and returns the whole body.
-    pub fn read_to_end(&mut self) -> io::Result<Vec<u8>> {
-        while self.read_some()?.is_some() {}
-        Ok(self.received.clone())
-    }
-
-    /// Everything decoded so far (also after an error, e.g. a truncated body).
-    pub fn received(&self) -> &[u8] {
-        &self.received
-    }
-
-    /// The pieces in arrival order.
-    pub fn arrivals(&self) -> &[Arrival] {
-        &self.arrivals
-    }
-
-    /// Trailer fields (after a chunked body has been read to its end).
-    pub fn trailers(&self) -> &[(String, String)] {
-        &self.trailers
-    }
-
-    /// True once the whole body has been read.
-    pub fn is_done(&self) -> bool {
-        matches!(self.state, State::Done)
-    }
-}
-
-/// True if `needle` occurs in `hay` (an empty needle always does).
-pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    needle.is_empty() || hay.windows(needle.len()).any(|w| w == needle)
 }

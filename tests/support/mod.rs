@@ -1,7 +1,22 @@
 //! Shared helpers for the integration tests: temp dirs, ports, hashes, config snippets, and guards that run real servers.
+//!
+//! Typical use (each guard stops its server by PID on drop and prints its logs if the test
+//! panicked):
+//!
+//! ```text
+//! let dir = TempDir::new("echo");
+//! let sock = dir.join("cgate.sock");
+//! let mut app = Command::new(cgate_bin());
+//! app.args(["fastcgi", "--listen", "fd:0", "--app", "echo"]);
+//! let _cgate = spawn_fcgi(&sock, &app);            // or Backend::spawn(.., &[Ready::Unix(sock)])
+//! let nginx = Nginx::start_with(&conf::nginx_upstream(&sock), &conf::nginx_site(true));
+//! let r = request("GET", nginx.port(), "/app/x?y=1", &[], b"");
+//! assert_eq!(r.status, 200, "{}", nginx.error_log());
+//! ```
 #![allow(dead_code, unused_imports)]
 
 pub mod apache;
+pub mod body;
 pub mod conf;
 pub mod fcgi_echo;
 pub mod http;
