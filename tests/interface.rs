@@ -175,7 +175,11 @@ fn error_after_first_byte_cuts_the_response() {
     assert_eq!(r.sink.body, b"one");
     assert!(r.sink.aborted && !r.sink.finished);
     assert!(!r.outcome.complete);
-    assert!(r.errors.contains("response cut") && r.errors.contains("boom"), "{}", r.errors);
+    assert!(
+        r.errors.contains("response cut") && r.errors.contains("boom"),
+        "{}",
+        r.errors
+    );
 }
 
 #[test]
@@ -187,7 +191,10 @@ fn streamed_chunks_are_flushed_one_by_one_without_content_length() {
     });
     let r = run(&app);
     assert_eq!(r.header("Content-Length"), None);
-    assert_eq!(r.sink.flushes, vec![b"a".to_vec(), b"bb".to_vec(), b"ccc".to_vec()]);
+    assert_eq!(
+        r.sink.flushes,
+        vec![b"a".to_vec(), b"bb".to_vec(), b"ccc".to_vec()]
+    );
 }
 
 #[test]
@@ -314,7 +321,11 @@ fn input_stops_at_content_length_and_reports_short_bodies() {
         let res = req.input.read_to_end(&mut got);
         let msg = match res {
             Ok(_) => format!("ok {}", String::from_utf8_lossy(&got)),
-            Err(e) => format!("err {:?} after {:?}", e.kind(), String::from_utf8_lossy(&got)),
+            Err(e) => format!(
+                "err {:?} after {:?}",
+                e.kind(),
+                String::from_utf8_lossy(&got)
+            ),
         };
         resp.start("200 OK", [("Content-Type", "text/plain")])?;
         Ok(Body::from(msg))
@@ -391,14 +402,19 @@ fn router_longest_segment_aligned_prefix() {
 
 fn gunzip(data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    flate2::read::GzDecoder::new(data).read_to_end(&mut out).expect("valid gzip");
+    flate2::read::GzDecoder::new(data)
+        .read_to_end(&mut out)
+        .expect("valid gzip");
     out
 }
 
 #[test]
 fn gzip_compresses_streams_chunk_by_chunk() {
     let app = Gzip::new(app_fn(|_req, resp| {
-        resp.start("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "12")])?;
+        resp.start(
+            "200 OK",
+            [("Content-Type", "text/plain"), ("Content-Length", "12")],
+        )?;
         let chunks = ["hello ", "world!"].map(|c| Ok(c.as_bytes().to_vec()));
         Ok(Body::stream(chunks.into_iter()))
     }));

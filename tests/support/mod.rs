@@ -45,6 +45,27 @@ pub fn cgate_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_cgate"))
 }
 
+/// The `demo` example (a user app served through `cgate::run`), built if it is missing.
+pub fn demo_bin() -> PathBuf {
+    let bin = cgate_bin();
+    let path = bin
+        .parent()
+        .expect("binary has a directory")
+        .join("examples")
+        .join("demo");
+    static BUILD: std::sync::Once = std::sync::Once::new();
+    BUILD.call_once(|| {
+        let status = std::process::Command::new(env!("CARGO"))
+            .args(["build", "--example", "demo"])
+            .current_dir(manifest_dir())
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "cargo build --example demo failed");
+    });
+    assert!(path.exists(), "{} missing", path.display());
+    path
+}
+
 /// Root of the source tree (where `conf/` lives).
 pub fn manifest_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
