@@ -345,10 +345,7 @@ pub fn serve_connection(
         keep: false,
         timeout: None,
     });
-    loop {
-        let Some((keep_conn, params)) = next_request(&io, cfg, idle, stop) else {
-            break;
-        };
+    while let Some((keep_conn, params)) = next_request(&io, cfg, idle, stop) {
         idle(false);
         let keep = serve_request(&io, app, cfg, keep_conn, params);
         idle(true);
