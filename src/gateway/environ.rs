@@ -101,6 +101,13 @@ impl Environ {
         env
     }
 
+    /// Gives back the buffer and the index (emptied) so a gateway can reuse their memory.
+    pub fn into_parts(mut self) -> (Vec<u8>, Vec<(Range<usize>, Range<usize>)>) {
+        self.buf.clear();
+        self.vars.clear();
+        (self.buf, self.vars)
+    }
+
     fn position(&self, name: &[u8]) -> Option<usize> {
         self.vars
             .iter()
