@@ -1,2 +1,5 @@
-//! The `cgate` binary: parses the command line and turns the outcome into an exit code.
-fn main() {}
+//! The `cgate` binary: hands the command line to `cgate::cli` and exits with its code.
+
+fn main() {
+    std::process::exit(cgate::cli::main());
+}

@@ -1,0 +1,91 @@
+//! The CGI gateway (RFC 3875): environ from the process environment, body on stdin, reply on stdout.
+
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
+
+use crate::gateway::{
+    App, BodyLength, CgiSink, Environ, GatewayFacts, GatewayKind, Input, Request, Sink,
+    parse_content_length, run_app,
+};
+
+/// Exit code when the app failed (a 500 or a cut response was sent).
+pub const EXIT_APP_ERROR: i32 = 1;
+
+/// Gateway facts of a CGI run: one request per process.
+pub const CGI_FACTS: GatewayFacts = GatewayFacts {
+    kind: GatewayKind::Cgi,
+    https: false,
+    multithread: false,
+    multiprocess: true,
+    run_once: true,
+};
+
+/// Builds the environ from environment variables (later duplicates win, HTTP_PROXY dropped).
+pub fn environ_from_vars(vars: impl IntoIterator<Item = (OsString, OsString)>) -> Environ {
+    let mut env = Environ::new(CGI_FACTS);
+    for (n, v) in vars {
+        env.set(n.as_bytes(), v.as_bytes());
+    }
+    env.gateway.https = env.detect_https();
+    env
+}
+
+/// Serves one request in the CGI way over the given streams; returns the exit code.
+///
+/// A malformed CONTENT_LENGTH gets a 400 without calling the app. Without CONTENT_LENGTH the
+/// request has no body (RFC 3875 4.1.2). A closed stdout ends the run quietly.
+pub fn serve(
+    app: &dyn App,
+    env: Environ,
+    stdin: &mut dyn Read,
+    stdout: &mut dyn Write,
+    stderr: &mut dyn Write,
+) -> i32 {
+    let mut sink = CgiSink::new(stdout);
+    let length = match parse_content_length(env.get("CONTENT_LENGTH")) {
+        Ok(n) => n.unwrap_or(0),
+        Err(e) => {
+            let _ = writeln!(stderr, "cgate: 400 Bad Request: {e}");
+            return send_plain(&mut sink, "400 Bad Request", "Bad Request\n");
+        }
+    };
+    let input = Input::new(stdin, BodyLength::Exact(length));
+    let mut req = Request::new(env, input, stderr);
+    let outcome = run_app(app, &mut req, &mut sink);
+    if outcome.complete { 0 } else { EXIT_APP_ERROR }
+}
+
+/// Sends a small plain-text response straight to a sink (for errors before any app runs).
+pub fn send_plain(sink: &mut dyn Sink, status: &str, body: &str) -> i32 {
+    let len = body.len().to_string();
+    let head = crate::gateway::Head::new(
+        status,
+        [
+            ("Content-Type", "text/plain; charset=utf-8"),
+            ("Content-Length", len.as_str()),
+        ],
+    );
+    if let Ok(head) = head {
+        let _ = sink
+            .send_head(&head)
+            .and_then(|()| sink.send_body(body.as_bytes()))
+            .and_then(|()| sink.finish());
+    }
+    0
+}
+
+/// Runs the CGI gateway on this process's environment and standard streams.
+pub fn run(app: &dyn App) -> i32 {
+    let env = environ_from_vars(std::env::vars_os());
+    let mut stdin = io::stdin().lock();
+    // Raw stdout (not Rust's line-buffered one): the sink already writes whole blocks.
+    let mut stdout: Box<dyn Write> = match io::stdout().as_fd().try_clone_to_owned() {
+        Ok(fd) => Box::new(File::from(fd)),
+        Err(_) => Box::new(io::stdout().lock()),
+    };
+    let mut stderr = io::stderr().lock();
+    serve(app, env, &mut stdin, &mut stdout, &mut stderr)
+}

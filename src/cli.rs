@@ -1,0 +1,176 @@
+//! The command line: subcommands, mode auto-detection and app selection (`--app` > `CGATE_APP` > hello).
+
+use std::ffi::OsString;
+use std::io::{self, Write};
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::apps::from_spec;
+use crate::gateway::App;
+use crate::local::LocalRequest;
+use crate::middleware::{Gzip, Router};
+
+/// Exit code for usage errors (bad flags, nothing to do).
+pub const EXIT_USAGE: i32 = 2;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "cgate",
+    version,
+    about = "CGI and FastCGI gateway for one application interface",
+    long_about = "cgate serves one application over CGI, FastCGI or a local test request.\n\n\
+        With no subcommand it detects its mode: FastCGI when fd 0 is a listening socket \
+        (spawn-fcgi, mod_fcgid), CGI when GATEWAY_INTERFACE is set (Apache cgi-bin); \
+        otherwise it prints this help and exits 2."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    app: AppArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Serve one CGI request from the environment and stdin (RFC 3875).
+    Cgi(CgiArgs),
+    /// Run a FastCGI responder on a socket.
+    Fastcgi(FastCgiArgs),
+    /// Run the app once on a request built from arguments and print the CGI response.
+    Request(RequestArgs),
+}
+
+/// Which app to serve.
+#[derive(Args, Debug, Clone, Default)]
+struct AppArgs {
+    /// The app: hello, echo, bytes:N or cgi:DIR (default: $CGATE_APP, else hello).
+    #[arg(long, value_name = "SPEC", global = true)]
+    app: Option<String>,
+    /// Mount an app at a URL prefix (repeatable): PREFIX=SPEC, e.g. /api=echo.
+    #[arg(long, value_name = "PREFIX=SPEC", global = true)]
+    mount: Vec<String>,
+    /// Gzip responses for clients that accept it.
+    #[arg(long, global = true)]
+    gzip: bool,
+}
+
+#[derive(Args, Debug)]
+struct CgiArgs {}
+
+#[derive(Args, Debug)]
+struct FastCgiArgs {
+    #[command(flatten)]
+    server: crate::fastcgi::server::ServerArgs,
+}
+
+#[derive(Args, Debug)]
+struct RequestArgs {
+    /// HTTP method (default GET, or POST with -d).
+    #[arg(short = 'X', long = "request", value_name = "METHOD")]
+    method: Option<String>,
+    /// A request header, 'Name: value' (repeatable).
+    #[arg(short = 'H', long = "header", value_name = "HEADER")]
+    headers: Vec<String>,
+    /// The body: text, @FILE (streamed) or @- (stdin).
+    #[arg(short = 'd', long = "data", value_name = "DATA")]
+    data: Option<String>,
+    /// SCRIPT_NAME of the app (default empty: mounted at the root).
+    #[arg(long, default_value = "")]
+    script_name: String,
+    /// The request target, /path?query.
+    target: String,
+}
+
+fn build_app(args: &AppArgs, custom: Option<Arc<dyn App>>) -> Result<Arc<dyn App>, String> {
+    let base: Option<Arc<dyn App>> = match (custom, &args.app) {
+        (Some(app), _) => Some(app),
+        (None, Some(spec)) => Some(from_spec(spec).map_err(|e| e.to_string())?),
+        (None, None) => match std::env::var("CGATE_APP") {
+            Ok(spec) if !spec.is_empty() => Some(from_spec(&spec).map_err(|e| e.to_string())?),
+            _ if args.mount.is_empty() => Some(from_spec("hello").map_err(|e| e.to_string())?),
+            _ => None,
+        },
+    };
+    let mut app = match (args.mount.is_empty(), base) {
+        (true, Some(app)) => app,
+        (_, base) => {
+            let mut router = Router::new();
+            for m in &args.mount {
+                let (prefix, spec) = m
+                    .split_once('=')
+                    .ok_or_else(|| format!("--mount {m:?}: expected PREFIX=SPEC"))?;
+                router = router.mount(prefix, from_spec(spec).map_err(|e| e.to_string())?);
+            }
+            if let Some(app) = base {
+                router = router.mount("/", app);
+            }
+            Arc::new(router)
+        }
+    };
+    if args.gzip {
+        app = Arc::new(Gzip::new(app));
+    }
+    Ok(app)
+}
+
+/// Runs cgate with these arguments; `custom` replaces the app SPEC with the caller's app.
+/// Returns the process exit code.
+pub fn main_with(argv: impl IntoIterator<Item = OsString>, custom: Option<Arc<dyn App>>) -> i32 {
+    let cli = match Cli::try_parse_from(argv) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { EXIT_USAGE } else { 0 };
+        }
+    };
+    let app = match build_app(&cli.app, custom) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("cgate: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    match cli.command {
+        Some(Command::Cgi(_)) => crate::cgi::gateway::run(&*app),
+        Some(Command::Fastcgi(f)) => crate::fastcgi::server::run_cli(app, f.server),
+        Some(Command::Request(r)) => {
+            let req = LocalRequest {
+                method: r.method,
+                headers: r.headers,
+                data: r.data,
+                target: r.target,
+                script_name: r.script_name,
+            };
+            let mut out = io::stdout().lock();
+            let mut err = io::stderr();
+            match req.run(&*app, &mut out, &mut err) {
+                Ok(code) => {
+                    let _ = out.flush();
+                    code
+                }
+                Err(e) => {
+                    eprintln!("cgate: {e}");
+                    EXIT_USAGE
+                }
+            }
+        }
+        None => {
+            if crate::net::sys::stdin_is_listener() {
+                crate::fastcgi::server::run_inherited(app)
+            } else if std::env::var_os("GATEWAY_INTERFACE").is_some() {
+                crate::cgi::gateway::run(&*app)
+            } else {
+                use clap::CommandFactory;
+                let mut cmd = Cli::command();
+                let _ = cmd.write_long_help(&mut io::stderr());
+                EXIT_USAGE
+            }
+        }
+    }
+}
+
+/// Runs cgate from the process's arguments with the app named by `--app` / `CGATE_APP`.
+pub fn main() -> i32 {
+    main_with(std::env::args_os(), None)
+}

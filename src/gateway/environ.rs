@@ -1,0 +1,245 @@
+//! The per-request environ: CGI meta-variables as bytes, plus the gateway facts beside them.
+
+use std::ops::Range;
+
+/// Which gateway produced a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GatewayKind {
+    /// Classic CGI (RFC 3875): environment variables and stdin.
+    Cgi,
+    /// FastCGI responder over a socket.
+    FastCgi,
+    /// `cgate request`: built from the command line for local testing.
+    Local,
+}
+
+impl GatewayKind {
+    /// The lower-case name used in diagnostics (`cgi`, `fastcgi`, `local`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GatewayKind::Cgi => "cgi",
+            GatewayKind::FastCgi => "fastcgi",
+            GatewayKind::Local => "local",
+        }
+    }
+}
+
+/// Facts about the gateway that are not CGI variables (PEP 3333's `wsgi.*` keys).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GatewayFacts {
+    /// The gateway serving this request.
+    pub kind: GatewayKind,
+    /// `true` when the request came over HTTPS (`HTTPS=on|1` or `REQUEST_SCHEME=https`).
+    pub https: bool,
+    /// Other requests may run at the same time in other threads of this process.
+    pub multithread: bool,
+    /// Other processes may serve the same application at the same time.
+    pub multiprocess: bool,
+    /// The process serves this one request and exits.
+    pub run_once: bool,
+}
+
+impl GatewayFacts {
+    /// `"https"` or `"http"`.
+    pub fn url_scheme(&self) -> &'static str {
+        if self.https { "https" } else { "http" }
+    }
+}
+
+/// The CGI meta-variables of one request, kept as raw bytes.
+///
+/// Names and values may hold any bytes (non-UTF-8 survives); [`Environ::get_str`] gives a
+/// `&str` view where the bytes are valid UTF-8. Setting a name that is already present
+/// replaces it, so for duplicate names the last one wins. `HTTP_PROXY` is never stored
+/// (httpoxy). All pairs live in one buffer, so building an environ costs two allocations.
+#[derive(Debug, Clone)]
+pub struct Environ {
+    buf: Vec<u8>,
+    vars: Vec<(Range<usize>, Range<usize>)>,
+    /// Facts about the gateway that produced this request.
+    pub gateway: GatewayFacts,
+}
+
+/// The one variable name that is dropped on the way in (CVE-2016-5385 family).
+pub const HTTPOXY: &[u8] = b"HTTP_PROXY";
+
+impl Environ {
+    /// An empty environ for the given gateway facts.
+    pub fn new(gateway: GatewayFacts) -> Self {
+        Environ {
+            buf: Vec::new(),
+            vars: Vec::new(),
+            gateway,
+        }
+    }
+
+    /// Builds an environ from a buffer and an index of `(name, value)` ranges into it, as the
+    /// FastCGI params decoder produces them, without copying. Later duplicates win; ranges
+    /// outside the buffer and `HTTP_PROXY` are dropped.
+    pub fn from_indexed(
+        buf: Vec<u8>,
+        pairs: Vec<(Range<usize>, Range<usize>)>,
+        gateway: GatewayFacts,
+    ) -> Self {
+        let mut env = Environ {
+            buf,
+            vars: Vec::with_capacity(pairs.len()),
+            gateway,
+        };
+        for (n, v) in pairs {
+            let (Some(name), Some(_)) = (env.buf.get(n.clone()), env.buf.get(v.clone())) else {
+                continue;
+            };
+            if name == HTTPOXY {
+                continue;
+            }
+            if let Some(i) = env.position(name) {
+                env.vars.remove(i);
+            }
+            env.vars.push((n, v));
+        }
+        env
+    }
+
+    fn position(&self, name: &[u8]) -> Option<usize> {
+        self.vars
+            .iter()
+            .position(|(n, _)| self.buf.get(n.clone()) == Some(name))
+    }
+
+    /// Sets `name` to `value`, replacing an earlier value. `HTTP_PROXY` is ignored.
+    pub fn set(&mut self, name: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
+        let (name, value) = (name.as_ref(), value.as_ref());
+        if name == HTTPOXY {
+            return;
+        }
+        let start = self.buf.len();
+        self.buf.extend_from_slice(name);
+        let mid = self.buf.len();
+        self.buf.extend_from_slice(value);
+        let end = self.buf.len();
+        match self.position(name) {
+            Some(i) => self.vars[i] = (start..mid, mid..end),
+            None => self.vars.push((start..mid, mid..end)),
+        }
+    }
+
+    /// Removes `name`; returns whether it was present.
+    pub fn remove(&mut self, name: impl AsRef<[u8]>) -> bool {
+        match self.position(name.as_ref()) {
+            Some(i) => {
+                self.vars.remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The raw value of `name`.
+    pub fn get(&self, name: impl AsRef<[u8]>) -> Option<&[u8]> {
+        let name = name.as_ref();
+        self.vars.iter().find_map(|(n, v)| {
+            if self.buf.get(n.clone()) == Some(name) {
+                self.buf.get(v.clone())
+            } else {
+                None
+            }
+        })
+    }
+
+    /// The value of `name` when it is valid UTF-8.
+    pub fn get_str(&self, name: impl AsRef<[u8]>) -> Option<&str> {
+        self.get(name).and_then(|v| std::str::from_utf8(v).ok())
+    }
+
+    /// All `(name, value)` pairs, in insertion order.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.vars.iter().filter_map(|(n, v)| {
+            Some((self.buf.get(n.clone())?, self.buf.get(v.clone())?))
+        })
+    }
+
+    /// Number of variables.
+    pub fn len(&self) -> usize {
+        self.vars.len()
+    }
+
+    /// `true` when there are no variables.
+    pub fn is_empty(&self) -> bool {
+        self.vars.is_empty()
+    }
+
+    /// `true` when `HTTPS` is `on`/`1` (any case) or `REQUEST_SCHEME` is `https`.
+    pub fn detect_https(&self) -> bool {
+        let on = |v: Option<&[u8]>| {
+            v.is_some_and(|v| v.eq_ignore_ascii_case(b"on") || v == b"1")
+        };
+        on(self.get("HTTPS"))
+            || self
+                .get("REQUEST_SCHEME")
+                .is_some_and(|v| v.eq_ignore_ascii_case(b"https"))
+    }
+
+    /// `REQUEST_METHOD`, or `GET` when absent or not UTF-8.
+    pub fn method(&self) -> &str {
+        self.get_str("REQUEST_METHOD").unwrap_or("GET")
+    }
+
+    /// `PATH_INFO` as bytes (empty when absent).
+    pub fn path_info(&self) -> &[u8] {
+        self.get("PATH_INFO").unwrap_or_default()
+    }
+
+    /// `SCRIPT_NAME` as bytes (empty when absent).
+    pub fn script_name(&self) -> &[u8] {
+        self.get("SCRIPT_NAME").unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts() -> GatewayFacts {
+        GatewayFacts {
+            kind: GatewayKind::Local,
+            https: false,
+            multithread: false,
+            multiprocess: false,
+            run_once: true,
+        }
+    }
+
+    #[test]
+    fn last_duplicate_wins_and_httpoxy_is_dropped() {
+        let mut e = Environ::new(facts());
+        e.set("A", "1");
+        e.set("HTTP_PROXY", "evil");
+        e.set("A", b"\xff2");
+        assert_eq!(e.get("A"), Some(&b"\xff2"[..]));
+        assert_eq!(e.get_str("A"), None);
+        assert_eq!(e.get("HTTP_PROXY"), None);
+        assert_eq!(e.len(), 1);
+    }
+
+    #[test]
+    fn from_indexed_keeps_bytes_and_order() {
+        let buf = b"AxByAzHTTP_PROXYq".to_vec();
+        let pairs = vec![(0..1, 1..2), (2..3, 3..4), (4..5, 5..6), (6..16, 16..17), (0..1, 99..100)];
+        let e = Environ::from_indexed(buf, pairs, facts());
+        let all: Vec<_> = e.iter().collect();
+        assert_eq!(all, vec![(&b"B"[..], &b"y"[..]), (&b"A"[..], &b"z"[..])]);
+    }
+
+    #[test]
+    fn https_detection() {
+        let mut e = Environ::new(facts());
+        assert!(!e.detect_https());
+        e.set("HTTPS", "ON");
+        assert!(e.detect_https());
+        e.set("HTTPS", "off");
+        assert!(!e.detect_https());
+        e.set("REQUEST_SCHEME", "https");
+        assert!(e.detect_https());
+    }
+}

@@ -1,0 +1,276 @@
+//! The start-response handle: validated, deferred headers, streamed body, Content-Length rules.
+
+use std::io;
+
+use super::app::AppError;
+use super::head::{Head, HeadError};
+
+/// A transport's side of a response (stdout for CGI, STDOUT records for FastCGI).
+///
+/// The [`Response`] calls these in order: `send_head` once, `send_body` for each chunk,
+/// `flush` where a chunk must reach the client now, and `finish` or `abort` once at the end.
+pub trait Sink {
+    /// Queues the validated status and headers.
+    fn send_head(&mut self, head: &Head) -> io::Result<()>;
+    /// Queues body bytes.
+    fn send_body(&mut self, chunk: &[u8]) -> io::Result<()>;
+    /// Passes everything queued on to the client now.
+    fn flush(&mut self) -> io::Result<()>;
+    /// Ends the response normally (and flushes).
+    fn finish(&mut self) -> io::Result<()>;
+    /// Cuts the response so the client sees it truncated (an error after the first byte).
+    fn abort(&mut self);
+    /// A cheap check whether the client is known to be gone (aborted request, closed socket).
+    fn client_gone(&mut self) -> bool {
+        false
+    }
+}
+
+#[derive(Debug)]
+enum State {
+    /// `start` not called yet.
+    Pending,
+    /// Status and headers accepted, not sent.
+    Started(Head),
+    /// The last `start` was refused; nothing of it may be sent.
+    Invalid(HeadError),
+    /// Head sent; `remaining` is what the app's Content-Length still allows.
+    Sent { remaining: Option<u64> },
+    /// The transport failed or the response was cut.
+    Failed,
+}
+
+/// The app's handle on its response (PEP 3333's `start_response` and `write`).
+///
+/// `start` validates and stores the status and headers; they go out only with the first
+/// non-empty body chunk, so until then `start` may be called again to replace them (as PEP
+/// 3333's `exc_info` allows) and an app error still becomes a clean 500. `write` passes a
+/// chunk to the client at once.
+pub struct Response<'s> {
+    sink: &'s mut dyn Sink,
+    state: State,
+    code: u16,
+    sent: u64,
+    truncated: bool,
+}
+
+/// What happened to a response, for logs and for the transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome {
+    /// The status code sent (0 if nothing was sent).
+    pub status: u16,
+    /// Body bytes sent.
+    pub body_bytes: u64,
+    /// The response ended cleanly.
+    pub complete: bool,
+}
+
+const ERROR_BODY: &[u8] = b"Internal Server Error\n";
+
+impl<'s> Response<'s> {
+    /// A response writing to `sink`.
+    pub fn new(sink: &'s mut dyn Sink) -> Self {
+        Response {
+            sink,
+            state: State::Pending,
+            code: 0,
+            sent: 0,
+            truncated: false,
+        }
+    }
+
+    /// Sets the status (`"200 OK"`) and headers. Refused headers are an app error and none of
+    /// them will be sent. May be called again until the first body byte has gone out.
+    pub fn start<N, V>(
+        &mut self,
+        status: &str,
+        headers: impl IntoIterator<Item = (N, V)>,
+    ) -> Result<(), AppError>
+    where
+        N: AsRef<str>,
+        V: AsRef<[u8]>,
+    {
+        if matches!(self.state, State::Sent { .. } | State::Failed) {
+            return Err(AppError::HeadersSent);
+        }
+        match Head::new(status, headers) {
+            Ok(head) => {
+                self.state = State::Started(head);
+                Ok(())
+            }
+            Err(e) => {
+                self.state = State::Invalid(e.clone());
+                Err(AppError::Head(e))
+            }
+        }
+    }
+
+    /// Sets an already validated head (used by middleware that rewrites headers).
+    pub fn start_head(&mut self, head: Head) -> Result<(), AppError> {
+        if matches!(self.state, State::Sent { .. } | State::Failed) {
+            return Err(AppError::HeadersSent);
+        }
+        self.state = State::Started(head);
+        Ok(())
+    }
+
+    /// The head set by `start` and not yet sent, if any.
+    pub fn pending_head(&self) -> Option<&Head> {
+        match &self.state {
+            State::Started(h) => Some(h),
+            _ => None,
+        }
+    }
+
+    /// `true` once status and headers have gone to the transport.
+    pub fn headers_sent(&self) -> bool {
+        matches!(self.state, State::Sent { .. })
+    }
+
+    /// `true` when the client is known to be gone; long-running apps may stop early.
+    pub fn client_gone(&mut self) -> bool {
+        matches!(self.state, State::Failed) || self.sink.client_gone()
+    }
+
+    /// Sends a body chunk now (headers first if needed). Empty chunks send nothing.
+    pub fn write(&mut self, chunk: &[u8]) -> io::Result<()> {
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        self.send(chunk)?;
+        self.sink.flush().inspect_err(|_| self.state = State::Failed)
+    }
+
+    /// Sends a whole, final body: adds Content-Length when the app set none and nothing was
+    /// sent yet, and leaves the flush to the end of the response (one write for small replies).
+    pub fn write_full(&mut self, body: &[u8]) -> io::Result<()> {
+        if let State::Started(head) = &mut self.state {
+            if head.get("content-length").is_none() && allows_body(head.code()) {
+                let _ = head.push("Content-Length", body.len().to_string());
+            }
+        }
+        if body.is_empty() {
+            return Ok(());
+        }
+        self.send(body)
+    }
+
+    fn send(&mut self, chunk: &[u8]) -> io::Result<()> {
+        let mut remaining = match std::mem::replace(&mut self.state, State::Failed) {
+            State::Sent { remaining } => remaining,
+            State::Started(head) => {
+                self.code = head.code();
+                let remaining = head.content_length();
+                self.sink.send_head(&head)?;
+                remaining
+            }
+            State::Pending => {
+                self.state = State::Pending;
+                return Err(io::Error::other("body written before start()"));
+            }
+            State::Invalid(e) => {
+                self.state = State::Invalid(e.clone());
+                return Err(io::Error::other(e));
+            }
+            State::Failed => return Err(io::Error::other("response already failed")),
+        };
+        let mut chunk = chunk;
+        if let Some(left) = remaining.as_mut() {
+            let allowed = usize::try_from(*left).unwrap_or(usize::MAX).min(chunk.len());
+            if allowed < chunk.len() {
+                self.truncated = true;
+            }
+            chunk = &chunk[..allowed];
+            *left -= allowed as u64;
+        }
+        if !chunk.is_empty() {
+            self.sink.send_body(chunk)?;
+            self.sent += chunk.len() as u64;
+        }
+        self.state = State::Sent { remaining };
+        Ok(())
+    }
+
+    /// Ends the response normally. Returns a message to log when the app broke a rule that
+    /// could still be handled (body shorter or longer than its Content-Length).
+    pub(crate) fn finish(&mut self) -> Result<Option<String>, AppError> {
+        let mut note = None;
+        match std::mem::replace(&mut self.state, State::Failed) {
+            State::Pending => {
+                self.state = State::Pending;
+                return Err(AppError::NotStarted);
+            }
+            State::Invalid(e) => {
+                self.state = State::Invalid(e.clone());
+                return Err(AppError::Head(e));
+            }
+            State::Started(mut head) => {
+                if head.get("content-length").is_none() && allows_body(head.code()) {
+                    let _ = head.push("Content-Length", "0");
+                }
+                self.code = head.code();
+                self.sink.send_head(&head)?;
+            }
+            State::Sent { remaining } => {
+                if let Some(left) = remaining.filter(|&l| l > 0) {
+                    note = Some(format!(
+                        "response shorter than its Content-Length: {left} bytes missing"
+                    ));
+                }
+            }
+            State::Failed => return Err(AppError::Io(io::Error::other("response failed"))),
+        }
+        if self.truncated {
+            note = Some("response longer than its Content-Length: truncated".to_owned());
+        }
+        self.sink.finish()?;
+        self.state = State::Sent { remaining: None };
+        Ok(note)
+    }
+
+    /// Ends the response after an app error: a clean 500 if nothing was sent, else a cut.
+    pub(crate) fn fail(&mut self) -> bool {
+        match self.state {
+            State::Sent { .. } | State::Failed => {
+                self.sink.abort();
+                self.state = State::Failed;
+                false
+            }
+            _ => {
+                let head = Head::new(
+                    "500 Internal Server Error",
+                    [
+                        ("Content-Type", "text/plain; charset=utf-8"),
+                        ("Content-Length", "22"),
+                    ],
+                )
+                .expect("static head is valid");
+                self.code = 500;
+                let ok = self.sink.send_head(&head).is_ok()
+                    && self.sink.send_body(ERROR_BODY).is_ok()
+                    && self.sink.finish().is_ok();
+                self.sent = ERROR_BODY.len() as u64;
+                self.state = if ok {
+                    State::Sent { remaining: None }
+                } else {
+                    State::Failed
+                };
+                ok
+            }
+        }
+    }
+
+    /// What was sent so far.
+    pub fn outcome(&self, complete: bool) -> Outcome {
+        Outcome {
+            status: self.code,
+            body_bytes: self.sent,
+            complete,
+        }
+    }
+}
+
+/// Statuses that carry no body and get no Content-Length: 1xx, 204, 304.
+fn allows_body(code: u16) -> bool {
+    code >= 200 && code != 204 && code != 304
+}

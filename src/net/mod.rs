@@ -1,0 +1,6 @@
+//! Listening addresses and the few OS calls the server needs.
+
+pub mod addr;
+pub mod sys;
+
+pub use addr::ListenAddr;
