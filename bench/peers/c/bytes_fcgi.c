@@ -4,8 +4,8 @@
  *     spawn-fcgi -F PROCS -s SOCK -- bytes-fcgi [N]
  *
  * Single-threaded, listening socket on fd 0 (as hello_fcgi.c). The reply, headers
- * and body, is built once at start-up; each request costs one FCGX_PutStr. The body
- * is the letters a..z repeated, so a client can check its length and content. */
+ * and body, is built once at start-up; each request costs one FCGX_PutStr. Headers and
+ * body are those of cgate's bytes:N app: octet-stream, Content-Length, N bytes of 'x'. */
 #include <fcgiapp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,7 +20,6 @@ int main(int argc, char **argv)
     char head[128];
     char *reply, *end;
     int head_len;
-    long i;
 
     if (argc > 1) {
         n = strtol(argv[1], &end, 10);
@@ -37,8 +36,7 @@ int main(int argc, char **argv)
         return 1;
     }
     memcpy(reply, head, (size_t)head_len);
-    for (i = 0; i < n; i++)
-        reply[head_len + i] = (char)('a' + i % 26);
+    memset(reply + head_len, 'x', (size_t)n);
 
     if (FCGX_Init() != 0 || FCGX_InitRequest(&req, 0, 0) != 0) {
         fputs("bytes_fcgi: libfcgi initialisation failed\n", stderr);
