@@ -457,3 +457,29 @@ impl Connection {
         keep_conn
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recycle_keeps_small_buffers_only() {
+        let values = ManagementValues {
+            max_conns: 1,
+            max_reqs: 1,
+            mpxs_conns: false,
+        };
+        let mut conn = Connection::new(Limits::default(), values);
+        conn.recycle_params(Params {
+            raw: Vec::with_capacity(1024),
+            pairs: vec![(0..1, 1..2)],
+        });
+        assert!(conn.params.raw.capacity() >= 1024);
+        assert!(conn.params.pairs.is_empty());
+        conn.recycle_params(Params {
+            raw: Vec::with_capacity(RECYCLE_MAX_BYTES + 1),
+            pairs: Vec::new(),
+        });
+        assert!(conn.params.raw.capacity() <= RECYCLE_MAX_BYTES);
+    }
+}

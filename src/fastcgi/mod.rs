@@ -6,6 +6,8 @@
 pub mod connection;
 pub mod pairs;
 pub mod record;
+pub mod responder;
+pub mod server;
 
 pub use connection::{Connection, Event, Limits, ManagementValues, Params, ProtocolError};
 pub use pairs::{PairLimits, PairRange, PairsError};

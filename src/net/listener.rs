@@ -1,0 +1,248 @@
+//! Listener and Stream over TCP and Unix sockets: bind (mode, owner, stale socket), inherit, accept.
+
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, Shutdown, TcpListener, TcpStream};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nix::sys::socket::{AddressFamily, SockaddrLike, SockaddrStorage, getsockname};
+use nix::unistd::{Gid, Group, Uid, User, chown};
+
+use super::addr::ListenAddr;
+
+/// How a Unix socket file is created.
+#[derive(Debug, Clone, Default)]
+pub struct UnixOptions {
+    /// Permission bits (default 0o660).
+    pub mode: Option<u32>,
+    /// Owner user name or uid.
+    pub owner: Option<String>,
+    /// Owner group name or gid.
+    pub group: Option<String>,
+}
+
+/// Default permission bits of a created Unix socket.
+pub const DEFAULT_SOCKET_MODE: u32 = 0o660;
+
+/// A listening socket.
+#[derive(Debug)]
+pub enum Listener {
+    /// TCP.
+    Tcp(TcpListener),
+    /// Unix; `path` is set when cgate created the file (removed on clean exit).
+    Unix(UnixListener, Option<PathBuf>),
+}
+
+/// A connected socket.
+#[derive(Debug)]
+pub enum Stream {
+    /// TCP.
+    Tcp(TcpStream),
+    /// Unix.
+    Unix(UnixStream),
+}
+
+fn resolve_user(s: &str) -> io::Result<Uid> {
+    if let Ok(n) = s.parse() {
+        return Ok(Uid::from_raw(n));
+    }
+    User::from_name(s)
+        .map_err(io::Error::from)?
+        .map(|u| u.uid)
+        .ok_or_else(|| io::Error::other(format!("no such user {s:?}")))
+}
+
+fn resolve_group(s: &str) -> io::Result<Gid> {
+    if let Ok(n) = s.parse() {
+        return Ok(Gid::from_raw(n));
+    }
+    Group::from_name(s)
+        .map_err(io::Error::from)?
+        .map(|g| g.gid)
+        .ok_or_else(|| io::Error::other(format!("no such group {s:?}")))
+}
+
+/// Removes a leftover socket file: only if it is a socket and nothing answers on it.
+fn clear_stale(path: &Path) -> io::Result<()> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if !meta.file_type().is_socket() {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("{} exists and is not a socket", path.display()),
+        ));
+    }
+    if UnixStream::connect(path).is_ok() {
+        return Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            format!("{} is in use by a running server", path.display()),
+        ));
+    }
+    std::fs::remove_file(path)
+}
+
+impl Listener {
+    /// Binds or adopts the listener `addr` names.
+    pub fn open(addr: &ListenAddr, unix: &UnixOptions) -> io::Result<Listener> {
+        match addr {
+            ListenAddr::Tcp(a) => Ok(Listener::Tcp(TcpListener::bind(a)?)),
+            ListenAddr::Unix(path) => {
+                clear_stale(path)?;
+                let l = UnixListener::bind(path)?;
+                let mode = unix.mode.unwrap_or(DEFAULT_SOCKET_MODE);
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+                let uid = unix.owner.as_deref().map(resolve_user).transpose()?;
+                let gid = unix.group.as_deref().map(resolve_group).transpose()?;
+                if uid.is_some() || gid.is_some() {
+                    chown(path, uid, gid).map_err(io::Error::from)?;
+                }
+                Ok(Listener::Unix(l, Some(path.clone())))
+            }
+            ListenAddr::Fd(n) => Listener::adopt(*n),
+            ListenAddr::Systemd => {
+                let pid_ok = std::env::var("LISTEN_PID")
+                    .ok()
+                    .and_then(|p| p.parse::<u32>().ok())
+                    == Some(std::process::id());
+                let fds: u32 = std::env::var("LISTEN_FDS")
+                    .ok()
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0);
+                if !pid_ok || fds < 1 {
+                    return Err(io::Error::other(
+                        "systemd: LISTEN_PID/LISTEN_FDS do not hand this process a socket",
+                    ));
+                }
+                Listener::adopt(3)
+            }
+        }
+    }
+
+    /// Adopts inherited listening descriptor `fd` (duplicated, close-on-exec).
+    pub fn adopt(fd: i32) -> io::Result<Listener> {
+        let owned: OwnedFd = super::os::adopt_fd(fd)?;
+        if !super::sys::is_listening_socket(owned.as_fd()) {
+            return Err(io::Error::other(format!(
+                "fd {fd} is not a listening socket"
+            )));
+        }
+        let family = getsockname::<SockaddrStorage>(std::os::fd::AsRawFd::as_raw_fd(&owned))
+            .map_err(io::Error::from)?
+            .family();
+        match family {
+            Some(AddressFamily::Unix) => Ok(Listener::Unix(UnixListener::from(owned), None)),
+            Some(AddressFamily::Inet | AddressFamily::Inet6) => {
+                Ok(Listener::Tcp(TcpListener::from(owned)))
+            }
+            _ => Err(io::Error::other(format!(
+                "fd {fd}: unsupported socket family"
+            ))),
+        }
+    }
+
+    /// Waits for a connection; returns it with the peer's IP for TCP.
+    pub fn accept(&self) -> io::Result<(Stream, Option<IpAddr>)> {
+        match self {
+            Listener::Tcp(l) => {
+                let (s, a) = l.accept()?;
+                let _ = s.set_nodelay(true);
+                Ok((Stream::Tcp(s), Some(a.ip())))
+            }
+            Listener::Unix(l, _) => Ok((Stream::Unix(l.accept()?.0), None)),
+        }
+    }
+
+    /// Wakes every thread blocked in `accept` (they get an error) and stops accepting.
+    pub fn shutdown(&self) {
+        let _ = nix::sys::socket::shutdown(
+            std::os::fd::AsRawFd::as_raw_fd(&self.as_fd()),
+            nix::sys::socket::Shutdown::Read,
+        );
+    }
+
+    /// Removes the socket file cgate created, if any.
+    pub fn remove_file(&self) {
+        if let Listener::Unix(_, Some(p)) = self {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+
+    /// `true` for TCP listeners.
+    pub fn is_tcp(&self) -> bool {
+        matches!(self, Listener::Tcp(_))
+    }
+}
+
+impl AsFd for Listener {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Listener::Tcp(l) => l.as_fd(),
+            Listener::Unix(l, _) => l.as_fd(),
+        }
+    }
+}
+
+impl Stream {
+    /// Sets the receive timeout (None: block forever).
+    pub fn set_read_timeout(&self, d: Option<Duration>) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.set_read_timeout(d),
+            Stream::Unix(s) => s.set_read_timeout(d),
+        }
+    }
+
+    /// Sets the send timeout.
+    pub fn set_write_timeout(&self, d: Option<Duration>) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.set_write_timeout(d),
+            Stream::Unix(s) => s.set_write_timeout(d),
+        }
+    }
+
+    /// Non-blocking mode on or off.
+    pub fn set_nonblocking(&self, on: bool) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.set_nonblocking(on),
+            Stream::Unix(s) => s.set_nonblocking(on),
+        }
+    }
+
+    /// Shuts the socket down in both directions (wakes a blocked reader).
+    pub fn shutdown(&self) {
+        let _ = match self {
+            Stream::Tcp(s) => s.shutdown(Shutdown::Both),
+            Stream::Unix(s) => s.shutdown(Shutdown::Both),
+        };
+    }
+
+    /// Reads through a shared reference.
+    pub fn read_shared(&self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => (&*s).read(buf),
+            Stream::Unix(s) => (&*s).read(buf),
+        }
+    }
+
+    /// Writes everything through a shared reference.
+    pub fn write_all_shared(&self, buf: &[u8]) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => (&*s).write_all(buf),
+            Stream::Unix(s) => (&*s).write_all(buf),
+        }
+    }
+}
+
+impl AsFd for Stream {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Stream::Tcp(s) => s.as_fd(),
+            Stream::Unix(s) => s.as_fd(),
+        }
+    }
+}

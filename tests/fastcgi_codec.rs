@@ -1,0 +1,10 @@
+//! FastCGI protocol core: golden bytes for the record and pair codecs, round trips, and the connection.
+
+#[path = "fastcgi_codec/client.rs"]
+mod client;
+#[path = "fastcgi_codec/codec.rs"]
+mod codec;
+#[path = "fastcgi_codec/connection.rs"]
+mod connection;
+#[path = "fastcgi_codec/roundtrip.rs"]
+mod roundtrip;

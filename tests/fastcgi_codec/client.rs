@@ -1,0 +1,228 @@
+//! In-memory web-server side for the FastCGI tests: hand-built records and a connection driver.
+//!
+//! Records are built here byte by byte, independently of the encoders under test, and
+//! every input is driven through `Connection::process` both whole and one byte at a time.
+
+use cgate::fastcgi::{Connection, Event, Limits, ManagementValues, ProtocolError};
+
+/// Record type bytes from the specification.
+pub const BEGIN: u8 = 1;
+pub const ABORT: u8 = 2;
+pub const END: u8 = 3;
+pub const PARAMS: u8 = 4;
+pub const STDIN: u8 = 5;
+pub const STDOUT: u8 = 6;
+pub const STDERR: u8 = 7;
+pub const DATA: u8 = 8;
+pub const GET_VALUES: u8 = 9;
+pub const GET_VALUES_RESULT: u8 = 10;
+pub const UNKNOWN_TYPE: u8 = 11;
+
+/// A record with an explicit padding length (padding bytes are 0xAA to catch misuse).
+pub fn rec(record_type: u8, id: u16, content: &[u8], padding: u8) -> Vec<u8> {
+    let len = u16::try_from(content.len()).expect("test record too long");
+    let mut out = vec![1, record_type];
+    out.extend_from_slice(&id.to_be_bytes());
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(&[padding, 0]);
+    out.extend_from_slice(content);
+    out.extend(std::iter::repeat_n(0xAA, usize::from(padding)));
+    out
+}
+
+/// BEGIN_REQUEST with a role and flags.
+pub fn begin(id: u16, role: u16, flags: u8) -> Vec<u8> {
+    let [hi, lo] = role.to_be_bytes();
+    rec(BEGIN, id, &[hi, lo, flags, 0, 0, 0, 0, 0], 0)
+}
+
+/// A name-value length, 1 byte when it fits, else 4 bytes with the high bit set.
+pub fn nv_len(out: &mut Vec<u8>, len: usize) {
+    if len < 128 {
+        out.push(len as u8);
+    } else {
+        out.extend_from_slice(&(len as u32 | 0x8000_0000).to_be_bytes());
+    }
+}
+
+/// Name-value pairs encoded by hand.
+pub fn nv(pairs: &[(&[u8], &[u8])]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (name, value) in pairs {
+        nv_len(&mut out, name.len());
+        nv_len(&mut out, value.len());
+        out.extend_from_slice(name);
+        out.extend_from_slice(value);
+    }
+    out
+}
+
+/// An owned copy of an [`Event`], so events can outlive the input buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ev {
+    Request {
+        id: u16,
+        keep_conn: bool,
+        params: Vec<(Vec<u8>, Vec<u8>)>,
+    },
+    Stdin(Vec<u8>),
+    StdinEnd,
+    Abort,
+}
+
+impl Ev {
+    /// A request event with string params.
+    pub fn request(id: u16, keep_conn: bool, params: &[(&str, &str)]) -> Self {
+        let params = params
+            .iter()
+            .map(|(n, v)| (n.as_bytes().to_vec(), v.as_bytes().to_vec()))
+            .collect();
+        Ev::Request {
+            id,
+            keep_conn,
+            params,
+        }
+    }
+}
+
+fn own(event: Event<'_>) -> Ev {
+    match event {
+        Event::Request {
+            request_id,
+            keep_conn,
+            params,
+        } => Ev::Request {
+            id: request_id,
+            keep_conn,
+            params: params
+                .iter()
+                .map(|(n, v)| (n.to_vec(), v.to_vec()))
+                .collect(),
+        },
+        Event::Stdin(data) => Ev::Stdin(data.to_vec()),
+        Event::StdinEnd => Ev::StdinEnd,
+        Event::Abort => Ev::Abort,
+    }
+}
+
+/// What a connection made of an input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub events: Vec<Ev>,
+    /// Management output collected from `Connection::output`.
+    pub output: Vec<u8>,
+    pub error: Option<ProtocolError>,
+    /// Input bytes left unconsumed (0 after an error, where it depends on how input arrived).
+    pub leftover: usize,
+    pub close_requested: bool,
+    pub active: Option<u16>,
+    pub stdin_finished: bool,
+}
+
+/// Values reported by GET_VALUES in these tests.
+pub fn values() -> ManagementValues {
+    ManagementValues {
+        max_conns: 100,
+        max_reqs: 4,
+        mpxs_conns: false,
+    }
+}
+
+/// Feeds `chunks` in order, processing everything available after each one.
+pub fn feed(conn: &mut Connection, chunks: impl IntoIterator<Item = Vec<u8>>) -> Outcome {
+    let mut buf = Vec::new();
+    let mut events = Vec::new();
+    let mut output = Vec::new();
+    let mut error = None;
+    'outer: for chunk in chunks {
+        buf.extend_from_slice(&chunk);
+        loop {
+            match conn.process(&buf) {
+                Ok((0, event)) => {
+                    assert!(event.is_none(), "event without consuming input");
+                    break;
+                }
+                Ok((used, event)) => {
+                    events.extend(event.map(own));
+                    buf.drain(..used);
+                }
+                Err(e) => {
+                    error = Some(e);
+                    break 'outer;
+                }
+            }
+            output.append(conn.output());
+        }
+        output.append(conn.output());
+    }
+    output.append(conn.output());
+    Outcome {
+        events,
+        output,
+        error,
+        leftover: if error.is_some() { 0 } else { buf.len() },
+        close_requested: conn.close_requested(),
+        active: conn.active_request(),
+        stdin_finished: conn.stdin_finished(),
+    }
+}
+
+/// Drives `input` whole into `whole` and one byte at a time into `bytewise` (two
+/// connections in the same state); asserts both agree and returns the outcome.
+pub fn drive_pair(whole: &mut Connection, bytewise: &mut Connection, input: &[u8]) -> Outcome {
+    let a = feed(whole, [input.to_vec()]);
+    let b = feed(bytewise, input.iter().map(|b| vec![*b]));
+    assert_eq!(a, b, "whole and byte-at-a-time feeds differ");
+    a
+}
+
+/// Drives `input` into a fresh connection with `limits`, whole and byte by byte.
+pub fn drive_limits(limits: Limits, input: &[u8]) -> Outcome {
+    let mut whole = Connection::new(limits, values());
+    drive_pair(&mut whole, &mut Connection::new(limits, values()), input)
+}
+
+/// Drives `input` into a fresh connection with default limits, whole and byte by byte.
+pub fn drive(input: &[u8]) -> Outcome {
+    drive_limits(Limits::default(), input)
+}
+
+/// Concatenates record byte vectors.
+pub fn cat(parts: &[Vec<u8>]) -> Vec<u8> {
+    parts.concat()
+}
+
+/// Two connections in lockstep: one fed whole, one fed byte by byte.
+pub struct Both {
+    pub whole: Connection,
+    pub bytewise: Connection,
+}
+
+impl Both {
+    /// Two fresh connections with `limits`.
+    pub fn new(limits: Limits) -> Self {
+        Both {
+            whole: Connection::new(limits, values()),
+            bytewise: Connection::new(limits, values()),
+        }
+    }
+
+    /// Drives `input` into both (see [`drive_pair`]).
+    pub fn drive(&mut self, input: &[u8]) -> Outcome {
+        drive_pair(&mut self.whole, &mut self.bytewise, input)
+    }
+
+    /// Runs an output-side call on both connections; asserts they return and write the
+    /// same, and returns that.
+    pub fn respond<R: PartialEq + std::fmt::Debug>(
+        &mut self,
+        call: impl Fn(&mut Connection, &mut Vec<u8>) -> R,
+    ) -> (R, Vec<u8>) {
+        let mut a = Vec::new();
+        let mut b = Vec::new();
+        let ra = call(&mut self.whole, &mut a);
+        let rb = call(&mut self.bytewise, &mut b);
+        assert_eq!((&ra, &a), (&rb, &b), "connections diverged");
+        (ra, a)
+    }
+}
