@@ -475,6 +475,7 @@ main() {
   done
   selected post-1g && run_post
 
+  echo "loadavg_at_end=$(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/run.env"
   "$PY" "$LIB/report.py" "$OUT" | tee "$OUT/report.md"
   ((FAILURES == 0)) || die "$FAILURES measurement(s) failed (see above)"
 }

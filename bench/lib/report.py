@@ -199,10 +199,16 @@ def targets(rows, cgi, big):
     def unknown(label, text):
         lines.append(f"({label}) NOT MEASURED {text}")
 
+    def state(name):
+        r = rows.get(name)
+        return "not run" if not r else "failed" if r["ok"] == 0 else "ok"
+
     def ratio_check(label, peer, least):
         r = rows.get(peer)
         if not r or r["cgate_x"] is None:
-            unknown(label, f"cgate / {peer} req/s: row missing or failed")
+            mine = next((n for n, x in rows.items() if n.startswith("cgate") and r and x["group"] == r["group"]), None)
+            why = f"{peer} {state(peer)}" if state(peer) != "ok" else f"{mine or 'its cgate row'} {state(mine or '')}"
+            unknown(label, f"cgate / {peer} req/s: {why}")
         else:
             check(label, r["cgate_x"] >= least, f"cgate / {peer} req/s = {r['cgate_x']:.2f}x (target >= {least}x)")
 
@@ -213,13 +219,13 @@ def targets(rows, cgi, big):
     cgate_rows = [(n, rows.get(n)) for n in ("cgate-ka", "cgate")]
     have = [(n, r) for n, r in cgate_rows if r and r["p99_ms"] is not None]
     if len(have) < 2:
-        unknown("3", "cgate p99: cgate-ka and cgate rows needed")
+        unknown("3", f"cgate p99: cgate-ka {state('cgate-ka')}, cgate {state('cgate')}")
     else:
         check("3", all(r["p99_ms"] <= P99_MAX_MS for _, r in have),
               ", ".join(f"{n} p99 {r['p99_ms']:.2f} ms" for n, r in have) + f" (target <= {P99_MAX_MS} ms)")
     have = [(n, r) for n, r in cgate_rows if r and r["backend_us"] is not None and r["rss_mib"] is not None]
     if len(have) < 2:
-        unknown("4", "cgate CPU and RSS: cgate-ka and cgate rows needed")
+        unknown("4", f"cgate CPU and RSS: cgate-ka {state('cgate-ka')}, cgate {state('cgate')}")
     else:
         check("4", all(r["backend_us"] <= CPU_MAX_US and r["rss_mib"] <= RSS_MAX_MIB for _, r in have),
               ", ".join(f"{n} {r['backend_us']:.1f} us/req RSS {r['rss_mib']:.1f} MiB" for n, r in have)
@@ -251,7 +257,8 @@ def main():
     cgi, big = cgi_run(results), post(results)
 
     print(f"\n## cgate bench {env.get('date', '')}\n")
-    print(f"- host `{env.get('host', '')}`, {env.get('ncpu', '?')} CPUs, load at start {env.get('loadavg_at_start', '?')}, "
+    print(f"- host `{env.get('host', '')}`, {env.get('ncpu', '?')} CPUs, load {env.get('loadavg_at_start', '?')} at start, "
+          f"{env.get('loadavg_at_end', '?')} at end, "
           f"nginx {env.get('nginx', '?')}")
     print(f"- wrk {env.get('wrk', '')}; rounds {env.get('rounds', '?')} (medians); `{env.get('command', '')}`")
     print("- x static: req/s / nginx's own `return 200` req/s of the same round (mean of its 3 rows);"
@@ -269,6 +276,12 @@ def main():
                     r["note"] + ("" if r["ok"] == r["runs"] else f" ({r['ok']}/{r['runs']} rounds ok)")])
     print(table(header, out, "lrrrrrrrrl"))
     print()
+    for n, round_rows in sorted(load(results).items()):
+        statics = [r["rps"] for r in round_rows.values() if r.get("kind") == "static" and r["status"] == "OK"]
+        if statics:
+            ref = statistics.mean(statics)
+            print(f"- round {n}: static reference {ref:.0f} req/s, its rows {min(statics):.0f}..{max(statics):.0f} "
+                  f"(drift {100 * (max(statics) - min(statics)) / ref:.0f}%: other load on the machine shows here)")
     for name, r in rows.items():
         if r["status"] != "OK":
             print(f"- {name}: {r['status']}")
