@@ -427,9 +427,8 @@ run_post() {
 main() {
   [[ $EUID -eq 0 ]] || die "run as root (php-fpm and nginx run their workers as root here)"
   if [[ -z ${CGATE:-} ]]; then
-    log "cargo build --release (project root)"
-    (cd "$ROOT" && cargo build --release --quiet) || die "cargo build --release failed"
-    CGATE="$ROOT/target/release/cgate"
+    log "scripts/build-release.sh (static release build, as deployed)"
+    CGATE=$(bash "$ROOT/scripts/build-release.sh") || die "release build failed"
   fi
   [[ -x $CGATE ]] || die "cgate binary not found: $CGATE"
   bash "$BENCH/setup.sh"
