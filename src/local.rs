@@ -105,11 +105,15 @@ impl LocalRequest {
             .unwrap_or((self.target.as_str(), ""));
         let path_info = percent_decode(path.as_bytes()).ok_or_else(bad_target)?;
         let mut env = Environ::new(LOCAL_FACTS);
-        let method = self.method.clone().unwrap_or_else(|| {
-            if body_len.is_some() { "POST" } else { "GET" }.to_owned()
-        });
+        let method = self
+            .method
+            .clone()
+            .unwrap_or_else(|| if body_len.is_some() { "POST" } else { "GET" }.to_owned());
         env.set("GATEWAY_INTERFACE", "CGI/1.1");
-        env.set("SERVER_SOFTWARE", concat!("cgate/", env!("CARGO_PKG_VERSION")));
+        env.set(
+            "SERVER_SOFTWARE",
+            concat!("cgate/", env!("CARGO_PKG_VERSION")),
+        );
         env.set("SERVER_PROTOCOL", "HTTP/1.1");
         env.set("SERVER_NAME", "localhost");
         env.set("SERVER_PORT", "80");
@@ -181,6 +185,10 @@ impl LocalRequest {
         let mut req = Request::new(env, input, err);
         let mut sink = CgiSink::new(out);
         let outcome = run_app(app, &mut req, &mut sink);
-        Ok(if outcome.complete && outcome.status < 400 { 0 } else { 1 })
+        Ok(if outcome.complete && outcome.status < 400 {
+            0
+        } else {
+            1
+        })
     }
 }

@@ -1,6 +1,7 @@
 //! Built-in apps and the SPEC syntax that names them (`hello`, `echo`, `bytes:N`, `cgi:DIR`).
 
 pub mod bytes;
+pub mod cgi;
 pub mod echo;
 pub mod hello;
 
@@ -34,7 +35,9 @@ pub fn from_spec(spec: &str) -> Result<Arc<dyn App>, SpecError> {
         None if spec == "hello" => Ok(Arc::new(hello::Hello)),
         None if spec == "echo" => Ok(Arc::new(echo::Echo)),
         Some(("bytes", n)) => {
-            let n: usize = n.parse().map_err(|_| invalid("N must be a number".into()))?;
+            let n: usize = n
+                .parse()
+                .map_err(|_| invalid("N must be a number".into()))?;
             bytes::Bytes::new(n)
                 .map(|a| Arc::new(a) as Arc<dyn App>)
                 .ok_or_else(|| invalid(format!("N must be at most {}", bytes::MAX_BYTES)))

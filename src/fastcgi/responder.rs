@@ -396,7 +396,12 @@ fn next_request(
             Ok(0) => return None,
             Ok(_) => {}
             Err(e) => {
-                if partial && matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) {
+                if partial
+                    && matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    )
+                {
                     eprintln!("cgate: closing FastCGI connection: request did not arrive in time");
                 }
                 return None;

@@ -164,7 +164,10 @@ fn acceptor(sh: Arc<Shared>) {
         }
         if sh.active.fetch_add(1, SeqCst) >= sh.max_conns {
             sh.active.fetch_sub(1, SeqCst);
-            eprintln!("cgate: refused a connection: {} connections open", sh.max_conns);
+            eprintln!(
+                "cgate: refused a connection: {} connections open",
+                sh.max_conns
+            );
             continue;
         }
         serve(&sh, stream);

@@ -15,8 +15,11 @@ use super::response::Response;
 /// an app holding apps.
 pub trait App: Send + Sync {
     /// Handles one request.
-    fn call<'a>(&self, req: &'a mut Request<'_>, resp: &mut Response<'_>)
-    -> Result<Body<'a>, AppError>;
+    fn call<'a>(
+        &self,
+        req: &'a mut Request<'_>,
+        resp: &mut Response<'_>,
+    ) -> Result<Body<'a>, AppError>;
 }
 
 impl<T: App + ?Sized> App for Box<T> {

@@ -28,7 +28,11 @@ pub fn run_app(app: &dyn App, req: &mut Request<'_>, sink: &mut dyn Sink) -> Out
                 let _ = writeln!(
                     req.errors,
                     "cgate: app error{}: {e}",
-                    if sent { " after the response started (response cut)" } else { "" }
+                    if sent {
+                        " after the response started (response cut)"
+                    } else {
+                        ""
+                    }
                 );
             }
             resp.fail();
@@ -43,7 +47,11 @@ pub fn run_app(app: &dyn App, req: &mut Request<'_>, sink: &mut dyn Sink) -> Out
 /// that can still be handled (a body shorter or longer than its Content-Length) is logged to
 /// the error stream. Middleware that runs an inner app over its own [`Response`] uses this;
 /// errors are returned for the caller to handle (the outermost driver is [`run_app`]).
-pub fn drive(app: &dyn App, req: &mut Request<'_>, resp: &mut Response<'_>) -> Result<(), AppError> {
+pub fn drive(
+    app: &dyn App,
+    req: &mut Request<'_>,
+    resp: &mut Response<'_>,
+) -> Result<(), AppError> {
     let body = app.call(req, resp)?;
     send_body(resp, body)?;
     if let Some(note) = resp.finish()? {

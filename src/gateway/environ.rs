@@ -154,9 +154,9 @@ impl Environ {
 
     /// All `(name, value)` pairs, in insertion order.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.vars.iter().filter_map(|(n, v)| {
-            Some((self.buf.get(n.clone())?, self.buf.get(v.clone())?))
-        })
+        self.vars
+            .iter()
+            .filter_map(|(n, v)| Some((self.buf.get(n.clone())?, self.buf.get(v.clone())?)))
     }
 
     /// Number of variables.
@@ -171,9 +171,7 @@ impl Environ {
 
     /// `true` when `HTTPS` is `on`/`1` (any case) or `REQUEST_SCHEME` is `https`.
     pub fn detect_https(&self) -> bool {
-        let on = |v: Option<&[u8]>| {
-            v.is_some_and(|v| v.eq_ignore_ascii_case(b"on") || v == b"1")
-        };
+        let on = |v: Option<&[u8]>| v.is_some_and(|v| v.eq_ignore_ascii_case(b"on") || v == b"1");
         on(self.get("HTTPS"))
             || self
                 .get("REQUEST_SCHEME")
@@ -225,7 +223,13 @@ mod tests {
     #[test]
     fn from_indexed_keeps_bytes_and_order() {
         let buf = b"AxByAzHTTP_PROXYq".to_vec();
-        let pairs = vec![(0..1, 1..2), (2..3, 3..4), (4..5, 5..6), (6..16, 16..17), (0..1, 99..100)];
+        let pairs = vec![
+            (0..1, 1..2),
+            (2..3, 3..4),
+            (4..5, 5..6),
+            (6..16, 16..17),
+            (0..1, 99..100),
+        ];
         let e = Environ::from_indexed(buf, pairs, facts());
         let all: Vec<_> = e.iter().collect();
         assert_eq!(all, vec![(&b"B"[..], &b"y"[..]), (&b"A"[..], &b"z"[..])]);

@@ -202,7 +202,9 @@ mod tests {
     fn statuses() {
         assert_eq!(parse_status("200 OK"), Ok(200));
         assert_eq!(parse_status("404 "), Ok(404));
-        for bad in ["200", "20 OK", "2000 OK", "099 X", "600 X", "200\tOK", "200 O\rK", "abc OK"] {
+        for bad in [
+            "200", "20 OK", "2000 OK", "099 X", "600 X", "200\tOK", "200 O\rK", "abc OK",
+        ] {
             assert!(parse_status(bad).is_err(), "{bad:?}");
         }
     }

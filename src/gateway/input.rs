@@ -144,10 +144,7 @@ impl Read for Input<'_> {
                 self.failed = true;
                 Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
-                    format!(
-                        "request body ended after {} of {} bytes",
-                        self.consumed, n
-                    ),
+                    format!("request body ended after {} of {} bytes", self.consumed, n),
                 ))
             }
             BodyLength::ToEnd { max } if self.consumed > max => {
@@ -171,8 +168,20 @@ mod tests {
         assert_eq!(parse_content_length(Some(b"")), Ok(None));
         assert_eq!(parse_content_length(Some(b"0")), Ok(Some(0)));
         assert_eq!(parse_content_length(Some(b"0012")), Ok(Some(12)));
-        for bad in [&b"+5"[..], b"0x10", b"-1", b" 1", b"1 ", b"18446744073709551616", b"1e3"] {
-            assert_eq!(parse_content_length(Some(bad)), Err(BadContentLength), "{bad:?}");
+        for bad in [
+            &b"+5"[..],
+            b"0x10",
+            b"-1",
+            b" 1",
+            b"1 ",
+            b"18446744073709551616",
+            b"1e3",
+        ] {
+            assert_eq!(
+                parse_content_length(Some(bad)),
+                Err(BadContentLength),
+                "{bad:?}"
+            );
         }
         assert_eq!(
             parse_content_length(Some(b"18446744073709551615")),

@@ -138,7 +138,9 @@ impl<'s> Response<'s> {
             return Ok(());
         }
         self.send(chunk)?;
-        self.sink.flush().inspect_err(|_| self.state = State::Failed)
+        self.sink
+            .flush()
+            .inspect_err(|_| self.state = State::Failed)
     }
 
     /// Sends a whole, final body: adds Content-Length when the app set none and nothing was
@@ -176,7 +178,9 @@ impl<'s> Response<'s> {
         };
         let mut chunk = chunk;
         if let Some(left) = remaining.as_mut() {
-            let allowed = usize::try_from(*left).unwrap_or(usize::MAX).min(chunk.len());
+            let allowed = usize::try_from(*left)
+                .unwrap_or(usize::MAX)
+                .min(chunk.len());
             if allowed < chunk.len() {
                 self.truncated = true;
             }

@@ -20,7 +20,12 @@ impl<A: App> Validate<A> {
 /// The environ rules a gateway must keep; returns the first one broken.
 pub fn check_environ(req: &Request<'_>) -> Result<(), String> {
     let env = &req.environ;
-    for name in ["REQUEST_METHOD", "SERVER_NAME", "SERVER_PORT", "SERVER_PROTOCOL"] {
+    for name in [
+        "REQUEST_METHOD",
+        "SERVER_NAME",
+        "SERVER_PORT",
+        "SERVER_PROTOCOL",
+    ] {
         if env.get(name).is_none_or(<[u8]>::is_empty) {
             return Err(format!("environ lacks {name}"));
         }
@@ -43,7 +48,10 @@ pub fn check_environ(req: &Request<'_>) -> Result<(), String> {
             return Err(format!("environ must not hold {name}"));
         }
     }
-    if req.input.content_length() != parse_content_length(env.get("CONTENT_LENGTH")).ok().flatten()
+    if req.input.content_length()
+        != parse_content_length(env.get("CONTENT_LENGTH"))
+            .ok()
+            .flatten()
         && env.get("CONTENT_LENGTH").is_some_and(|v| !v.is_empty())
     {
         return Err("input length differs from CONTENT_LENGTH".into());

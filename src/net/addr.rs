@@ -73,11 +73,23 @@ mod tests {
     #[test]
     fn forms() {
         let p = |s: &str| s.parse::<ListenAddr>();
-        assert_eq!(p("unix:/run/x.sock"), Ok(ListenAddr::Unix("/run/x.sock".into())));
+        assert_eq!(
+            p("unix:/run/x.sock"),
+            Ok(ListenAddr::Unix("/run/x.sock".into()))
+        );
         assert_eq!(p("/tmp/a"), Ok(ListenAddr::Unix("/tmp/a".into())));
-        assert_eq!(p("127.0.0.1:9000"), Ok(ListenAddr::Tcp("127.0.0.1:9000".parse().unwrap())));
-        assert_eq!(p(":9000"), Ok(ListenAddr::Tcp("127.0.0.1:9000".parse().unwrap())));
-        assert_eq!(p("[::1]:9"), Ok(ListenAddr::Tcp("[::1]:9".parse().unwrap())));
+        assert_eq!(
+            p("127.0.0.1:9000"),
+            Ok(ListenAddr::Tcp("127.0.0.1:9000".parse().unwrap()))
+        );
+        assert_eq!(
+            p(":9000"),
+            Ok(ListenAddr::Tcp("127.0.0.1:9000".parse().unwrap()))
+        );
+        assert_eq!(
+            p("[::1]:9"),
+            Ok(ListenAddr::Tcp("[::1]:9".parse().unwrap()))
+        );
         assert_eq!(p("fd:0"), Ok(ListenAddr::Fd(0)));
         assert_eq!(p("systemd"), Ok(ListenAddr::Systemd));
         for bad in ["unix:rel", "fd:x", "host", "1.2.3.4:99999", ""] {

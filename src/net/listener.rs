@@ -128,7 +128,9 @@ impl Listener {
     pub fn adopt(fd: i32) -> io::Result<Listener> {
         let owned: OwnedFd = super::os::adopt_fd(fd)?;
         if !super::sys::is_listening_socket(owned.as_fd()) {
-            return Err(io::Error::other(format!("fd {fd} is not a listening socket")));
+            return Err(io::Error::other(format!(
+                "fd {fd} is not a listening socket"
+            )));
         }
         let family = getsockname::<SockaddrStorage>(std::os::fd::AsRawFd::as_raw_fd(&owned))
             .map_err(io::Error::from)?
@@ -138,7 +140,9 @@ impl Listener {
             Some(AddressFamily::Inet | AddressFamily::Inet6) => {
                 Ok(Listener::Tcp(TcpListener::from(owned)))
             }
-            _ => Err(io::Error::other(format!("fd {fd}: unsupported socket family"))),
+            _ => Err(io::Error::other(format!(
+                "fd {fd}: unsupported socket family"
+            ))),
         }
     }
 
