@@ -300,6 +300,7 @@ impl App for CgiDir {
                 sent.map(|()| Body::Empty)
             }
             Err(e) => {
+                log(req, &format!("request ended early ({e}); stopping it"));
                 let _ = run.terminate(TERM_GRACE);
                 Err(e)
             }

@@ -332,14 +332,24 @@ pub fn exchange(
             return Ok(Ending::BadReply(e.to_string()));
         }
     }
-    // Output is over: collect what is left on stderr until it ends or the script exits.
+    // Output is over: wait (bounded) for the script to exit, collecting what is left on
+    // stderr, so its last log lines are kept and its exit status is known.
     let until = (Instant::now() + lim.idle).min(total_deadline);
-    while let Some(s) = stderr.as_mut() {
+    let mut nap = Duration::from_micros(100);
+    loop {
         let exited = run.exited();
         let now = Instant::now();
         if now >= until {
             break;
         }
+        let Some(s) = stderr.as_mut() else {
+            if exited {
+                break;
+            }
+            std::thread::sleep(nap.min(until - now));
+            nap = (nap * 2).min(Duration::from_millis(10));
+            continue;
+        };
         let mut fds = [PollFd::new(s.as_fd(), PollFlags::POLLIN)];
         let wait = if exited { Duration::ZERO } else { until - now };
         match poll(&mut fds, timeout_of(wait.min(Duration::from_millis(100)))) {

@@ -188,7 +188,8 @@ fn script_filename_must_lie_inside_dir() {
     let (t, root) = tree();
     let b = t.0.to_str().unwrap();
     let f = |s: &str| format!("{b}/{s}").into_bytes();
-    let cases: Vec<(Vec<u8>, &[u8], &[u8], Outcome)> = vec![
+    type Case<'a> = (Vec<u8>, &'a [u8], &'a [u8], Outcome);
+    let cases: Vec<Case<'_>> = vec![
         (
             f("cgi/hello.sh"),
             b"/hello.sh",
