@@ -4,13 +4,13 @@
 mod support;
 
 use std::fs;
-use std::io::{self, Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt, symlink};
+use std::io::{self, Read};
+use std::os::unix::fs::{PermissionsExt, symlink};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use cgate::apps::cgi::CgiOptions;
-use cgate::gateway::{Head, MemorySink, Sink};
+use cgate::gateway::MemorySink;
 use sha2::Digest as _;
 use support::*;
 
@@ -88,63 +88,6 @@ fn binary_and_big_bodies() {
         "a 10 MiB body arrives in several chunks"
     );
     assert!(d.sink.finished && !d.sink.aborted);
-}
-
-/// Opens the script's gate FIFO once the first chunk has reached the client.
-struct GateSink {
-    inner: MemorySink,
-    gate: std::path::PathBuf,
-    opened: bool,
-}
-
-impl Sink for GateSink {
-    fn send_head(&mut self, head: &Head) -> io::Result<()> {
-        self.inner.send_head(head)
-    }
-    fn send_body(&mut self, chunk: &[u8]) -> io::Result<()> {
-        self.inner.send_body(chunk)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()?;
-        if !self.opened && !self.inner.flushes.is_empty() {
-            self.opened = true;
-            open_gate(&self.gate);
-        }
-        Ok(())
-    }
-    fn finish(&mut self) -> io::Result<()> {
-        self.inner.finish()
-    }
-    fn abort(&mut self) {
-        self.inner.abort()
-    }
-}
-
-/// Writes a line to the FIFO, waiting (bounded) for its reader.
-fn open_gate(gate: &std::path::Path) {
-    let until = Instant::now() + Duration::from_secs(20);
-    loop {
-        match fs::OpenOptions::new()
-            .write(true)
-            .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
-            .open(gate)
-        {
-            Ok(mut f) => {
-                f.write_all(b"go\n").unwrap();
-                return;
-            }
-            Err(e) if Instant::now() < until && e.raw_os_error() == Some(nix::libc::ENXIO) => {
-                std::thread::sleep(Duration::from_millis(5))
-            }
-            Err(e) => panic!("gate: {e}"),
-        }
-    }
-}
-
-fn make_gate(s: &Scripts) -> std::path::PathBuf {
-    let gate = s.0.join("gate");
-    nix::unistd::mkfifo(&gate, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
-    gate
 }
 
 #[test]
@@ -319,29 +262,6 @@ fn grandchild_holding_stdout_does_not_hold_the_response() {
         d.errors
     );
     assert_eq!(group_left_after_wait(printed_pid(&d.errors)), 0);
-}
-
-/// A client that goes away at the first body chunk.
-#[derive(Default)]
-struct GoneSink {
-    chunks: usize,
-}
-
-impl Sink for GoneSink {
-    fn send_head(&mut self, _: &Head) -> io::Result<()> {
-        Ok(())
-    }
-    fn send_body(&mut self, _: &[u8]) -> io::Result<()> {
-        self.chunks += 1;
-        Ok(())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Err(io::Error::new(io::ErrorKind::BrokenPipe, "client gone"))
-    }
-    fn finish(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-    fn abort(&mut self) {}
 }
 
 #[test]

@@ -1,8 +1,8 @@
 //! Helpers for the cgi:DIR tests: a copied script directory, requests run in process, sinks.
 
 use std::fs;
-use std::io::{self, Read};
-use std::os::unix::fs::PermissionsExt;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -246,4 +246,84 @@ pub fn group_left_after_wait(pgid: i32) -> usize {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Opens the script's gate FIFO once the first chunk has reached the client.
+pub struct GateSink {
+    pub inner: MemorySink,
+    pub gate: std::path::PathBuf,
+    pub opened: bool,
+}
+
+impl Sink for GateSink {
+    fn send_head(&mut self, head: &Head) -> io::Result<()> {
+        self.inner.send_head(head)
+    }
+    fn send_body(&mut self, chunk: &[u8]) -> io::Result<()> {
+        self.inner.send_body(chunk)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()?;
+        if !self.opened && !self.inner.flushes.is_empty() {
+            self.opened = true;
+            open_gate(&self.gate);
+        }
+        Ok(())
+    }
+    fn finish(&mut self) -> io::Result<()> {
+        self.inner.finish()
+    }
+    fn abort(&mut self) {
+        self.inner.abort()
+    }
+}
+
+/// Writes a line to the FIFO, waiting (bounded) for its reader.
+pub fn open_gate(gate: &std::path::Path) {
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        match fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+            .open(gate)
+        {
+            Ok(mut f) => {
+                f.write_all(b"go\n").unwrap();
+                return;
+            }
+            Err(e) if Instant::now() < until && e.raw_os_error() == Some(nix::libc::ENXIO) => {
+                std::thread::sleep(Duration::from_millis(5))
+            }
+            Err(e) => panic!("gate: {e}"),
+        }
+    }
+}
+
+pub fn make_gate(s: &Scripts) -> std::path::PathBuf {
+    let gate = s.0.join("gate");
+    nix::unistd::mkfifo(&gate, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    gate
+}
+
+/// A client that goes away at the first body chunk.
+#[derive(Default)]
+pub struct GoneSink {
+    pub chunks: usize,
+}
+
+impl Sink for GoneSink {
+    fn send_head(&mut self, _: &Head) -> io::Result<()> {
+        Ok(())
+    }
+    fn send_body(&mut self, _: &[u8]) -> io::Result<()> {
+        self.chunks += 1;
+        Ok(())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Err(io::Error::new(io::ErrorKind::BrokenPipe, "client gone"))
+    }
+    fn finish(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+    fn abort(&mut self) {}
 }
