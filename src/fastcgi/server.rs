@@ -18,11 +18,15 @@ use clap::Args;
 use nix::sys::signal::{SigSet, Signal};
 
 use super::connection::{Limits, ManagementValues};
-use super::responder::{ConnConfig, serve_connection};
+use super::responder::{Buffers, ConnConfig, serve_connection};
 use crate::gateway::App;
 use crate::gateway::input::DEFAULT_MAX_BODY;
 use crate::net::ListenAddr;
 use crate::net::listener::{Listener, Stream, UnixOptions};
+
+/// Threads that finished a connection stay waiting in `accept()` while fewer than this many
+/// (or `--workers`, if larger) already wait, so bursts of new connections reuse threads.
+const MAX_SPARE_THREADS: usize = 64;
 
 /// Stack size of connection threads: 512 KiB of address space; only touched pages cost memory.
 const STACK_SIZE: usize = 512 * 1024;
@@ -135,6 +139,7 @@ fn spawn_acceptor(sh: &Arc<Shared>) {
 
 fn acceptor(sh: Arc<Shared>) {
     let mut last_err = None::<Instant>;
+    let mut buffers = Buffers::default();
     while !sh.stopping.load(SeqCst) {
         sh.waiting.fetch_add(1, SeqCst);
         let accepted = sh.listener.accept();
@@ -170,16 +175,16 @@ fn acceptor(sh: Arc<Shared>) {
             );
             continue;
         }
-        serve(&sh, stream);
+        serve(&sh, stream, &mut buffers);
         sh.active.fetch_sub(1, SeqCst);
-        if sh.waiting.load(SeqCst) >= sh.workers {
+        if sh.waiting.load(SeqCst) >= sh.workers.max(MAX_SPARE_THREADS) {
             break;
         }
     }
     sh.threads.fetch_sub(1, SeqCst);
 }
 
-fn serve(sh: &Shared, stream: Stream) {
+fn serve(sh: &Shared, stream: Stream, buffers: &mut Buffers) {
     let id = sh.next_id.fetch_add(1, SeqCst);
     let slot = Arc::new(Slot {
         stream: Arc::new(stream),
@@ -191,7 +196,7 @@ fn serve(sh: &Shared, stream: Stream) {
     let idle = |on: bool| slot.idle.store(on, SeqCst);
     let stop = || sh.stopping.load(SeqCst);
     if !stop() {
-        serve_connection(&slot.stream, &*sh.app, &sh.cfg, &idle, &stop);
+        serve_connection(&slot.stream, &*sh.app, &sh.cfg, buffers, &idle, &stop);
     }
     if let Ok(mut m) = sh.conns.lock() {
         m.remove(&id);

@@ -55,10 +55,13 @@ impl GatewayFacts {
 #[derive(Debug, Clone)]
 pub struct Environ {
     buf: Vec<u8>,
-    vars: Vec<(Range<usize>, Range<usize>)>,
+    vars: VarIndex,
     /// Facts about the gateway that produced this request.
     pub gateway: GatewayFacts,
 }
+
+/// `(name, value)` byte ranges into an environ's buffer.
+pub type VarIndex = Vec<(Range<usize>, Range<usize>)>;
 
 /// The one variable name that is dropped on the way in (CVE-2016-5385 family).
 pub const HTTPOXY: &[u8] = b"HTTP_PROXY";
@@ -78,7 +81,7 @@ impl Environ {
     /// outside the buffer and `HTTP_PROXY` are dropped.
     pub fn from_indexed(
         buf: Vec<u8>,
-        pairs: Vec<(Range<usize>, Range<usize>)>,
+        pairs: VarIndex,
         gateway: GatewayFacts,
     ) -> Self {
         let mut env = Environ {
@@ -99,6 +102,13 @@ impl Environ {
             env.vars.push((n, v));
         }
         env
+    }
+
+    /// Gives back the buffer and the index (emptied) so a gateway can reuse their memory.
+    pub fn into_parts(mut self) -> (Vec<u8>, VarIndex) {
+        self.buf.clear();
+        self.vars.clear();
+        (self.buf, self.vars)
     }
 
     fn position(&self, name: &[u8]) -> Option<usize> {

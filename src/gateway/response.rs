@@ -168,7 +168,7 @@ impl<'s> Response<'s> {
             }
             State::Pending => {
                 self.state = State::Pending;
-                return Err(io::Error::other("body written before start()"));
+                return Err(io::Error::other("body written without calling start()"));
             }
             State::Invalid(e) => {
                 self.state = State::Invalid(e.clone());

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# The project's one test command: installs the web servers the integration tests drive
+# (when missing), then runs format, lint, unit, integration and doc tests. Fails on any failure.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# Programs the end-to-end tests run, and the Debian packages that provide them.
+need_packages=()
+have() {
+    command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/local/sbin/$1" ]
+}
+have nginx || need_packages+=(nginx)
+{ have apache2 && [ -f /usr/lib/apache2/modules/mod_proxy_fcgi.so ]; } || need_packages+=(apache2)
+have spawn-fcgi || need_packages+=(spawn-fcgi)
+have fcgiwrap || need_packages+=(fcgiwrap)
+have curl || need_packages+=(curl)
+
+if [ "${#need_packages[@]}" -gt 0 ]; then
+    echo "== installing ${need_packages[*]}"
+    sudo_cmd=()
+    if [ "$(id -u)" -ne 0 ]; then
+        sudo_cmd=(sudo)
+    fi
+    # Keep the packages' own services from starting (port 80): tests run their own servers
+    # with their own configs and ports. Debian's invoke-rc.d honours policy-rc.d exit 101.
+    added_policy=""
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' | "${sudo_cmd[@]}" tee /usr/sbin/policy-rc.d >/dev/null
+        "${sudo_cmd[@]}" chmod 0755 /usr/sbin/policy-rc.d
+        added_policy=yes
+    fi
+    remove_policy() {
+        if [ -n "$added_policy" ]; then
+            "${sudo_cmd[@]}" rm -f /usr/sbin/policy-rc.d
+        fi
+    }
+    trap remove_policy EXIT
+    export DEBIAN_FRONTEND=noninteractive
+    "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update </dev/null
+    "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+        "${need_packages[@]}" </dev/null
+    remove_policy
+    trap - EXIT
+    # Where a service manager did start them anyway, stop them: nothing of ours uses them.
+    if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+        for svc in nginx apache2 fcgiwrap; do
+            "${sudo_cmd[@]}" systemctl stop "$svc" "$svc.socket" >/dev/null 2>&1 || true
+        done
+    fi
+fi
+
+# rustfmt and clippy (a minimal rustup profile has neither).
+if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+    echo "== adding rustfmt and clippy"
+    rustup component add rustfmt clippy
+fi
+
+echo "== cargo fmt --check"
+cargo fmt --all --check
+echo "== cargo clippy"
+cargo clippy --all-targets -- -D warnings
+# Doc tests first, so the last summary printed is the one of the full test run.
+echo "== cargo test --doc"
+cargo test --doc
+echo "== cargo test --all-targets"
+cargo test --all-targets

@@ -1,0 +1,156 @@
+//! `Apache` guard: a real apache2 (mpm_event, cgid, proxy_fcgi) on 127.0.0.1 with its own minimal config in a temp dir.
+
+use super::procs::{Proc, Ready, server_command};
+use super::{TempDir, find_program, free_port, is_root, read_log};
+use nix::sys::signal::Signal;
+use std::path::{Path, PathBuf};
+
+/// Where Debian keeps the loadable modules.
+pub const MODULE_DIR: &str = "/usr/lib/apache2/modules";
+
+/// Modules loaded by every test server (name, file).
+const MODULES: &[(&str, &str)] = &[
+    ("mpm_event_module", "mod_mpm_event.so"),
+    ("authz_core_module", "mod_authz_core.so"),
+    ("mime_module", "mod_mime.so"),
+    ("cgid_module", "mod_cgid.so"),
+    ("alias_module", "mod_alias.so"),
+    ("env_module", "mod_env.so"),
+    ("setenvif_module", "mod_setenvif.so"),
+    ("headers_module", "mod_headers.so"),
+    ("proxy_module", "mod_proxy.so"),
+    ("proxy_fcgi_module", "mod_proxy_fcgi.so"),
+];
+
+/// A running apache2 parent (with its children), stopped by PID on drop.
+pub struct Apache {
+    proc: Proc,
+    port: u16,
+    dir: TempDir,
+}
+
+fn main_conf(dir: &Path, port: u16, snippet: &str) -> String {
+    let d = dir.display();
+    let mut s = format!(
+        "ServerRoot \"{d}\"
+ServerName 127.0.0.1
+Listen 127.0.0.1:{port}
+PidFile \"{d}/apache.pid\"
+DefaultRuntimeDir \"{d}/run\"
+Mutex file:{d}/run default
+ErrorLog \"{d}/error.log\"
+LogLevel info
+"
+    );
+    for (name, file) in MODULES {
+        s.push_str(&format!("LoadModule {name} {MODULE_DIR}/{file}\n"));
+    }
+    if is_root() {
+        s.push_str("User www-data\nGroup www-data\n");
+    }
+    s.push_str(&format!(
+        "StartServers 1
+ServerLimit 2
+ThreadsPerChild 16
+MaxRequestWorkers 32
+MinSpareThreads 1
+MaxSpareThreads 32
+ScriptSock \"{d}/run/cgid.sock\"
+TypesConfig /dev/null
+AddType text/html .html
+AddType text/plain .txt
+LogFormat \"%h %l %u %t \\\"%r\\\" %>s %b\" common
+CustomLog \"{d}/access.log\" common
+DocumentRoot \"{d}/htdocs\"
+<Directory />
+    AllowOverride None
+    Require all denied
+</Directory>
+<Directory \"{d}/htdocs\">
+    Require all granted
+</Directory>
+{snippet}
+"
+    ));
+    s
+}
+
+impl Apache {
+    /// Starts apache2 (`apache2 -f CONF -DFOREGROUND`) with `snippet` appended to the main
+    /// config. Waits until the pid file exists and the port accepts. Panics, with the error
+    /// log, when apache2 or its modules are missing or it fails to start.
+    pub fn start(snippet: &str) -> Apache {
+        let bin = find_program("apache2");
+        assert!(
+            Path::new(MODULE_DIR).join("mod_proxy_fcgi.so").is_file(),
+            "apache2 modules not found in {MODULE_DIR}; `bash scripts/test.sh` installs apache2"
+        );
+        let mut last_err = String::new();
+        for _attempt in 0..3 {
+            let dir = TempDir::new("apache");
+            dir.subdir("htdocs");
+            dir.subdir("run");
+            let port = free_port();
+            let conf = dir.join("apache2.conf");
+            std::fs::write(&conf, main_conf(dir.path(), port, snippet))
+                .expect("write apache2.conf");
+            let mut cmd = server_command(&bin);
+            cmd.arg("-f").arg(&conf).arg("-DFOREGROUND");
+            let mut proc = Proc::spawn(
+                "apache2",
+                &mut cmd,
+                &dir.join("stderr.log"),
+                Signal::SIGTERM,
+            );
+            proc.add_log(dir.join("error.log"));
+            proc.add_log(conf.clone());
+            match proc.try_wait_ready(&[Ready::Path(dir.join("apache.pid")), Ready::Tcp(port)]) {
+                Ok(()) => return Apache { proc, port, dir },
+                Err(e) => {
+                    let retry = e.contains("Address already in use");
+                    last_err = e;
+                    let _ = proc.stop();
+                    if !retry {
+                        break;
+                    }
+                }
+            }
+        }
+        panic!("apache2 did not start:\n{last_err}");
+    }
+
+    /// The port it listens on (127.0.0.1).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The ServerRoot (config, logs, run files).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The DocumentRoot.
+    pub fn docroot(&self) -> PathBuf {
+        self.dir.join("htdocs")
+    }
+
+    /// The error log so far.
+    pub fn error_log(&self) -> String {
+        read_log(&self.dir.join("error.log"))
+    }
+
+    /// PID of the parent process.
+    pub fn pid(&self) -> nix::unistd::Pid {
+        self.proc.pid()
+    }
+
+    /// Prints output, error log and config to stderr.
+    pub fn dump_logs(&self) {
+        self.proc.dump_logs();
+    }
+
+    /// Stops apache2 now (SIGTERM to the parent, SIGKILL to the group after a grace).
+    pub fn stop(&mut self) {
+        self.proc.stop();
+    }
+}
