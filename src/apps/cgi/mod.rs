@@ -307,3 +307,51 @@ impl App for CgiDir {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build(options: CgiOptions) -> io::Result<CgiDir> {
+        CgiDir::new(std::env::temp_dir(), options)
+    }
+
+    #[test]
+    fn options_are_checked() {
+        let bad = [
+            CgiOptions {
+                max_concurrent: 0,
+                ..CgiOptions::default()
+            },
+            CgiOptions {
+                idle_timeout: Duration::ZERO,
+                ..CgiOptions::default()
+            },
+            CgiOptions {
+                pass_env: vec!["BAD-NAME".into()],
+                ..CgiOptions::default()
+            },
+            CgiOptions {
+                extensions: Some(vec!["tar.gz".into()]),
+                ..CgiOptions::default()
+            },
+            CgiOptions {
+                extensions: Some(vec![".".into()]),
+                ..CgiOptions::default()
+            },
+        ];
+        for o in bad {
+            let e = build(o.clone()).err().map(|e| e.kind());
+            assert_eq!(e, Some(io::ErrorKind::InvalidInput), "{o:?}");
+        }
+        let app = build(CgiOptions {
+            extensions: Some(vec![".cgi".into(), "sh".into()]),
+            ..CgiOptions::default()
+        })
+        .unwrap();
+        let exts = app.options().extensions.clone();
+        assert_eq!(exts, Some(vec!["cgi".to_owned(), "sh".to_owned()]));
+        assert!(CgiDir::new("/nonexistent/cgate".into(), CgiOptions::default()).is_err());
+        assert!(CgiDir::new("/etc/hostname".into(), CgiOptions::default()).is_err());
+    }
+}
