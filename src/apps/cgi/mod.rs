@@ -8,7 +8,7 @@
 //!    world-writable directory, extension not allowed);
 //! 3. runs it directly (never through a shell) with argv = its path, its directory as
 //!    working directory, a process group of its own, only fds 0-2 and a clean environment
-//!    ([`env`]);
+//!    ([`mod@env`]);
 //! 4. exchanges data full-duplex ([`pump`]): the body streams to stdin while stdout streams
 //!    to the client chunk by chunk and stderr goes to the error log (bounded);
 //! 5. answers 502 for a refused reply head ([`crate::cgi::reply`], then the gateway's header
