@@ -1,6 +1,7 @@
 //! Built-in apps and the SPEC syntax that names them (`hello`, `echo`, `bytes:N`, `cgi:DIR`).
 
 pub mod bytes;
+pub mod cgi;
 pub mod echo;
 pub mod hello;
 

@@ -79,11 +79,7 @@ impl Environ {
     /// Builds an environ from a buffer and an index of `(name, value)` ranges into it, as the
     /// FastCGI params decoder produces them, without copying. Later duplicates win; ranges
     /// outside the buffer and `HTTP_PROXY` are dropped.
-    pub fn from_indexed(
-        buf: Vec<u8>,
-        pairs: VarIndex,
-        gateway: GatewayFacts,
-    ) -> Self {
+    pub fn from_indexed(buf: Vec<u8>, pairs: VarIndex, gateway: GatewayFacts) -> Self {
         let mut env = Environ {
             buf,
             vars: Vec::with_capacity(pairs.len()),

@@ -1,0 +1,148 @@
+//! One running script: spawned directly in its own process group, always killed and reaped.
+
+use std::ffi::OsString;
+use std::io;
+use std::os::fd::AsFd;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::fcntl::{FcntlArg, OFlag, fcntl};
+use nix::sys::signal::{Signal, killpg};
+use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
+use nix::unistd::Pid;
+
+/// How long a script's process group has between SIGTERM and SIGKILL: 2 s.
+pub const TERM_GRACE: Duration = Duration::from_secs(2);
+
+/// A spawned script. Dropping it kills whatever is left of its process group (SIGKILL) and
+/// reaps the script, so no path (error, panic, client abort) leaves a zombie or a stray
+/// process of the group behind.
+pub struct Running {
+    child: Child,
+    pgid: Pid,
+    status: Option<ExitStatus>,
+}
+
+/// The script's three pipes, non-blocking.
+pub struct Pipes {
+    /// Its stdin (the request body goes here).
+    pub stdin: Option<ChildStdin>,
+    /// Its stdout (the reply).
+    pub stdout: Option<ChildStdout>,
+    /// Its stderr (to the error log).
+    pub stderr: Option<ChildStderr>,
+}
+
+fn nonblocking(fd: impl AsFd) -> io::Result<()> {
+    let flags = fcntl(fd.as_fd(), FcntlArg::F_GETFL).map_err(io::Error::from)?;
+    let flags = OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK;
+    fcntl(fd.as_fd(), FcntlArg::F_SETFL(flags)).map_err(io::Error::from)?;
+    Ok(())
+}
+
+impl Running {
+    /// Runs `program` directly (no shell) with argv = its path only, in `cwd`, in a new
+    /// process group, with exactly `env` and pipes on fds 0, 1 and 2 (everything else the
+    /// process opens is close-on-exec).
+    pub fn spawn(
+        program: &std::path::Path,
+        cwd: &std::path::Path,
+        env: Vec<(OsString, OsString)>,
+    ) -> io::Result<(Running, Pipes)> {
+        let mut child = Command::new(program)
+            .current_dir(cwd)
+            .env_clear()
+            .envs(env)
+            .process_group(0)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let pgid = i32::try_from(child.id()).map(Pid::from_raw);
+        let pipes = Pipes {
+            stdin: child.stdin.take(),
+            stdout: child.stdout.take(),
+            stderr: child.stderr.take(),
+        };
+        let Ok(pgid) = pgid else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(io::Error::other("child pid out of range"));
+        };
+        let running = Running {
+            child,
+            pgid,
+            status: None,
+        };
+        for r in [
+            pipes.stdin.as_ref().map(nonblocking),
+            pipes.stdout.as_ref().map(nonblocking),
+            pipes.stderr.as_ref().map(nonblocking),
+        ] {
+            r.unwrap_or_else(|| Err(io::Error::other("missing child pipe")))?;
+        }
+        Ok((running, pipes))
+    }
+
+    /// The script's process id (also its process group id).
+    pub fn pid(&self) -> i32 {
+        self.pgid.as_raw()
+    }
+
+    /// `true` once the script itself has exited (it is not reaped by this check).
+    pub fn exited(&self) -> bool {
+        if self.status.is_some() {
+            return true;
+        }
+        let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+        !matches!(
+            waitid(Id::Pid(self.pgid), flags),
+            Ok(WaitStatus::StillAlive)
+        )
+    }
+
+    /// Kills what is left of the process group and reaps the script, whose exit is known.
+    /// The unreaped script keeps the group id from being reused until then.
+    pub fn finish(&mut self) -> io::Result<ExitStatus> {
+        if let Some(s) = self.status {
+            return Ok(s);
+        }
+        let _ = killpg(self.pgid, Signal::SIGKILL);
+        let s = self.child.wait()?;
+        self.status = Some(s);
+        Ok(s)
+    }
+
+    /// Stops a script that is still running: SIGTERM to its group, up to `grace` for the
+    /// script to exit, then SIGKILL to the group; reaps it.
+    pub fn terminate(&mut self, grace: Duration) -> io::Result<ExitStatus> {
+        if self.status.is_none() {
+            let _ = killpg(self.pgid, Signal::SIGTERM);
+            let until = Instant::now() + grace;
+            while !self.exited() && Instant::now() < until {
+                thread::sleep(Duration::from_millis(10));
+            }
+        }
+        self.finish()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.finish();
+    }
+}
+
+/// A short description of an exit status for the log.
+pub fn describe(status: ExitStatus) -> String {
+    match (status.code(), status.signal()) {
+        (Some(c), _) => format!("exited with status {c}"),
+        (None, Some(s)) => match Signal::try_from(s) {
+            Ok(sig) => format!("killed by {sig}"),
+            Err(_) => format!("killed by signal {s}"),
+        },
+        _ => "ended".to_owned(),
+    }
+}

@@ -1,0 +1,329 @@
+//! Helpers for the cgi:DIR tests: a copied script directory, requests run in process, sinks.
+
+use std::fs;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use cgate::apps::cgi::{CgiDir, CgiOptions};
+use cgate::gateway::{
+    BodyLength, Environ, GatewayFacts, GatewayKind, Head, Input, MemorySink, Outcome, Request,
+    Sink, run_app,
+};
+use sha2::{Digest, Sha256};
+
+/// A temporary copy of tests/cgi-scripts with every script made 0755; removed on drop.
+pub struct Scripts(pub PathBuf);
+
+impl Scripts {
+    pub fn new() -> Scripts {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "cgate-cgi-dir-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cgi-scripts");
+        for entry in fs::read_dir(src).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "sh") {
+                let to = dir.join(path.file_name().unwrap());
+                fs::copy(&path, &to).unwrap();
+                fs::set_permissions(&to, fs::Permissions::from_mode(0o755)).unwrap();
+            }
+        }
+        Scripts(dir)
+    }
+
+    pub fn app(&self, options: CgiOptions) -> CgiDir {
+        CgiDir::new(self.0.clone(), options).unwrap()
+    }
+}
+
+impl Drop for Scripts {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// What one request produced.
+pub struct Done<S> {
+    pub outcome: Outcome,
+    pub sink: S,
+    pub errors: String,
+}
+
+impl Done<MemorySink> {
+    pub fn status(&self) -> &str {
+        self.sink.head.as_ref().map_or("", Head::status)
+    }
+
+    pub fn headers(&self) -> Vec<(String, String)> {
+        headers(self.sink.head.as_ref().unwrap())
+    }
+}
+
+pub fn headers(head: &Head) -> Vec<(String, String)> {
+    head.headers
+        .iter()
+        .map(|h| {
+            (
+                h.name.clone(),
+                String::from_utf8_lossy(&h.value).into_owned(),
+            )
+        })
+        .collect()
+}
+
+pub fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter()
+        .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+pub fn environ(vars: &[(&str, &[u8])]) -> Environ {
+    let mut e = Environ::new(GatewayFacts {
+        kind: GatewayKind::Local,
+        https: false,
+        multithread: true,
+        multiprocess: false,
+        run_once: false,
+    });
+    e.set("REQUEST_METHOD", "GET");
+    e.set("SCRIPT_NAME", "");
+    for (n, v) in vars {
+        e.set(n, v);
+    }
+    e
+}
+
+/// Runs one request with `body` of `len` bytes (CONTENT_LENGTH set when `len > 0`).
+pub fn run_with<S: Sink>(
+    app: &CgiDir,
+    mut env: Environ,
+    body: &mut dyn Read,
+    len: u64,
+    mut sink: S,
+) -> Done<S> {
+    if len > 0 {
+        env.set("REQUEST_METHOD", "POST");
+        env.set("CONTENT_LENGTH", len.to_string());
+    }
+    let mut errors = Vec::new();
+    let outcome = {
+        let mut req = Request::new(env, Input::new(body, BodyLength::Exact(len)), &mut errors);
+        run_app(app, &mut req, &mut sink)
+    };
+    Done {
+        outcome,
+        sink,
+        errors: String::from_utf8_lossy(&errors).into_owned(),
+    }
+}
+
+/// GET `path_info` (with an optional query string) into a [`MemorySink`].
+pub fn get(app: &CgiDir, path_info: &str, query: &str) -> Done<MemorySink> {
+    let env = environ(&[
+        ("PATH_INFO", path_info.as_bytes()),
+        ("QUERY_STRING", query.as_bytes()),
+    ]);
+    run_with(app, env, &mut io::empty(), 0, MemorySink::default())
+}
+
+pub fn sha256(data: &[u8]) -> Vec<u8> {
+    Sha256::digest(data).to_vec()
+}
+
+/// A deterministic body of `left` bytes produced on the fly.
+pub struct Pattern {
+    pub left: u64,
+    pub pos: u64,
+}
+
+impl Pattern {
+    pub fn new(len: u64) -> Pattern {
+        Pattern { left: len, pos: 0 }
+    }
+
+    pub fn sha256(len: u64) -> Vec<u8> {
+        let mut p = Pattern::new(len);
+        let mut h = Sha256::new();
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = p.read(&mut buf).unwrap();
+            if n == 0 {
+                return h.finalize().to_vec();
+            }
+            h.update(&buf[..n]);
+        }
+    }
+}
+
+impl Read for Pattern {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        for b in &mut buf[..n] {
+            *b = (self.pos.wrapping_mul(31) % 251) as u8;
+            self.pos += 1;
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+/// A sink that keeps only the head, a running hash and the byte count of the body.
+#[derive(Default)]
+pub struct HashSink {
+    pub head: Option<Head>,
+    pub hash: Sha256,
+    pub len: u64,
+    pub finished: bool,
+}
+
+impl Sink for HashSink {
+    fn send_head(&mut self, head: &Head) -> io::Result<()> {
+        self.head = Some(head.clone());
+        Ok(())
+    }
+    fn send_body(&mut self, chunk: &[u8]) -> io::Result<()> {
+        self.hash.update(chunk);
+        self.len += chunk.len() as u64;
+        Ok(())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+    fn finish(&mut self) -> io::Result<()> {
+        self.finished = true;
+        Ok(())
+    }
+    fn abort(&mut self) {}
+}
+
+/// The script pid the runner logged as `(pid N)`.
+pub fn printed_pid(errors: &str) -> i32 {
+    let at = errors.find("(pid ").expect("the runner logged the pid") + 5;
+    let digits: String = errors[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().unwrap()
+}
+
+/// Live (non-zombie) processes whose process group is `pgid`, from /proc.
+pub fn live_in_group(pgid: i32) -> usize {
+    let mut n = 0;
+    for entry in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let Some(after) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+            continue;
+        };
+        let f: Vec<&str> = after.split_whitespace().collect();
+        // after the command: state, ppid, pgrp
+        if f.len() > 2 && f[2] == pgid.to_string() && f[0] != "Z" && f[0] != "X" {
+            n += 1;
+        }
+    }
+    n
+}
+
+/// Waits (bounded) until no live process is left in the group; answers how many are left.
+pub fn group_left_after_wait(pgid: i32) -> usize {
+    let until = Instant::now() + Duration::from_secs(5);
+    loop {
+        let n = live_in_group(pgid);
+        if n == 0 || Instant::now() >= until {
+            return n;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Opens the script's gate FIFO once the first chunk has reached the client.
+pub struct GateSink {
+    pub inner: MemorySink,
+    pub gate: std::path::PathBuf,
+    pub opened: bool,
+}
+
+impl Sink for GateSink {
+    fn send_head(&mut self, head: &Head) -> io::Result<()> {
+        self.inner.send_head(head)
+    }
+    fn send_body(&mut self, chunk: &[u8]) -> io::Result<()> {
+        self.inner.send_body(chunk)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()?;
+        if !self.opened && !self.inner.flushes.is_empty() {
+            self.opened = true;
+            open_gate(&self.gate);
+        }
+        Ok(())
+    }
+    fn finish(&mut self) -> io::Result<()> {
+        self.inner.finish()
+    }
+    fn abort(&mut self) {
+        self.inner.abort()
+    }
+}
+
+/// Writes a line to the FIFO, waiting (bounded) for its reader.
+pub fn open_gate(gate: &std::path::Path) {
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        match fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+            .open(gate)
+        {
+            Ok(mut f) => {
+                f.write_all(b"go\n").unwrap();
+                return;
+            }
+            Err(e) if Instant::now() < until && e.raw_os_error() == Some(nix::libc::ENXIO) => {
+                std::thread::sleep(Duration::from_millis(5))
+            }
+            Err(e) => panic!("gate: {e}"),
+        }
+    }
+}
+
+pub fn make_gate(s: &Scripts) -> std::path::PathBuf {
+    let gate = s.0.join("gate");
+    nix::unistd::mkfifo(&gate, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    gate
+}
+
+/// A client that goes away at the first body chunk.
+#[derive(Default)]
+pub struct GoneSink {
+    pub chunks: usize,
+}
+
+impl Sink for GoneSink {
+    fn send_head(&mut self, _: &Head) -> io::Result<()> {
+        Ok(())
+    }
+    fn send_body(&mut self, _: &[u8]) -> io::Result<()> {
+        self.chunks += 1;
+        Ok(())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Err(io::Error::new(io::ErrorKind::BrokenPipe, "client gone"))
+    }
+    fn finish(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+    fn abort(&mut self) {}
+}
