@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::apps::from_spec;
+use crate::apps::from_spec_with;
 use crate::gateway::App;
 use crate::local::LocalRequest;
 use crate::middleware::{Gzip, Router};
@@ -34,7 +34,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Serve one CGI request from the environment and stdin (RFC 3875).
-    Cgi(CgiArgs),
+    Cgi(CgiCmdArgs),
     /// Run a FastCGI responder on a socket.
     Fastcgi(FastCgiArgs),
     /// Run the app once on a request built from arguments and print the CGI response.
@@ -53,10 +53,57 @@ struct AppArgs {
     /// Gzip responses for clients that accept it.
     #[arg(long, global = true)]
     gzip: bool,
+    #[command(flatten)]
+    cgi: CgiArgs,
+}
+
+/// Options of the `cgi:DIR` script runner.
+#[derive(Args, Debug, Clone)]
+struct CgiArgs {
+    /// cgi:DIR: seconds a script may run in total (default 60).
+    #[arg(long, value_name = "SECS", default_value_t = 60, global = true)]
+    cgi_timeout: u64,
+    /// cgi:DIR: seconds a script may go without output (default 30).
+    #[arg(long, value_name = "SECS", default_value_t = 30, global = true)]
+    cgi_idle_timeout: u64,
+    /// cgi:DIR: scripts running at once; more get 503 (default 64).
+    #[arg(long, value_name = "N", default_value_t = 64, global = true)]
+    cgi_max_scripts: usize,
+    /// cgi:DIR: pass this variable of cgate's own environment to scripts (repeatable).
+    #[arg(long, value_name = "NAME", global = true)]
+    pass_env: Vec<String>,
+    /// cgi:DIR: only run scripts with this extension (repeatable, e.g. --cgi-ext cgi).
+    #[arg(long, value_name = "EXT", global = true)]
+    cgi_ext: Vec<String>,
+}
+
+impl Default for CgiArgs {
+    fn default() -> Self {
+        CgiArgs {
+            cgi_timeout: 60,
+            cgi_idle_timeout: 30,
+            cgi_max_scripts: 64,
+            pass_env: Vec::new(),
+            cgi_ext: Vec::new(),
+        }
+    }
+}
+
+impl CgiArgs {
+    fn options(&self) -> crate::apps::cgi::CgiOptions {
+        crate::apps::cgi::CgiOptions {
+            total_timeout: std::time::Duration::from_secs(self.cgi_timeout),
+            idle_timeout: std::time::Duration::from_secs(self.cgi_idle_timeout),
+            max_concurrent: self.cgi_max_scripts,
+            pass_env: self.pass_env.clone(),
+            extensions: (!self.cgi_ext.is_empty()).then(|| self.cgi_ext.clone()),
+            ..Default::default()
+        }
+    }
 }
 
 #[derive(Args, Debug)]
-struct CgiArgs {}
+struct CgiCmdArgs {}
 
 #[derive(Args, Debug)]
 struct FastCgiArgs {
@@ -83,6 +130,8 @@ struct RequestArgs {
 }
 
 fn build_app(args: &AppArgs, custom: Option<Arc<dyn App>>) -> Result<Arc<dyn App>, String> {
+    let cgi = args.cgi.options();
+    let from_spec = |spec: &str| from_spec_with(spec, &cgi);
     let base: Option<Arc<dyn App>> = match (custom, &args.app) {
         (Some(app), _) => Some(app),
         (None, Some(spec)) => Some(from_spec(spec).map_err(|e| e.to_string())?),

@@ -25,8 +25,17 @@ pub enum SpecError {
     },
 }
 
-/// Builds the app a SPEC names: `hello`, `echo`, `bytes:N` or `cgi:DIR`.
+/// Builds the app a SPEC names: `hello`, `echo`, `bytes:N` or `cgi:DIR` (with default
+/// script-runner options).
 pub fn from_spec(spec: &str) -> Result<Arc<dyn App>, SpecError> {
+    from_spec_with(spec, &cgi::CgiOptions::default())
+}
+
+/// Like [`from_spec`], with the options `cgi:DIR` runs scripts with.
+pub fn from_spec_with(
+    spec: &str,
+    cgi_options: &cgi::CgiOptions,
+) -> Result<Arc<dyn App>, SpecError> {
     let invalid = |why: String| SpecError::Invalid {
         spec: spec.to_owned(),
         why,
@@ -42,6 +51,9 @@ pub fn from_spec(spec: &str) -> Result<Arc<dyn App>, SpecError> {
                 .map(|a| Arc::new(a) as Arc<dyn App>)
                 .ok_or_else(|| invalid(format!("N must be at most {}", bytes::MAX_BYTES)))
         }
+        Some(("cgi", dir)) if !dir.is_empty() => cgi::CgiDir::new(dir.into(), cgi_options.clone())
+            .map(|a| Arc::new(a) as Arc<dyn App>)
+            .map_err(|e| invalid(e.to_string())),
         _ => Err(SpecError::Unknown(spec.to_owned())),
     }
 }
