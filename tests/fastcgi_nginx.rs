@@ -123,6 +123,10 @@ fn echo_gets_bodies_of_0_1mib_and_64mib_exactly_with_get_and_post() {
             assert_eq!(env["CONTENT_LENGTH"], len.to_string().as_str());
             assert_eq!(env["CONTENT_TYPE"], "application/octet-stream");
             assert_eq!(env["PATH_INFO"], "/upload");
+            // nginx also passes Content-Type/Length as HTTP_* params; PEP 3333 keeps those
+            // copies out of the environ.
+            assert_eq!(env.get("HTTP_CONTENT_TYPE"), None, "{env}");
+            assert_eq!(env.get("HTTP_CONTENT_LENGTH"), None, "{env}");
         }
     }
     site.assert_backend_alive();
