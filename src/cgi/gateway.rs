@@ -6,6 +6,7 @@ use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 
+use crate::gateway::environ::DROPPED_ON_INPUT;
 use crate::gateway::{
     App, BodyLength, CgiSink, Environ, GatewayFacts, GatewayKind, Input, Request, Sink,
     parse_content_length, run_app,
@@ -23,11 +24,14 @@ pub const CGI_FACTS: GatewayFacts = GatewayFacts {
     run_once: true,
 };
 
-/// Builds the environ from environment variables (later duplicates win, HTTP_PROXY dropped).
+/// Builds the environ from environment variables (later duplicates win; the names in
+/// [`DROPPED_ON_INPUT`] are dropped).
 pub fn environ_from_vars(vars: impl IntoIterator<Item = (OsString, OsString)>) -> Environ {
     let mut env = Environ::new(CGI_FACTS);
     for (n, v) in vars {
-        env.set(n.as_bytes(), v.as_bytes());
+        if !DROPPED_ON_INPUT.contains(&n.as_bytes()) {
+            env.set(n.as_bytes(), v.as_bytes());
+        }
     }
     env.gateway.https = env.detect_https();
     env
@@ -88,4 +92,23 @@ pub fn run(app: &dyn App) -> i32 {
     };
     let mut stderr = io::stderr().lock();
     serve(app, env, &mut stdin, &mut stdout, &mut stderr)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn environ_from_vars_drops_httpoxy_and_http_content_copies() {
+        let vars = [
+            ("HTTP_PROXY", "evil"),
+            ("HTTP_CONTENT_TYPE", "a/b"),
+            ("HTTP_CONTENT_LENGTH", "3"),
+            ("CONTENT_TYPE", "a/b"),
+        ]
+        .map(|(n, v)| (OsString::from(n), OsString::from(v)));
+        let env = environ_from_vars(vars);
+        let all: Vec<_> = env.iter().collect();
+        assert_eq!(all, vec![(&b"CONTENT_TYPE"[..], &b"a/b"[..])]);
+    }
 }

@@ -66,6 +66,12 @@ pub type VarIndex = Vec<(Range<usize>, Range<usize>)>;
 /// The one variable name that is dropped on the way in (CVE-2016-5385 family).
 pub const HTTPOXY: &[u8] = b"HTTP_PROXY";
 
+/// Names a gateway drops from what the web server hands over: `HTTP_PROXY` (httpoxy), and
+/// the `Content-Type` / `Content-Length` headers as `HTTP_*` copies (nginx passes every
+/// header that way), which PEP 3333 keeps out of the environ: the body's type and length
+/// are `CONTENT_TYPE` and `CONTENT_LENGTH` only.
+pub const DROPPED_ON_INPUT: &[&[u8]] = &[HTTPOXY, b"HTTP_CONTENT_TYPE", b"HTTP_CONTENT_LENGTH"];
+
 impl Environ {
     /// An empty environ for the given gateway facts.
     pub fn new(gateway: GatewayFacts) -> Self {
@@ -78,7 +84,7 @@ impl Environ {
 
     /// Builds an environ from a buffer and an index of `(name, value)` ranges into it, as the
     /// FastCGI params decoder produces them, without copying. Later duplicates win; ranges
-    /// outside the buffer and `HTTP_PROXY` are dropped.
+    /// outside the buffer and the names in [`DROPPED_ON_INPUT`] are dropped.
     pub fn from_indexed(buf: Vec<u8>, pairs: VarIndex, gateway: GatewayFacts) -> Self {
         let mut env = Environ {
             buf,
@@ -89,7 +95,7 @@ impl Environ {
             let (Some(name), Some(_)) = (env.buf.get(n.clone()), env.buf.get(v.clone())) else {
                 continue;
             };
-            if name == HTTPOXY {
+            if DROPPED_ON_INPUT.contains(&name) {
                 continue;
             }
             if let Some(i) = env.position(name) {
@@ -239,6 +245,15 @@ mod tests {
         let e = Environ::from_indexed(buf, pairs, facts());
         let all: Vec<_> = e.iter().collect();
         assert_eq!(all, vec![(&b"B"[..], &b"y"[..]), (&b"A"[..], &b"z"[..])]);
+    }
+
+    #[test]
+    fn from_indexed_drops_http_content_copies() {
+        let buf = b"HTTP_CONTENT_TYPEtHTTP_CONTENT_LENGTH5CONTENT_LENGTH5".to_vec();
+        let pairs = vec![(0..17, 17..18), (18..37, 37..38), (38..52, 52..53)];
+        let e = Environ::from_indexed(buf, pairs, facts());
+        let all: Vec<_> = e.iter().collect();
+        assert_eq!(all, vec![(&b"CONTENT_LENGTH"[..], &b"5"[..])]);
     }
 
     #[test]
