@@ -15,6 +15,7 @@ have nginx || need_packages+=(nginx)
 have spawn-fcgi || need_packages+=(spawn-fcgi)
 have fcgiwrap || need_packages+=(fcgiwrap)
 have curl || need_packages+=(curl)
+have systemd-socket-activate || need_packages+=(systemd)
 
 if [ "${#need_packages[@]}" -gt 0 ]; then
     echo "== installing ${need_packages[*]}"
