@@ -6,6 +6,7 @@
 pub mod connection;
 pub mod pairs;
 pub mod record;
+pub mod pool;
 pub mod responder;
 pub mod server;
 

@@ -1,11 +1,19 @@
-//! One FastCGI connection served on its thread: socket bytes through the sans-IO core into the driver.
+//! One FastCGI connection: socket bytes through the sans-IO core into the driver, resumable per event.
+//!
+//! The socket is non-blocking. Between requests, [`on_readable`] reads what has arrived and
+//! returns as soon as no whole request head is buffered, so an idle connection holds no
+//! thread. Inside a request the app may block (reading a body still in transit, writing a
+//! large response): those waits are `poll()`s on this one socket, bounded by the request
+//! timeout.
 
 use std::cell::RefCell;
 use std::io::{self, Read, Write};
 use std::ops::Range;
 use std::os::fd::AsFd;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::socket::{MsgFlags, recv};
 
 use super::connection::{Connection, Event, Limits, ManagementValues, Params};
@@ -16,12 +24,16 @@ use crate::gateway::{
 };
 use crate::net::listener::Stream;
 
-/// Size of the receive buffer: one whole record of 65535 bytes plus header and padding fits.
-const RBUF_LEN: usize = 128 * 1024;
+/// Initial receive buffer; it grows to [`RBUF_MAX`] only for large records.
+const RBUF_START: usize = 16 * 1024;
+/// Largest receive buffer: a whole 65535-byte record plus header and padding fits twice.
+const RBUF_MAX: usize = 160 * 1024;
 /// Output is written once this much is queued, so a large body never piles up.
 const WBUF_FLUSH: usize = 256 * 1024;
 /// Body chunks up to this size are merged with the headers into one STDOUT record.
 const STAGE_MAX: usize = 16 * 1024;
+/// Buffers larger than this are released when the connection goes idle.
+const KEEP_CAPACITY: usize = 64 * 1024;
 
 /// Per-connection settings, fixed for the server's life.
 #[derive(Debug, Clone)]
@@ -57,8 +69,21 @@ enum Step {
     Abort,
 }
 
-struct Io<'s> {
-    stream: &'s Stream,
+/// What the event loop should do with a connection after [`on_readable`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Wait for more bytes (re-arm the socket); `partial` when a request head is incomplete.
+    Wait {
+        /// A request has started arriving but is not complete.
+        partial: bool,
+    },
+    /// Close the connection.
+    Close,
+}
+
+/// The state of one connection that survives between readiness events.
+pub struct ConnState {
+    stream: Arc<Stream>,
     conn: Connection,
     rbuf: Vec<u8>,
     rstart: usize,
@@ -71,38 +96,96 @@ struct Io<'s> {
     broken: bool,
     cut: bool,
     keep: bool,
-    timeout: Option<Duration>,
+    request_timeout: Duration,
 }
 
-impl<'s> Io<'s> {
-    fn set_timeout(&mut self, d: Duration) -> io::Result<()> {
-        if self.timeout != Some(d) {
-            self.stream.set_read_timeout(Some(d))?;
-            self.timeout = Some(d);
+fn wait_fd(stream: &Stream, flags: PollFlags, timeout: Duration) -> io::Result<()> {
+    let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
+    let mut fds = [PollFd::new(stream.as_fd(), flags)];
+    loop {
+        match poll(&mut fds, PollTimeout::from(ms)) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the web server did not keep up within the request timeout",
+                ));
+            }
+            Ok(_) => return Ok(()),
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
         }
-        Ok(())
+    }
+}
+
+impl ConnState {
+    /// A connection over `stream` (which must be non-blocking).
+    pub fn new(stream: Arc<Stream>, cfg: &ConnConfig) -> Self {
+        ConnState {
+            stream,
+            conn: Connection::new(cfg.limits, cfg.values),
+            rbuf: Vec::new(),
+            rstart: 0,
+            rend: 0,
+            wbuf: Vec::new(),
+            stage: Vec::new(),
+            stdin: 0..0,
+            stdin_done: false,
+            aborted: false,
+            broken: false,
+            cut: false,
+            keep: false,
+            request_timeout: cfg.request_timeout,
+        }
     }
 
-    /// Reads more bytes; Ok(0) is end of stream.
-    fn fill(&mut self, timeout: Duration) -> io::Result<usize> {
+    /// The socket.
+    pub fn stream(&self) -> &Arc<Stream> {
+        &self.stream
+    }
+
+    /// Makes room and reads once without waiting. Ok(None): nothing there yet.
+    fn read_now(&mut self) -> io::Result<Option<usize>> {
         if self.rstart == self.rend {
             self.rstart = 0;
             self.rend = 0;
-        } else if self.rbuf.len() - self.rend < RBUF_LEN / 2 {
-            self.rbuf.copy_within(self.rstart..self.rend, 0);
-            self.rend -= self.rstart;
-            self.rstart = 0;
         }
-        self.set_timeout(timeout)?;
+        if self.rbuf.len() - self.rend < RBUF_START / 2 {
+            if self.rstart > 0 {
+                self.rbuf.copy_within(self.rstart..self.rend, 0);
+                self.rend -= self.rstart;
+                self.rstart = 0;
+            }
+            if self.rbuf.len() - self.rend < RBUF_START / 2 {
+                let grown = (self.rbuf.len() * 2).clamp(RBUF_START, RBUF_MAX);
+                if grown > self.rbuf.len() {
+                    self.rbuf.resize(grown, 0);
+                }
+            }
+        }
+        if self.rend == self.rbuf.len() {
+            // A record larger than the buffer: impossible within RBUF_MAX, so the peer is broken.
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "record too large"));
+        }
         loop {
             match self.stream.read_shared(&mut self.rbuf[self.rend..]) {
                 Ok(n) => {
                     self.rend += n;
-                    return Ok(n);
+                    return Ok(Some(n));
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
                 Err(e) => return Err(e),
             }
+        }
+    }
+
+    /// Reads, waiting up to `timeout` for bytes; Ok(0) is end of stream.
+    fn read_wait(&mut self, timeout: Duration) -> io::Result<usize> {
+        loop {
+            if let Some(n) = self.read_now()? {
+                return Ok(n);
+            }
+            wait_fd(&self.stream, PollFlags::POLLIN, timeout)?;
         }
     }
 
@@ -135,10 +218,24 @@ impl<'s> Io<'s> {
     }
 
     fn write_out(&mut self) -> io::Result<()> {
-        if self.wbuf.is_empty() {
-            return Ok(());
-        }
-        let r = self.stream.write_all_shared(&self.wbuf);
+        let mut done = 0;
+        let r = loop {
+            if done == self.wbuf.len() {
+                break Ok(());
+            }
+            match self.stream.write_shared(&self.wbuf[done..]) {
+                Ok(0) => break Err(io::Error::from(io::ErrorKind::WriteZero)),
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if let Err(e) = wait_fd(&self.stream, PollFlags::POLLOUT, self.request_timeout)
+                    {
+                        break Err(e);
+                    }
+                }
+                Err(e) => break Err(e),
+            }
+        };
         self.wbuf.clear();
         if r.is_err() {
             self.broken = true;
@@ -187,7 +284,7 @@ impl<'s> Io<'s> {
         }
     }
 
-    fn read_stdin(&mut self, buf: &mut [u8], timeout: Duration) -> io::Result<usize> {
+    fn read_stdin(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
             if !self.stdin.is_empty() {
                 let n = buf.len().min(self.stdin.len());
@@ -207,7 +304,7 @@ impl<'s> Io<'s> {
                 Ok(Step::Handled | Step::Request(..)) => {}
                 Ok(Step::NeedMore) => {
                     self.write_out()?;
-                    match self.fill(timeout) {
+                    match self.read_wait(self.request_timeout) {
                         Ok(0) => {
                             self.broken = true;
                             return Err(io::Error::new(
@@ -229,28 +326,42 @@ impl<'s> Io<'s> {
             }
         }
     }
+
+    /// Releases large buffers of an idle connection.
+    fn trim(&mut self) {
+        if self.rstart == self.rend && self.rbuf.len() > KEEP_CAPACITY {
+            self.rbuf = Vec::new();
+            self.rstart = 0;
+            self.rend = 0;
+        }
+        if self.wbuf.capacity() > KEEP_CAPACITY {
+            self.wbuf = Vec::new();
+        }
+        if self.stage.capacity() > KEEP_CAPACITY {
+            self.stage = Vec::new();
+        }
+    }
 }
 
-struct StdinReader<'a, 's> {
-    io: &'a RefCell<Io<'s>>,
-    timeout: Duration,
+struct StdinReader<'a, 'c> {
+    io: &'a RefCell<&'c mut ConnState>,
 }
 
 impl Read for StdinReader<'_, '_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.io.borrow_mut().read_stdin(buf, self.timeout)
+        self.io.borrow_mut().read_stdin(buf)
     }
 }
 
-struct ErrorStream<'a, 's> {
-    io: &'a RefCell<Io<'s>>,
+struct ErrorStream<'a, 'c> {
+    io: &'a RefCell<&'c mut ConnState>,
 }
 
 impl Write for ErrorStream<'_, '_> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         let mut io = self.io.borrow_mut();
         if !(io.broken || io.cut) {
-            let io = &mut *io;
+            let io = &mut **io;
             io.conn.stderr(data, &mut io.wbuf);
         }
         Ok(data.len())
@@ -261,8 +372,8 @@ impl Write for ErrorStream<'_, '_> {
     }
 }
 
-struct FcgiSink<'a, 's> {
-    io: &'a RefCell<Io<'s>>,
+struct FcgiSink<'a, 'c> {
+    io: &'a RefCell<&'c mut ConnState>,
 }
 
 impl Sink for FcgiSink<'_, '_> {
@@ -276,7 +387,7 @@ impl Sink for FcgiSink<'_, '_> {
     fn send_body(&mut self, chunk: &[u8]) -> io::Result<()> {
         let mut io = self.io.borrow_mut();
         io.dead()?;
-        let io = &mut *io;
+        let io = &mut **io;
         if io.stage.len() + chunk.len() <= STAGE_MAX {
             io.stage.extend_from_slice(chunk);
             return Ok(());
@@ -301,7 +412,7 @@ impl Sink for FcgiSink<'_, '_> {
         io.dead()?;
         io.frame_stage();
         io.skip_buffered_stdin();
-        let io = &mut *io;
+        let io = &mut **io;
         io.keep = io.conn.end_request(0, &mut io.wbuf);
         io.write_out()
     }
@@ -337,115 +448,66 @@ impl Sink for FcgiSink<'_, '_> {
     }
 }
 
-/// Serves requests on `stream` until the peer closes, a request without FCGI_KEEP_CONN ends,
-/// a protocol error or timeout occurs, or `stop()` says the server is shutting down.
-/// `idle(true)` is called while waiting for a request, `idle(false)` when one starts.
-pub fn serve_connection(
-    stream: &Stream,
+/// Handles a readiness event: reads what has arrived and serves every complete request in
+/// the buffer (the app may block inside). `busy(true)` is called when a request starts and
+/// `busy(false)` when it ends; `stop()` says the server is shutting down.
+pub fn on_readable(
+    st: &mut ConnState,
     app: &dyn App,
     cfg: &ConnConfig,
-    buffers: &mut Buffers,
-    idle: &dyn Fn(bool),
+    busy: &dyn Fn(bool),
     stop: &dyn Fn() -> bool,
-) {
-    let _ = stream.set_write_timeout(Some(cfg.request_timeout));
-    if buffers.rbuf.len() != RBUF_LEN {
-        buffers.rbuf = vec![0u8; RBUF_LEN];
-    }
-    let io = RefCell::new(Io {
-        stream,
-        conn: Connection::new(cfg.limits, cfg.values),
-        rbuf: std::mem::take(&mut buffers.rbuf),
-        rstart: 0,
-        rend: 0,
-        wbuf: std::mem::take(&mut buffers.wbuf),
-        stage: std::mem::take(&mut buffers.stage),
-        stdin: 0..0,
-        stdin_done: false,
-        aborted: false,
-        broken: false,
-        cut: false,
-        keep: false,
-        timeout: None,
-    });
-    while let Some((keep_conn, params)) = next_request(&io, cfg, idle, stop) {
-        idle(false);
-        let keep = serve_request(&io, app, cfg, keep_conn, params);
-        idle(true);
-        if !keep || stop() {
-            break;
-        }
-    }
-    let mut io = io.into_inner();
-    let _ = io.write_out();
-    buffers.rbuf = io.rbuf;
-    io.stage.clear();
-    io.wbuf.clear();
-    if io.wbuf.capacity() <= KEEP_CAPACITY {
-        buffers.wbuf = io.wbuf;
-    }
-    if io.stage.capacity() <= KEEP_CAPACITY {
-        buffers.stage = io.stage;
-    }
-}
-
-/// Output buffers larger than this are not kept for the next connection.
-const KEEP_CAPACITY: usize = 512 * 1024;
-
-/// A thread's I/O buffers, reused from one connection to the next (no allocation and no
-/// page faults per connection).
-#[derive(Debug, Default)]
-pub struct Buffers {
-    rbuf: Vec<u8>,
-    wbuf: Vec<u8>,
-    stage: Vec<u8>,
-}
-
-fn next_request(
-    io: &RefCell<Io<'_>>,
-    cfg: &ConnConfig,
-    idle: &dyn Fn(bool),
-    stop: &dyn Fn() -> bool,
-) -> Option<(bool, Params)> {
-    let mut io = io.borrow_mut();
-    let mut started: Option<Instant> = None;
+) -> Next {
+    let mut read_once = false;
     loop {
-        match io.step() {
-            Ok(Step::Request(keep_conn, params)) => return Some((keep_conn, params)),
+        match st.step() {
+            Ok(Step::Request(keep_conn, params)) => {
+                if stop() {
+                    return Next::Close;
+                }
+                busy(true);
+                let keep = serve_request(st, app, cfg, keep_conn, params);
+                busy(false);
+                if !keep || stop() {
+                    return Next::Close;
+                }
+                continue;
+            }
             Ok(Step::NeedMore) => {}
             Ok(_) => continue,
             Err(e) => {
                 eprintln!("cgate: closing FastCGI connection: {e}");
-                let _ = io.write_out();
-                return None;
+                let _ = st.write_out();
+                return Next::Close;
             }
         }
-        io.write_out().ok()?;
-        if io.conn.close_requested() || stop() {
-            return None;
+        if st.write_out().is_err() || st.conn.close_requested() {
+            return Next::Close;
         }
-        let partial = io.rstart < io.rend || io.conn.active_request().is_some();
-        let timeout = if partial {
-            idle(false);
-            let t0 = *started.get_or_insert_with(Instant::now);
-            let left = cfg.request_timeout.checked_sub(t0.elapsed())?;
-            left.max(Duration::from_millis(1))
-        } else {
-            cfg.idle_timeout
-        };
-        match io.fill(timeout) {
-            Ok(0) => return None,
-            Ok(_) => {}
-            Err(e) => {
-                if partial
-                    && matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    )
-                {
-                    eprintln!("cgate: closing FastCGI connection: request did not arrive in time");
+        let partial = st.rstart < st.rend || st.conn.active_request().is_some();
+        if read_once {
+            if !partial {
+                st.trim();
+            }
+            return Next::Wait { partial };
+        }
+        match st.read_now() {
+            Ok(Some(0)) => return Next::Close,
+            Ok(Some(n)) => {
+                // A short read drained the socket: after serving what came, wait for more.
+                read_once = n < st.rbuf.len() - st.rend + n;
+            }
+            Ok(None) => {
+                if !partial {
+                    st.trim();
                 }
-                return None;
+                return Next::Wait { partial };
+            }
+            Err(e) => {
+                if e.kind() == io::ErrorKind::InvalidData {
+                    eprintln!("cgate: closing FastCGI connection: {e}");
+                }
+                return Next::Close;
             }
         }
     }
@@ -453,37 +515,32 @@ fn next_request(
 
 /// Serves one request; returns whether the connection may carry another.
 fn serve_request(
-    io: &RefCell<Io<'_>>,
+    st: &mut ConnState,
     app: &dyn App,
     cfg: &ConnConfig,
     keep_conn: bool,
     params: Params,
 ) -> bool {
-    {
-        let mut io = io.borrow_mut();
-        io.stdin = 0..0;
-        io.stdin_done = false;
-        io.aborted = false;
-        io.keep = false;
-    }
+    st.stdin = 0..0;
+    st.stdin_done = false;
+    st.aborted = false;
+    st.keep = false;
+    let io = RefCell::new(st);
     let mut env = Environ::from_indexed(params.raw, params.pairs, FASTCGI_FACTS);
     env.gateway.https = env.detect_https();
-    let mut sink = FcgiSink { io };
+    let mut sink = FcgiSink { io: &io };
     let length = match parse_content_length(env.get("CONTENT_LENGTH")) {
         Ok(Some(n)) => BodyLength::Exact(n),
         Ok(None) => BodyLength::ToEnd { max: cfg.max_body },
         Err(e) => {
-            let _ = writeln!(ErrorStream { io }, "cgate: 400 Bad Request: {e}");
+            let _ = writeln!(ErrorStream { io: &io }, "cgate: 400 Bad Request: {e}");
             crate::cgi::gateway::send_plain(&mut sink, "400 Bad Request", "Bad Request\n");
             let io = io.borrow();
             return keep_conn && io.keep && io.stdin_done && !io.broken;
         }
     };
-    let mut src = StdinReader {
-        io,
-        timeout: cfg.request_timeout,
-    };
-    let mut errors = ErrorStream { io };
+    let mut src = StdinReader { io: &io };
+    let mut errors = ErrorStream { io: &io };
     let mut req = Request::new(env, Input::new(&mut src, length), &mut errors);
     run_app(app, &mut req, &mut sink);
     let left = match length {
@@ -492,19 +549,18 @@ fn serve_request(
     };
     let env = std::mem::replace(&mut req.environ, Environ::new(FASTCGI_FACTS));
     drop(req);
-    let mut io = io.borrow_mut();
-    let io = &mut *io;
+    let st = io.into_inner();
     let (raw, pairs) = env.into_parts();
-    io.conn.recycle_params(Params { raw, pairs });
-    if io.conn.active_request().is_some() && io.aborted && !io.broken {
+    st.conn.recycle_params(Params { raw, pairs });
+    if st.conn.active_request().is_some() && st.aborted && !st.broken {
         // ABORT_REQUEST: the app has stopped; confirm with END_REQUEST at once.
-        io.stage.clear();
-        io.keep = io.conn.end_request(0, &mut io.wbuf);
-        let _ = io.write_out();
+        st.stage.clear();
+        st.keep = st.conn.end_request(0, &mut st.wbuf);
+        let _ = st.write_out();
     }
-    if io.cut || io.broken || io.conn.active_request().is_some() {
+    if st.cut || st.broken || st.conn.active_request().is_some() {
         return false;
     }
-    let body_done = io.stdin_done || left == 0 || (left != u64::MAX && left <= DRAIN_LIMIT);
-    keep_conn && io.keep && body_done
+    let body_done = st.stdin_done || left == 0 || (left != u64::MAX && left <= DRAIN_LIMIT);
+    keep_conn && st.keep && body_done
 }

@@ -173,6 +173,14 @@ impl Listener {
         }
     }
 
+    /// Non-blocking mode on or off.
+    pub fn set_nonblocking(&self, on: bool) -> io::Result<()> {
+        match self {
+            Listener::Tcp(l) => l.set_nonblocking(on),
+            Listener::Unix(l, _) => l.set_nonblocking(on),
+        }
+    }
+
     /// `true` for TCP listeners.
     pub fn is_tcp(&self) -> bool {
         matches!(self, Listener::Tcp(_))
@@ -226,6 +234,14 @@ impl Stream {
         match self {
             Stream::Tcp(s) => (&*s).read(buf),
             Stream::Unix(s) => (&*s).read(buf),
+        }
+    }
+
+    /// Writes once through a shared reference (may write less, or fail with WouldBlock).
+    pub fn write_shared(&self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => (&*s).write(buf),
+            Stream::Unix(s) => (&*s).write(buf),
         }
     }
 
