@@ -29,7 +29,7 @@ impl Router {
         };
         self.mounts.retain(|(p, _)| *p != prefix);
         self.mounts.push((prefix, app));
-        self.mounts.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        self.mounts.sort_by_key(|b| std::cmp::Reverse(b.0.len()));
         self
     }
 
