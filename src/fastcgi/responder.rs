@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use nix::sys::socket::{MsgFlags, recv};
 
 use super::connection::{Connection, Event, Limits, ManagementValues, Params};
+use super::record::{self, RecordType};
 use crate::gateway::input::DRAIN_LIMIT;
 use crate::gateway::{
     App, BodyLength, Environ, GatewayFacts, GatewayKind, Head, Input, Request, Sink,
@@ -345,10 +346,7 @@ pub fn serve_connection(
         keep: false,
         timeout: None,
     });
-    loop {
-        let Some((keep_conn, params)) = next_request(&io, cfg, idle, stop) else {
-            break;
-        };
+    while let Some((keep_conn, params)) = next_request(&io, cfg, idle, stop) {
         idle(false);
         let keep = serve_request(&io, app, cfg, keep_conn, params);
         idle(true);
@@ -418,13 +416,15 @@ fn serve_request(
     keep_conn: bool,
     params: Params,
 ) -> bool {
-    {
+    let id = {
         let mut io = io.borrow_mut();
         io.stdin = 0..0;
         io.stdin_done = false;
         io.aborted = false;
+        io.cut = false;
         io.keep = false;
-    }
+        io.conn.active_request().unwrap_or_default()
+    };
     let mut env = Environ::from_indexed(params.raw, params.pairs, FASTCGI_FACTS);
     env.gateway.https = env.detect_https();
     let mut sink = FcgiSink { io };
@@ -434,8 +434,7 @@ fn serve_request(
         Err(e) => {
             let _ = writeln!(ErrorStream { io }, "cgate: 400 Bad Request: {e}");
             crate::cgi::gateway::send_plain(&mut sink, "400 Bad Request", "Bad Request\n");
-            let io = io.borrow();
-            return keep_conn && io.keep && io.stdin_done && !io.broken;
+            return reusable(&mut io.borrow_mut(), id, keep_conn, cfg);
         }
     };
     let mut src = StdinReader {
@@ -445,10 +444,6 @@ fn serve_request(
     let mut errors = ErrorStream { io };
     let mut req = Request::new(env, Input::new(&mut src, length), &mut errors);
     run_app(app, &mut req, &mut sink);
-    let left = match length {
-        BodyLength::Exact(n) => n.saturating_sub(req.input.consumed()),
-        BodyLength::ToEnd { .. } => u64::MAX,
-    };
     drop(req);
     let mut io = io.borrow_mut();
     let io = &mut *io;
@@ -458,9 +453,55 @@ fn serve_request(
         io.keep = io.conn.end_request(0, &mut io.wbuf);
         let _ = io.write_out();
     }
-    if io.cut || io.broken || io.conn.active_request().is_some() {
+    reusable(io, id, keep_conn, cfg)
+}
+
+/// Whether the connection may carry another request once request `id` has ended.
+fn reusable(io: &mut Io<'_>, id: u16, keep_conn: bool, cfg: &ConnConfig) -> bool {
+    // A response cut by an app error ends without END_REQUEST: the connection must close. An
+    // aborted request's response is cut too, but it was confirmed with END_REQUEST above.
+    let cut = io.cut && !io.aborted;
+    if cut || io.broken || io.conn.active_request().is_some() || !(keep_conn && io.keep) {
         return false;
     }
-    let body_done = io.stdin_done || left == 0 || (left != u64::MAX && left <= DRAIN_LIMIT);
-    keep_conn && io.keep && body_done
+    // After ABORT_REQUEST the web server sends nothing more for the request.
+    io.stdin_done || io.aborted || drain_stdin(io, id, cfg.request_timeout)
+}
+
+/// Skips what is left of request `id`'s STDIN stream after the request has ended (the app
+/// did not read its body to the end, or a GET's empty STDIN record had not been reached):
+/// at most [`DRAIN_LIMIT`] bytes, within `timeout`. Returns true when the stream's end (or a
+/// record of anything else) came first, so the next request starts on a clean record
+/// boundary; false when the connection should be closed instead.
+fn drain_stdin(io: &mut Io<'_>, id: u16, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    let mut budget = DRAIN_LIMIT;
+    loop {
+        match record::parse_record(&io.rbuf[io.rstart..io.rend]) {
+            Err(_) => return false,
+            Ok(Some((rec, used))) => {
+                if rec.record_type != RecordType::Stdin || rec.request_id != id {
+                    return true;
+                }
+                let n = rec.content.len() as u64;
+                if n > budget {
+                    return false;
+                }
+                budget -= n;
+                io.rstart += used;
+                if n == 0 {
+                    return true;
+                }
+            }
+            Ok(None) => {
+                let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                    return false;
+                };
+                match io.fill(left.max(Duration::from_millis(1))) {
+                    Ok(0) | Err(_) => return false,
+                    Ok(_) => {}
+                }
+            }
+        }
+    }
 }
