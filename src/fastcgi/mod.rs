@@ -5,8 +5,8 @@
 
 pub mod connection;
 pub mod pairs;
-pub mod record;
 pub mod pool;
+pub mod record;
 pub mod responder;
 pub mod server;
 

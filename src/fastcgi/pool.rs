@@ -27,7 +27,7 @@ use crate::net::listener::{Listener, Stream};
 /// A loop thread inside one request for longer than this is replaced by a spare.
 pub const SLOW_REQUEST: Duration = Duration::from_millis(2);
 /// A spare thread with nothing to do exits after this long.
-pub const SPARE_LINGER: Duration = Duration::from_secs(30);
+pub const SPARE_LINGER: Duration = Duration::from_secs(5);
 /// Ready connections one loop thread takes per `epoll_wait`.
 const BATCH: usize = 8;
 /// Stack size of pool threads: address space only; touched pages cost memory.
@@ -107,7 +107,10 @@ impl Shared {
         let now = self.now() + 10_000;
         let last = self.last_error.load(SeqCst);
         if now.saturating_sub(last) >= 10_000
-            && self.last_error.compare_exchange(last, now, SeqCst, SeqCst).is_ok()
+            && self
+                .last_error
+                .compare_exchange(last, now, SeqCst, SeqCst)
+                .is_ok()
         {
             eprintln!("cgate: {msg}");
         }
@@ -311,7 +314,11 @@ impl Shared {
         loop {
             let active = self.handled.load(SeqCst) != last_handled;
             last_handled = self.handled.load(SeqCst);
-            quiet_ticks = if active { 0 } else { quiet_ticks.saturating_add(1) };
+            quiet_ticks = if active {
+                0
+            } else {
+                quiet_ticks.saturating_add(1)
+            };
             let tick = if quiet_ticks < 500 { 1 } else { 50 };
             std::thread::sleep(Duration::from_millis(tick));
             let now = self.now();

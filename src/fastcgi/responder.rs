@@ -17,6 +17,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::socket::{MsgFlags, recv};
 
 use super::connection::{Connection, Event, Limits, ManagementValues, Params};
+use super::record::{self, RecordType};
 use crate::gateway::input::DRAIN_LIMIT;
 use crate::gateway::{
     App, BodyLength, Environ, GatewayFacts, GatewayKind, Head, Input, Request, Sink,
@@ -96,6 +97,8 @@ pub struct ConnState {
     broken: bool,
     cut: bool,
     keep: bool,
+    /// The rest of an ended request's STDIN still to skip: its id and the bytes allowed.
+    drain: Option<(u16, u64)>,
     request_timeout: Duration,
 }
 
@@ -134,6 +137,7 @@ impl ConnState {
             broken: false,
             cut: false,
             keep: false,
+            drain: None,
             request_timeout: cfg.request_timeout,
         }
     }
@@ -164,7 +168,10 @@ impl ConnState {
         }
         if self.rend == self.rbuf.len() {
             // A record larger than the buffer: impossible within RBUF_MAX, so the peer is broken.
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "record too large"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "record too large",
+            ));
         }
         loop {
             match self.stream.read_shared(&mut self.rbuf[self.rend..]) {
@@ -327,6 +334,40 @@ impl ConnState {
         }
     }
 
+    /// Skips buffered records of the STDIN stream of an ended request. Ok(true): the stream's
+    /// end (or a record of anything else) was reached; Ok(false): more bytes are needed;
+    /// Err: more than [`DRAIN_LIMIT`] or a malformed record, so the connection must close.
+    fn drain_buffered(&mut self) -> Result<bool, ()> {
+        let Some((id, mut budget)) = self.drain else {
+            return Ok(true);
+        };
+        loop {
+            match record::parse_record(&self.rbuf[self.rstart..self.rend]) {
+                Err(_) => return Err(()),
+                Ok(None) => {
+                    self.drain = Some((id, budget));
+                    return Ok(false);
+                }
+                Ok(Some((rec, used))) => {
+                    if rec.record_type != RecordType::Stdin || rec.request_id != id {
+                        self.drain = None;
+                        return Ok(true);
+                    }
+                    let n = rec.content.len() as u64;
+                    if n > budget {
+                        return Err(());
+                    }
+                    budget -= n;
+                    self.rstart += used;
+                    if n == 0 {
+                        self.drain = None;
+                        return Ok(true);
+                    }
+                }
+            }
+        }
+    }
+
     /// Releases large buffers of an idle connection.
     fn trim(&mut self) {
         if self.rstart == self.rend && self.rbuf.len() > KEEP_CAPACITY {
@@ -460,7 +501,12 @@ pub fn on_readable(
 ) -> Next {
     let mut read_once = false;
     loop {
-        match st.step() {
+        let step = match st.drain_buffered() {
+            Ok(true) => st.step(),
+            Ok(false) => Ok(Step::NeedMore),
+            Err(()) => return Next::Close,
+        };
+        match step {
             Ok(Step::Request(keep_conn, params)) => {
                 if stop() {
                     return Next::Close;
@@ -484,7 +530,8 @@ pub fn on_readable(
         if st.write_out().is_err() || st.conn.close_requested() {
             return Next::Close;
         }
-        let partial = st.rstart < st.rend || st.conn.active_request().is_some();
+        let partial =
+            st.rstart < st.rend || st.conn.active_request().is_some() || st.drain.is_some();
         if read_once {
             if !partial {
                 st.trim();
@@ -524,7 +571,9 @@ fn serve_request(
     st.stdin = 0..0;
     st.stdin_done = false;
     st.aborted = false;
+    st.cut = false;
     st.keep = false;
+    let id = st.conn.active_request().unwrap_or_default();
     let io = RefCell::new(st);
     let mut env = Environ::from_indexed(params.raw, params.pairs, FASTCGI_FACTS);
     env.gateway.https = env.detect_https();
@@ -535,18 +584,13 @@ fn serve_request(
         Err(e) => {
             let _ = writeln!(ErrorStream { io: &io }, "cgate: 400 Bad Request: {e}");
             crate::cgi::gateway::send_plain(&mut sink, "400 Bad Request", "Bad Request\n");
-            let io = io.borrow();
-            return keep_conn && io.keep && io.stdin_done && !io.broken;
+            return reusable(io.into_inner(), id, keep_conn);
         }
     };
     let mut src = StdinReader { io: &io };
     let mut errors = ErrorStream { io: &io };
     let mut req = Request::new(env, Input::new(&mut src, length), &mut errors);
     run_app(app, &mut req, &mut sink);
-    let left = match length {
-        BodyLength::Exact(n) => n.saturating_sub(req.input.consumed()),
-        BodyLength::ToEnd { .. } => u64::MAX,
-    };
     let env = std::mem::replace(&mut req.environ, Environ::new(FASTCGI_FACTS));
     drop(req);
     let st = io.into_inner();
@@ -558,9 +602,22 @@ fn serve_request(
         st.keep = st.conn.end_request(0, &mut st.wbuf);
         let _ = st.write_out();
     }
-    if st.cut || st.broken || st.conn.active_request().is_some() {
+    reusable(st, id, keep_conn)
+}
+
+/// Whether the connection may carry another request once request `id` has ended. What is
+/// left of its body is skipped as it arrives (at most [`DRAIN_LIMIT`] bytes, within the
+/// request timeout), so the next request starts on a clean record boundary.
+fn reusable(st: &mut ConnState, id: u16, keep_conn: bool) -> bool {
+    // A response cut by an app error ends without END_REQUEST: the connection must close. An
+    // aborted request's response is cut too, but it was confirmed with END_REQUEST above.
+    let cut = st.cut && !st.aborted;
+    if cut || st.broken || st.conn.active_request().is_some() || !(keep_conn && st.keep) {
         return false;
     }
-    let body_done = st.stdin_done || left == 0 || (left != u64::MAX && left <= DRAIN_LIMIT);
-    keep_conn && st.keep && body_done
+    // After ABORT_REQUEST the web server sends nothing more for the request.
+    if !(st.stdin_done || st.aborted) {
+        st.drain = Some((id, DRAIN_LIMIT));
+    }
+    true
 }
