@@ -28,6 +28,8 @@ use crate::net::listener::{Listener, Stream};
 pub const SLOW_REQUEST: Duration = Duration::from_millis(2);
 /// A spare thread with nothing to do exits after this long.
 pub const SPARE_LINGER: Duration = Duration::from_secs(5);
+/// A loop thread running (not blocked) in one request for longer than this is replaced too.
+pub const HOGGING: Duration = Duration::from_millis(50);
 /// Ready connections one loop thread takes per `epoll_wait`.
 const BATCH: usize = 8;
 /// Stack size of pool threads: address space only; touched pages cost memory.
@@ -50,6 +52,8 @@ struct Slot {
 }
 
 struct Worker {
+    /// Kernel thread id, to tell a thread blocked in an app from one merely preempted.
+    tid: std::sync::atomic::AtomicI32,
     /// Pool-clock milliseconds + 1 when the current event started; 0 when waiting.
     busy_since: AtomicU64,
     detached: AtomicBool,
@@ -127,18 +131,10 @@ impl Shared {
         r.is_ok()
     }
 
-    fn arm_listener(&self) {
-        let flags = EpollFlags::EPOLLIN | EpollFlags::EPOLLONESHOT;
-        let mut ev = EpollEvent::new(flags, LISTENER_KEY);
-        if !self.stopping.load(SeqCst) {
-            let _ = self.epoll.modify(&self.listener, &mut ev);
-        }
-    }
-
     /// Puts a taken but unhandled event back into the epoll set.
     fn rearm(&self, key: u64) {
         if key == LISTENER_KEY {
-            self.arm_listener();
+            // Level-triggered: still reported while connections wait.
             return;
         }
         let slot = lock(&self.conns).get(&key).cloned();
@@ -149,17 +145,17 @@ impl Shared {
         }
     }
 
-    fn close(&self, key: u64, slot: &Slot) {
-        if slot.registered.load(SeqCst) {
-            let _ = self.epoll.delete(&*slot.stream);
-        }
+    /// Forgets a connection; its socket closes when the last reference goes, which also
+    /// takes it out of the epoll set.
+    fn close(&self, key: u64, _slot: &Slot) {
         lock(&self.conns).remove(&key);
     }
 
     fn accept_all(&self, mine: &Worker) {
         let mut fresh = Vec::new();
         while fresh.len() < 64 {
-            let (stream, peer) = match self.listener.accept() {
+            let (stream, peer) = match self.listener.accept_nonblocking(self.cfg.allowed.is_some())
+            {
                 Ok(x) => x,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
@@ -181,9 +177,6 @@ impl Shared {
                 ));
                 continue;
             }
-            if stream.set_nonblocking(true).is_err() {
-                continue;
-            }
             let key = self.next_key.fetch_add(1, SeqCst);
             let stream = Arc::new(stream);
             let slot = Arc::new(Slot {
@@ -197,9 +190,23 @@ impl Shared {
             lock(&self.conns).insert(key, slot);
             fresh.push(key);
         }
-        self.arm_listener();
         // The web server usually writes its request right after connecting: try at once.
-        lock(&mine.pending).extend(fresh);
+        self.keep_or_return(mine, fresh);
+    }
+
+    /// Queues `keys` for this thread, or, if the watchdog has detached it meanwhile, puts
+    /// them back into the epoll set for the other loops.
+    fn keep_or_return(&self, mine: &Worker, keys: Vec<u64>) {
+        {
+            let mut pending = lock(&mine.pending);
+            if !mine.detached.load(SeqCst) {
+                pending.extend(keys);
+                return;
+            }
+        }
+        for k in keys {
+            self.rearm(k);
+        }
     }
 
     fn handle(&self, key: u64, mine: &Worker) {
@@ -256,6 +263,7 @@ impl Shared {
     fn spawn(self: &Arc<Self>) {
         let sh = Arc::clone(self);
         let me = Arc::new(Worker {
+            tid: std::sync::atomic::AtomicI32::new(0),
             busy_since: AtomicU64::new(0),
             detached: AtomicBool::new(false),
             pending: Mutex::new(VecDeque::new()),
@@ -329,6 +337,12 @@ impl Shared {
                 if since == 0 || w.detached.load(SeqCst) || now + 1 < since + slow {
                     continue;
                 }
+                // A runnable thread is computing or merely preempted on a busy machine; only
+                // a thread that sleeps (blocked in the app) or runs very long is replaced.
+                let long = now + 1 >= since + HOGGING.as_millis() as u64;
+                if !long && is_running(w.tid.load(SeqCst)) {
+                    continue;
+                }
                 w.detached.store(true, SeqCst);
                 self.loops.fetch_sub(1, SeqCst);
                 let keys: Vec<u64> = lock(&w.pending).drain(..).collect();
@@ -367,7 +381,18 @@ impl Shared {
     }
 }
 
+/// `true` when thread `tid` of this process is runnable (state `R` in /proc).
+fn is_running(tid: i32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")) else {
+        return false;
+    };
+    stat.rsplit_once(") ")
+        .and_then(|(_, rest)| rest.chars().next())
+        .is_some_and(|c| c == 'R')
+}
+
 fn run_loop(sh: &Arc<Shared>, me: &Arc<Worker>) {
+    me.tid.store(nix::unistd::gettid().as_raw(), SeqCst);
     let mut events = [EpollEvent::empty(); BATCH];
     loop {
         if me.detached.load(SeqCst) {
@@ -408,8 +433,11 @@ impl Pool {
     pub fn start(listener: Listener, app: Arc<dyn App>, cfg: PoolConfig) -> std::io::Result<Pool> {
         listener.set_nonblocking(true)?;
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
-        let flags = EpollFlags::EPOLLIN | EpollFlags::EPOLLONESHOT;
-        epoll.add(&listener, EpollEvent::new(flags, LISTENER_KEY))?;
+        // The listener is level-triggered: any loop may accept while connections wait.
+        epoll.add(
+            &listener,
+            EpollEvent::new(EpollFlags::EPOLLIN, LISTENER_KEY),
+        )?;
         let workers = cfg.workers.max(1);
         let sh = Arc::new(Shared {
             epoll,

@@ -158,6 +158,27 @@ impl Listener {
         }
     }
 
+    /// Accepts one connection as a non-blocking socket (the listener should be non-blocking
+    /// too); returns the peer's IP for TCP when `want_peer` is set.
+    pub fn accept_nonblocking(&self, want_peer: bool) -> io::Result<(Stream, Option<IpAddr>)> {
+        use nix::sys::socket::{SockFlag, accept4};
+        let fd = accept4(self, SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC)
+            .map_err(io::Error::from)?;
+        match self {
+            Listener::Tcp(_) => {
+                let s = TcpStream::from(fd);
+                let _ = s.set_nodelay(true);
+                let peer = if want_peer {
+                    Some(s.peer_addr()?.ip())
+                } else {
+                    None
+                };
+                Ok((Stream::Tcp(s), peer))
+            }
+            Listener::Unix(..) => Ok((Stream::Unix(UnixStream::from(fd)), None)),
+        }
+    }
+
     /// Wakes every thread blocked in `accept` (they get an error) and stops accepting.
     pub fn shutdown(&self) {
         let _ = nix::sys::socket::shutdown(
