@@ -92,11 +92,12 @@ impl CgiBin {
         let cgate = install_exe(&cgate_bin(), &bin, "cgate");
         install_exe(&cgate_bin(), &cgi, "cgate");
         install_exe(&demo_bin(), &cgi, "demo");
-        write_script(
-            &cgi,
-            "echo",
-            &format!("#!/bin/sh\nexec {} cgi --app echo\n", cgate.display()),
-        );
+        // The ready-to-drop entry from cgi-bin/, pointed at this build of cgate.
+        let entry = std::fs::read_to_string(support::manifest_dir().join("cgi-bin/echo"))
+            .expect("cgi-bin/echo");
+        assert!(entry.contains("/usr/local/bin/cgate"), "{entry}");
+        let entry = entry.replace("/usr/local/bin/cgate", &cgate.display().to_string());
+        write_script(&cgi, "echo", &entry);
         let apache = Apache::start(&conf::apache_cgi(&cgi));
         CgiBin { apache, _dir: dir }
     }
