@@ -166,6 +166,22 @@ fn build_app(args: &AppArgs, custom: Option<Arc<dyn App>>) -> Result<Arc<dyn App
 /// Runs cgate with these arguments; `custom` replaces the app SPEC with the caller's app.
 /// Returns the process exit code.
 pub fn main_with(argv: impl IntoIterator<Item = OsString>, custom: Option<Arc<dyn App>>) -> i32 {
+    let argv: Vec<OsString> = argv.into_iter().collect();
+    if let Some(spec) = plain_cgi(&argv) {
+        // The common CGI invocations skip the full parser: a CGI run is one process per
+        // request, and start-up is most of its cost.
+        let args = AppArgs {
+            app: spec,
+            ..AppArgs::default()
+        };
+        return match build_app(&args, custom) {
+            Ok(app) => crate::cgi::gateway::run(&*app),
+            Err(e) => {
+                eprintln!("cgate: {e}");
+                EXIT_USAGE
+            }
+        };
+    }
     let cli = match Cli::try_parse_from(argv) {
         Ok(c) => c,
         Err(e) => {
@@ -216,6 +232,34 @@ pub fn main_with(argv: impl IntoIterator<Item = OsString>, custom: Option<Arc<dy
                 EXIT_USAGE
             }
         }
+    }
+}
+
+/// Recognises `cgate cgi [--app SPEC]` and, under a CGI environment, `cgate [--app SPEC]`
+/// (when fd 0 is not a listening socket); returns the optional SPEC.
+fn plain_cgi(argv: &[OsString]) -> Option<Option<String>> {
+    let args: Vec<&str> = argv
+        .iter()
+        .skip(1)
+        .map(|a| a.to_str())
+        .collect::<Option<_>>()?;
+    let (cgi, rest) = match args.split_first() {
+        Some((&"cgi", rest)) => (true, rest),
+        _ => (false, &args[..]),
+    };
+    let spec = match rest {
+        [] => None,
+        ["--app", spec] if !spec.starts_with('-') => Some((*spec).to_owned()),
+        [arg] => Some(arg.strip_prefix("--app=")?.to_owned()),
+        _ => return None,
+    };
+    if cgi
+        || (std::env::var_os("GATEWAY_INTERFACE").is_some()
+            && !crate::net::sys::stdin_is_listener())
+    {
+        Some(spec)
+    } else {
+        None
     }
 }
 
