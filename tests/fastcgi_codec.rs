@@ -6,5 +6,7 @@ mod client;
 mod codec;
 #[path = "fastcgi_codec/connection.rs"]
 mod connection;
+#[path = "common/fcgi_bytes.rs"]
+mod fcgi_bytes;
 #[path = "fastcgi_codec/roundtrip.rs"]
 mod roundtrip;

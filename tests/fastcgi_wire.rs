@@ -4,6 +4,8 @@ mod support;
 
 #[path = "fastcgi_wire/client.rs"]
 mod client;
+#[path = "common/fcgi_bytes.rs"]
+mod fcgi_bytes;
 #[path = "fastcgi_wire/framing.rs"]
 mod framing;
 #[path = "fastcgi_wire/lifecycle.rs"]

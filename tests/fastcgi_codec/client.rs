@@ -5,56 +5,14 @@
 
 use cgate::fastcgi::{Connection, Event, Limits, ManagementValues, ProtocolError};
 
-/// Record type bytes from the specification.
-pub const BEGIN: u8 = 1;
-pub const ABORT: u8 = 2;
-pub const END: u8 = 3;
-pub const PARAMS: u8 = 4;
-pub const STDIN: u8 = 5;
-pub const STDOUT: u8 = 6;
-pub const STDERR: u8 = 7;
-pub const DATA: u8 = 8;
-pub const GET_VALUES: u8 = 9;
-pub const GET_VALUES_RESULT: u8 = 10;
-pub const UNKNOWN_TYPE: u8 = 11;
-
-/// A record with an explicit padding length (padding bytes are 0xAA to catch misuse).
-pub fn rec(record_type: u8, id: u16, content: &[u8], padding: u8) -> Vec<u8> {
-    let len = u16::try_from(content.len()).expect("test record too long");
-    let mut out = vec![1, record_type];
-    out.extend_from_slice(&id.to_be_bytes());
-    out.extend_from_slice(&len.to_be_bytes());
-    out.extend_from_slice(&[padding, 0]);
-    out.extend_from_slice(content);
-    out.extend(std::iter::repeat_n(0xAA, usize::from(padding)));
-    out
-}
+pub use crate::fcgi_bytes::{
+    ABORT, BEGIN, DATA, END, GET_VALUES, GET_VALUES_RESULT, PARAMS, STDERR, STDIN, STDOUT,
+    UNKNOWN_TYPE, nv, rec,
+};
 
 /// BEGIN_REQUEST with a role and flags.
 pub fn begin(id: u16, role: u16, flags: u8) -> Vec<u8> {
-    let [hi, lo] = role.to_be_bytes();
-    rec(BEGIN, id, &[hi, lo, flags, 0, 0, 0, 0, 0], 0)
-}
-
-/// A name-value length, 1 byte when it fits, else 4 bytes with the high bit set.
-pub fn nv_len(out: &mut Vec<u8>, len: usize) {
-    if len < 128 {
-        out.push(len as u8);
-    } else {
-        out.extend_from_slice(&(len as u32 | 0x8000_0000).to_be_bytes());
-    }
-}
-
-/// Name-value pairs encoded by hand.
-pub fn nv(pairs: &[(&[u8], &[u8])]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for (name, value) in pairs {
-        nv_len(&mut out, name.len());
-        nv_len(&mut out, value.len());
-        out.extend_from_slice(name);
-        out.extend_from_slice(value);
-    }
-    out
+    crate::fcgi_bytes::begin_padded(id, role, flags, 0)
 }
 
 /// An owned copy of an [`Event`], so events can outlive the input buffer.

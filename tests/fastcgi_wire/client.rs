@@ -11,17 +11,9 @@ use std::time::Duration;
 
 use crate::support::{Ready, TIMEOUT};
 
-/// Record type bytes (FastCGI specification, section 8).
-pub const BEGIN: u8 = 1;
-pub const ABORT: u8 = 2;
-pub const END: u8 = 3;
-pub const PARAMS: u8 = 4;
-pub const STDIN: u8 = 5;
-pub const STDOUT: u8 = 6;
-pub const STDERR: u8 = 7;
-pub const GET_VALUES: u8 = 9;
-pub const GET_VALUES_RESULT: u8 = 10;
-pub const UNKNOWN_TYPE: u8 = 11;
+pub use crate::fcgi_bytes::{
+    ABORT, END, GET_VALUES, GET_VALUES_RESULT, PARAMS, STDERR, STDIN, STDOUT, UNKNOWN_TYPE, nv, rec,
+};
 /// Roles and flags.
 pub const RESPONDER: u16 = 1;
 pub const KEEP_CONN: u8 = 1;
@@ -38,18 +30,6 @@ Content-Length: 14\r\n\r\nHello, world!\n";
 pub const ERROR_500: &[u8] = b"Status: 500 Internal Server Error\r\n\
 Content-Type: text/plain; charset=utf-8\r\nContent-Length: 22\r\n\r\nInternal Server Error\n";
 
-/// One record with an explicit padding length (padding bytes are 0xAA to catch misuse).
-pub fn rec(record_type: u8, id: u16, content: &[u8], padding: u8) -> Vec<u8> {
-    let len = u16::try_from(content.len()).expect("test record over 65535 bytes");
-    let mut out = vec![1, record_type];
-    out.extend_from_slice(&id.to_be_bytes());
-    out.extend_from_slice(&len.to_be_bytes());
-    out.extend_from_slice(&[padding, 0]);
-    out.extend_from_slice(content);
-    out.extend(std::iter::repeat_n(0xAA, usize::from(padding)));
-    out
-}
-
 /// A record as the server writes it: padded with zeros to a multiple of 8.
 pub fn server_rec(record_type: u8, id: u16, content: &[u8]) -> Vec<u8> {
     let padding = (8 - content.len() % 8) % 8;
@@ -61,8 +41,7 @@ pub fn server_rec(record_type: u8, id: u16, content: &[u8]) -> Vec<u8> {
 
 /// BEGIN_REQUEST with a role, flags and padding.
 pub fn begin(id: u16, role: u16, flags: u8, padding: u8) -> Vec<u8> {
-    let [hi, lo] = role.to_be_bytes();
-    rec(BEGIN, id, &[hi, lo, flags, 0, 0, 0, 0, 0], padding)
+    crate::fcgi_bytes::begin_padded(id, role, flags, padding)
 }
 
 /// END_REQUEST as the server must send it.
@@ -77,27 +56,6 @@ pub fn simple_reply(id: u16, stdout: &[u8]) -> Vec<u8> {
     let mut out = server_rec(STDOUT, id, stdout);
     out.extend(server_rec(STDOUT, id, b""));
     out.extend(end_request(id, 0, REQUEST_COMPLETE));
-    out
-}
-
-/// A name-value length: 1 byte below 128, else 4 bytes with the high bit set.
-pub fn nv_len(out: &mut Vec<u8>, len: usize) {
-    if len < 128 {
-        out.push(len as u8);
-    } else {
-        out.extend_from_slice(&(len as u32 | 0x8000_0000).to_be_bytes());
-    }
-}
-
-/// Name-value pairs.
-pub fn nv(pairs: &[(&[u8], &[u8])]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for (name, value) in pairs {
-        nv_len(&mut out, name.len());
-        nv_len(&mut out, value.len());
-        out.extend_from_slice(name);
-        out.extend_from_slice(value);
-    }
     out
 }
 
