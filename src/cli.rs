@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::apps::from_spec_with;
 use crate::gateway::App;
 use crate::local::LocalRequest;
-use crate::middleware::{Gzip, Router};
+use crate::middleware::{Gzip, Router, Validate};
 
 /// Exit code for usage errors (bad flags, nothing to do).
 pub const EXIT_USAGE: i32 = 2;
@@ -53,6 +53,10 @@ struct AppArgs {
     /// Gzip responses for clients that accept it.
     #[arg(long, global = true)]
     gzip: bool,
+    /// Check on every request that the gateway and the app keep the interface contract
+    /// (a broken rule becomes a 500 and a `validate:` log line); for testing.
+    #[arg(long, global = true)]
+    validate: bool,
     #[command(flatten)]
     cgi: CgiArgs,
 }
@@ -159,6 +163,9 @@ fn build_app(args: &AppArgs, custom: Option<Arc<dyn App>>) -> Result<Arc<dyn App
     };
     if args.gzip {
         app = Arc::new(Gzip::new(app));
+    }
+    if args.validate {
+        app = Arc::new(Validate::new(app));
     }
     Ok(app)
 }

@@ -31,6 +31,7 @@ fn proxy_fcgi_over_a_group_owned_unix_socket() {
     let mut cmd = Command::new(cgate_bin());
     cmd.env_remove("CGATE_APP")
         .arg("fastcgi")
+        .arg("--validate")
         .arg("--listen")
         .arg(format!("unix:{}", sock.display()))
         .args(["--app", "echo"]);

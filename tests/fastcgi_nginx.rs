@@ -33,6 +33,7 @@ impl Site {
         let mut cmd = Command::new(bin);
         cmd.env_remove("CGATE_APP")
             .arg("fastcgi")
+            .arg("--validate")
             .arg("--listen")
             .arg(format!("unix:{}", sock.display()))
             .args(args);
