@@ -24,8 +24,9 @@ pub struct ServerArgs {
     /// Where to listen: unix:/path, /path, 127.0.0.1:9000, fd:0 or systemd.
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<ListenAddr>,
-    /// Event-loop threads that run requests (default: one per CPU core). Requests that block
-    /// for long get extra threads automatically, up to --max-conns.
+    /// Event-loop threads that run requests (default: half the CPU cores, at least one; the
+    /// web server in front needs the rest). Requests that block get extra threads
+    /// automatically, up to --max-conns.
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
     /// Most connections open at once; more are closed on arrival (default 1024).
@@ -112,7 +113,7 @@ pub fn serve_listener(listener: Listener, app: Arc<dyn App>, args: &ServerArgs) 
         None
     };
     let cfg = PoolConfig {
-        workers: args.workers.unwrap_or(cores).max(1),
+        workers: args.workers.unwrap_or(cores / 2).max(1),
         max_conns,
         allowed,
         conn: ConnConfig {
