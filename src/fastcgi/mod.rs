@@ -8,6 +8,7 @@ pub mod pairs;
 pub mod record;
 pub mod responder;
 pub mod server;
+pub mod spool;
 
 pub use connection::{Connection, Event, Limits, ManagementValues, Params, ProtocolError};
 pub use pairs::{PairLimits, PairRange, PairsError};

@@ -1,4 +1,9 @@
 //! One FastCGI connection served on its thread: socket bytes through the sans-IO core into the driver.
+//!
+//! While an app runs, its response bytes go out only once the whole request body is read:
+//! nginx stops sending the body once it has the response head, so when an app answers
+//! while the body is still coming, the rest is first read into a [`Spool`] (memory, then a
+//! temporary file) and the app's later reads are served from there.
 
 use std::cell::RefCell;
 use std::io::{self, Read, Write};
@@ -9,6 +14,7 @@ use std::time::{Duration, Instant};
 use nix::sys::socket::{MsgFlags, recv};
 
 use super::connection::{Connection, Event, Limits, ManagementValues, Params};
+use super::spool::Spool;
 use crate::gateway::input::DRAIN_LIMIT;
 use crate::gateway::{
     App, BodyLength, Environ, GatewayFacts, GatewayKind, Head, Input, Request, Sink,
@@ -67,6 +73,14 @@ struct Io<'s> {
     stage: Vec<u8>,
     stdin: Range<usize>,
     stdin_done: bool,
+    /// Body read ahead of the app (see [`Io::drain_body`]), served before reading on.
+    spool: Spool,
+    /// Most body bytes the spool takes for this request.
+    spool_cap: u64,
+    /// STDOUT records are in `wbuf`, not written yet.
+    stdout_pending: bool,
+    /// Longest wait for each read of the body.
+    body_timeout: Duration,
     aborted: bool,
     broken: bool,
     cut: bool,
@@ -140,6 +154,7 @@ impl<'s> Io<'s> {
         }
         let r = self.stream.write_all_shared(&self.wbuf);
         self.wbuf.clear();
+        self.stdout_pending = false;
         if r.is_err() {
             self.broken = true;
         }
@@ -150,7 +165,54 @@ impl<'s> Io<'s> {
         if !self.stage.is_empty() {
             self.conn.stdout(&self.stage, &mut self.wbuf);
             self.stage.clear();
+            self.stdout_pending = true;
         }
+    }
+
+    /// Writes the queued output; first reads the rest of the request body into the spool
+    /// when response bytes would go out before it has all arrived: nginx stops sending the
+    /// body once it has the response head, so an app that answers while still reading
+    /// would wait for the rest forever.
+    fn send_out(&mut self) -> io::Result<()> {
+        if self.stdout_pending && !self.stdin_done {
+            self.drain_body()?;
+        }
+        self.write_out()
+    }
+
+    /// Reads the request body up to its end into the spool.
+    fn drain_body(&mut self) -> io::Result<()> {
+        let r = self.drain_body_inner();
+        self.broken |= r.is_err();
+        r
+    }
+
+    fn drain_body_inner(&mut self) -> io::Result<()> {
+        while !self.stdin_done && !self.aborted {
+            if !self.stdin.is_empty() {
+                let r = std::mem::replace(&mut self.stdin, 0..0);
+                if self.spool.len() + r.len() as u64 > self.spool_cap {
+                    let why = "request body longer than declared or allowed";
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, why));
+                }
+                self.spool.push(&self.rbuf[r])?;
+                continue;
+            }
+            match self.step() {
+                Ok(Step::Stdin(r)) => self.stdin = r,
+                Ok(Step::StdinEnd) => self.stdin_done = true,
+                Ok(Step::Abort) => self.aborted = true,
+                Ok(Step::Handled | Step::Request(..)) => {}
+                Ok(Step::NeedMore) => {
+                    if self.fill(self.body_timeout)? == 0 {
+                        let why = "web server closed the connection during the body";
+                        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, why));
+                    }
+                }
+                Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e)),
+            }
+        }
+        Ok(())
     }
 
     fn dead(&self) -> io::Result<()> {
@@ -196,6 +258,10 @@ impl<'s> Io<'s> {
                 self.stdin.start += n;
                 return Ok(n);
             }
+            let n = self.spool.read(buf)?;
+            if n > 0 {
+                return Ok(n);
+            }
             if self.stdin_done {
                 return Ok(0);
             }
@@ -205,6 +271,7 @@ impl<'s> Io<'s> {
                 Ok(Step::StdinEnd) => self.stdin_done = true,
                 Ok(Step::Abort) => self.aborted = true,
                 Ok(Step::Handled | Step::Request(..)) => {}
+                Ok(Step::NeedMore) if self.stdout_pending => self.drain_body()?,
                 Ok(Step::NeedMore) => {
                     self.write_out()?;
                     match self.fill(timeout) {
@@ -283,8 +350,9 @@ impl Sink for FcgiSink<'_, '_> {
         }
         io.frame_stage();
         io.conn.stdout(chunk, &mut io.wbuf);
+        io.stdout_pending = true;
         if io.wbuf.len() >= WBUF_FLUSH {
-            io.write_out()?;
+            io.send_out()?;
         }
         Ok(())
     }
@@ -293,7 +361,7 @@ impl Sink for FcgiSink<'_, '_> {
         let mut io = self.io.borrow_mut();
         io.dead()?;
         io.frame_stage();
-        io.write_out()
+        io.send_out()
     }
 
     fn finish(&mut self) -> io::Result<()> {
@@ -362,6 +430,10 @@ pub fn serve_connection(
         stage: std::mem::take(&mut buffers.stage),
         stdin: 0..0,
         stdin_done: false,
+        spool: Spool::default(),
+        spool_cap: 0,
+        stdout_pending: false,
+        body_timeout: cfg.request_timeout,
         aborted: false,
         broken: false,
         cut: false,
@@ -463,6 +535,8 @@ fn serve_request(
         let mut io = io.borrow_mut();
         io.stdin = 0..0;
         io.stdin_done = false;
+        io.spool = Spool::default();
+        io.stdout_pending = false;
         io.aborted = false;
         io.keep = false;
     }
@@ -478,6 +552,10 @@ fn serve_request(
             let io = io.borrow();
             return keep_conn && io.keep && io.stdin_done && !io.broken;
         }
+    };
+    io.borrow_mut().spool_cap = match length {
+        BodyLength::Exact(n) => n,
+        BodyLength::ToEnd { max } => max,
     };
     let mut src = StdinReader {
         io,
