@@ -9,6 +9,7 @@ pub mod pool;
 pub mod record;
 pub mod responder;
 pub mod server;
+pub mod spool;
 
 pub use connection::{Connection, Event, Limits, ManagementValues, Params, ProtocolError};
 pub use pairs::{PairLimits, PairRange, PairsError};

@@ -5,6 +5,11 @@
 //! thread. Inside a request the app may block (reading a body still in transit, writing a
 //! large response): those waits are `poll()`s on this one socket, bounded by the request
 //! timeout.
+//!
+//! An app's response bytes go out only once the whole request body is read: nginx stops
+//! sending the body once it has the response head, so when an app answers while the body
+//! is still coming, the rest is first read into a [`Spool`] (memory, then a temporary
+//! file) and the app's later reads are served from there.
 
 use std::cell::RefCell;
 use std::io::{self, Read, Write};
@@ -18,6 +23,7 @@ use nix::sys::socket::{MsgFlags, recv};
 
 use super::connection::{Connection, Event, Limits, ManagementValues, Params};
 use super::record::{self, RecordType};
+use super::spool::Spool;
 use crate::gateway::input::DRAIN_LIMIT;
 use crate::gateway::{
     App, BodyLength, Environ, GatewayFacts, GatewayKind, Head, Input, Request, Sink,
@@ -93,6 +99,12 @@ pub struct ConnState {
     stage: Vec<u8>,
     stdin: Range<usize>,
     stdin_done: bool,
+    /// Body read ahead of the app (see [`ConnState::drain_body`]), served before reading on.
+    spool: Spool,
+    /// Most body bytes the spool takes for this request.
+    spool_cap: u64,
+    /// STDOUT records are in `wbuf`, not written yet.
+    stdout_pending: bool,
     aborted: bool,
     broken: bool,
     cut: bool,
@@ -133,6 +145,9 @@ impl ConnState {
             stage: Vec::new(),
             stdin: 0..0,
             stdin_done: false,
+            spool: Spool::default(),
+            spool_cap: 0,
+            stdout_pending: false,
             aborted: false,
             broken: false,
             cut: false,
@@ -244,6 +259,7 @@ impl ConnState {
             }
         };
         self.wbuf.clear();
+        self.stdout_pending = false;
         if r.is_err() {
             self.broken = true;
         }
@@ -254,7 +270,52 @@ impl ConnState {
         if !self.stage.is_empty() {
             self.conn.stdout(&self.stage, &mut self.wbuf);
             self.stage.clear();
+            self.stdout_pending = true;
         }
+    }
+
+    /// Writes the queued output; first reads the rest of the request body into the spool
+    /// when response bytes would go out before it has all arrived.
+    fn send_out(&mut self) -> io::Result<()> {
+        if self.stdout_pending && !self.stdin_done {
+            self.drain_body()?;
+        }
+        self.write_out()
+    }
+
+    /// Reads the request body up to its end into the spool.
+    fn drain_body(&mut self) -> io::Result<()> {
+        let r = self.drain_body_inner();
+        self.broken |= r.is_err();
+        r
+    }
+
+    fn drain_body_inner(&mut self) -> io::Result<()> {
+        while !self.stdin_done && !self.aborted {
+            if !self.stdin.is_empty() {
+                let r = std::mem::replace(&mut self.stdin, 0..0);
+                if self.spool.len() + r.len() as u64 > self.spool_cap {
+                    let why = "request body longer than declared or allowed";
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, why));
+                }
+                self.spool.push(&self.rbuf[r])?;
+                continue;
+            }
+            match self.step() {
+                Ok(Step::Stdin(r)) => self.stdin = r,
+                Ok(Step::StdinEnd) => self.stdin_done = true,
+                Ok(Step::Abort) => self.aborted = true,
+                Ok(Step::Handled | Step::Request(..)) => {}
+                Ok(Step::NeedMore) => {
+                    if self.read_wait(self.request_timeout)? == 0 {
+                        let why = "web server closed the connection during the body";
+                        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, why));
+                    }
+                }
+                Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e)),
+            }
+        }
+        Ok(())
     }
 
     fn dead(&self) -> io::Result<()> {
@@ -300,6 +361,10 @@ impl ConnState {
                 self.stdin.start += n;
                 return Ok(n);
             }
+            let n = self.spool.read(buf)?;
+            if n > 0 {
+                return Ok(n);
+            }
             if self.stdin_done {
                 return Ok(0);
             }
@@ -309,6 +374,7 @@ impl ConnState {
                 Ok(Step::StdinEnd) => self.stdin_done = true,
                 Ok(Step::Abort) => self.aborted = true,
                 Ok(Step::Handled | Step::Request(..)) => {}
+                Ok(Step::NeedMore) if self.stdout_pending => self.drain_body()?,
                 Ok(Step::NeedMore) => {
                     self.write_out()?;
                     match self.read_wait(self.request_timeout) {
@@ -435,8 +501,9 @@ impl Sink for FcgiSink<'_, '_> {
         }
         io.frame_stage();
         io.conn.stdout(chunk, &mut io.wbuf);
+        io.stdout_pending = true;
         if io.wbuf.len() >= WBUF_FLUSH {
-            io.write_out()?;
+            io.send_out()?;
         }
         Ok(())
     }
@@ -445,7 +512,7 @@ impl Sink for FcgiSink<'_, '_> {
         let mut io = self.io.borrow_mut();
         io.dead()?;
         io.frame_stage();
-        io.write_out()
+        io.send_out()
     }
 
     fn finish(&mut self) -> io::Result<()> {
@@ -570,6 +637,8 @@ fn serve_request(
 ) -> bool {
     st.stdin = 0..0;
     st.stdin_done = false;
+    st.spool = Spool::default();
+    st.stdout_pending = false;
     st.aborted = false;
     st.cut = false;
     st.keep = false;
@@ -586,6 +655,10 @@ fn serve_request(
             crate::cgi::gateway::send_plain(&mut sink, "400 Bad Request", "Bad Request\n");
             return reusable(io.into_inner(), id, keep_conn);
         }
+    };
+    io.borrow_mut().spool_cap = match length {
+        BodyLength::Exact(n) => n,
+        BodyLength::ToEnd { max } => max,
     };
     let mut src = StdinReader { io: &io };
     let mut errors = ErrorStream { io: &io };

@@ -80,6 +80,12 @@ impl Apache {
     /// config. Waits until the pid file exists and the port accepts. Panics, with the error
     /// log, when apache2 or its modules are missing or it fails to start.
     pub fn start(snippet: &str) -> Apache {
+        Apache::start_with_env(snippet, &[])
+    }
+
+    /// Like [`Apache::start`], with `env` added to the server's otherwise clean environment
+    /// (e.g. a daemon secret that must not reach CGI scripts).
+    pub fn start_with_env(snippet: &str, env: &[(&str, &str)]) -> Apache {
         let bin = find_program("apache2");
         assert!(
             Path::new(MODULE_DIR).join("mod_proxy_fcgi.so").is_file(),
@@ -95,7 +101,10 @@ impl Apache {
             std::fs::write(&conf, main_conf(dir.path(), port, snippet))
                 .expect("write apache2.conf");
             let mut cmd = server_command(&bin);
-            cmd.arg("-f").arg(&conf).arg("-DFOREGROUND");
+            cmd.envs(env.iter().copied())
+                .arg("-f")
+                .arg(&conf)
+                .arg("-DFOREGROUND");
             let mut proc = Proc::spawn(
                 "apache2",
                 &mut cmd,
