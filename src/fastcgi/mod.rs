@@ -7,6 +7,7 @@ pub mod connection;
 pub mod pairs;
 pub mod pool;
 pub mod record;
+pub mod request;
 pub mod responder;
 pub mod server;
 pub mod spool;

@@ -6,29 +6,19 @@
 //! large response): those waits are `poll()`s on this one socket, bounded by the request
 //! timeout.
 //!
-//! An app's response bytes go out only once the whole request body is read: nginx stops
-//! sending the body once it has the response head, so when an app answers while the body
-//! is still coming, the rest is first read into a [`Spool`] (memory, then a temporary
-//! file) and the app's later reads are served from there.
+//! One request's I/O (the app's input, error stream and sink) is in [`super::request`].
 
-use std::cell::RefCell;
-use std::io::{self, Read, Write};
+use std::io;
 use std::ops::Range;
 use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::Duration;
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::socket::{MsgFlags, recv};
 
 use super::connection::{Connection, Event, Limits, ManagementValues, Params};
-use super::record::{self, RecordType};
 use super::spool::Spool;
-use crate::gateway::input::DRAIN_LIMIT;
-use crate::gateway::{
-    App, BodyLength, Environ, GatewayFacts, GatewayKind, Head, Input, Request, Sink,
-    parse_content_length, run_app,
-};
+use crate::gateway::{App, GatewayFacts, GatewayKind};
 use crate::net::listener::Stream;
 
 /// Initial receive buffer; it grows to [`RBUF_MAX`] only for large records.
@@ -36,9 +26,9 @@ const RBUF_START: usize = 16 * 1024;
 /// Largest receive buffer: a whole 65535-byte record plus header and padding fits twice.
 const RBUF_MAX: usize = 160 * 1024;
 /// Output is written once this much is queued, so a large body never piles up.
-const WBUF_FLUSH: usize = 256 * 1024;
+pub(super) const WBUF_FLUSH: usize = 256 * 1024;
 /// Body chunks up to this size are merged with the headers into one STDOUT record.
-const STAGE_MAX: usize = 16 * 1024;
+pub(super) const STAGE_MAX: usize = 16 * 1024;
 /// Buffers larger than this are released when the connection goes idle.
 const KEEP_CAPACITY: usize = 64 * 1024;
 
@@ -67,7 +57,7 @@ pub const FASTCGI_FACTS: GatewayFacts = GatewayFacts {
     run_once: false,
 };
 
-enum Step {
+pub(super) enum Step {
     NeedMore,
     Handled,
     Request(bool, Params),
@@ -90,28 +80,28 @@ pub enum Next {
 
 /// The state of one connection that survives between readiness events.
 pub struct ConnState {
-    stream: Arc<Stream>,
-    conn: Connection,
-    rbuf: Vec<u8>,
-    rstart: usize,
-    rend: usize,
-    wbuf: Vec<u8>,
-    stage: Vec<u8>,
-    stdin: Range<usize>,
-    stdin_done: bool,
+    pub(super) stream: Arc<Stream>,
+    pub(super) conn: Connection,
+    pub(super) rbuf: Vec<u8>,
+    pub(super) rstart: usize,
+    pub(super) rend: usize,
+    pub(super) wbuf: Vec<u8>,
+    pub(super) stage: Vec<u8>,
+    pub(super) stdin: Range<usize>,
+    pub(super) stdin_done: bool,
     /// Body read ahead of the app (see [`ConnState::drain_body`]), served before reading on.
-    spool: Spool,
+    pub(super) spool: Spool,
     /// Most body bytes the spool takes for this request.
-    spool_cap: u64,
+    pub(super) spool_cap: u64,
     /// STDOUT records are in `wbuf`, not written yet.
-    stdout_pending: bool,
-    aborted: bool,
-    broken: bool,
-    cut: bool,
-    keep: bool,
+    pub(super) stdout_pending: bool,
+    pub(super) aborted: bool,
+    pub(super) broken: bool,
+    pub(super) cut: bool,
+    pub(super) keep: bool,
     /// The rest of an ended request's STDIN still to skip: its id and the bytes allowed.
-    drain: Option<(u16, u64)>,
-    request_timeout: Duration,
+    pub(super) drain: Option<(u16, u64)>,
+    pub(super) request_timeout: Duration,
 }
 
 fn wait_fd(stream: &Stream, flags: PollFlags, timeout: Duration) -> io::Result<()> {
@@ -202,7 +192,7 @@ impl ConnState {
     }
 
     /// Reads, waiting up to `timeout` for bytes; Ok(0) is end of stream.
-    fn read_wait(&mut self, timeout: Duration) -> io::Result<usize> {
+    pub(super) fn read_wait(&mut self, timeout: Duration) -> io::Result<usize> {
         loop {
             if let Some(n) = self.read_now()? {
                 return Ok(n);
@@ -212,7 +202,7 @@ impl ConnState {
     }
 
     /// Runs the protocol core over one record of buffered input.
-    fn step(&mut self) -> Result<Step, super::connection::ProtocolError> {
+    pub(super) fn step(&mut self) -> Result<Step, super::connection::ProtocolError> {
         let input = &self.rbuf[self.rstart..self.rend];
         let base = self.rbuf.as_ptr() as usize;
         let (used, event) = self.conn.process(input)?;
@@ -239,7 +229,7 @@ impl ConnState {
         Ok(step)
     }
 
-    fn write_out(&mut self) -> io::Result<()> {
+    pub(super) fn write_out(&mut self) -> io::Result<()> {
         let mut done = 0;
         let r = loop {
             if done == self.wbuf.len() {
@@ -266,171 +256,11 @@ impl ConnState {
         r
     }
 
-    fn frame_stage(&mut self) {
+    pub(super) fn frame_stage(&mut self) {
         if !self.stage.is_empty() {
             self.conn.stdout(&self.stage, &mut self.wbuf);
             self.stage.clear();
             self.stdout_pending = true;
-        }
-    }
-
-    /// Writes the queued output; first reads the rest of the request body into the spool
-    /// when response bytes would go out before it has all arrived.
-    fn send_out(&mut self) -> io::Result<()> {
-        if self.stdout_pending && !self.stdin_done {
-            self.drain_body()?;
-        }
-        self.write_out()
-    }
-
-    /// Reads the request body up to its end into the spool.
-    fn drain_body(&mut self) -> io::Result<()> {
-        let r = self.drain_body_inner();
-        self.broken |= r.is_err();
-        r
-    }
-
-    fn drain_body_inner(&mut self) -> io::Result<()> {
-        while !self.stdin_done && !self.aborted {
-            if !self.stdin.is_empty() {
-                let r = std::mem::replace(&mut self.stdin, 0..0);
-                if self.spool.len() + r.len() as u64 > self.spool_cap {
-                    let why = "request body longer than declared or allowed";
-                    return Err(io::Error::new(io::ErrorKind::InvalidData, why));
-                }
-                self.spool.push(&self.rbuf[r])?;
-                continue;
-            }
-            match self.step() {
-                Ok(Step::Stdin(r)) => self.stdin = r,
-                Ok(Step::StdinEnd) => self.stdin_done = true,
-                Ok(Step::Abort) => self.aborted = true,
-                Ok(Step::Handled | Step::Request(..)) => {}
-                Ok(Step::NeedMore) => {
-                    if self.read_wait(self.request_timeout)? == 0 {
-                        let why = "web server closed the connection during the body";
-                        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, why));
-                    }
-                }
-                Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e)),
-            }
-        }
-        Ok(())
-    }
-
-    fn dead(&self) -> io::Result<()> {
-        if self.aborted {
-            Err(io::Error::new(
-                io::ErrorKind::ConnectionAborted,
-                "request aborted by the web server",
-            ))
-        } else if self.broken || self.cut {
-            Err(io::Error::new(
-                io::ErrorKind::BrokenPipe,
-                "connection to the web server is gone",
-            ))
-        } else {
-            Ok(())
-        }
-    }
-
-    /// Discards body records already received (the app has finished), so that a request whose
-    /// empty STDIN record is already here can keep its connection. Never reads the socket.
-    fn skip_buffered_stdin(&mut self) {
-        self.stdin = 0..0;
-        while !self.stdin_done && !self.aborted {
-            match self.step() {
-                Ok(Step::Stdin(_) | Step::Handled | Step::Request(..)) => {}
-                Ok(Step::StdinEnd) => self.stdin_done = true,
-                Ok(Step::Abort) => self.aborted = true,
-                Ok(Step::NeedMore) => break,
-                Err(_) => {
-                    self.broken = true;
-                    break;
-                }
-            }
-        }
-    }
-
-    fn read_stdin(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        loop {
-            if !self.stdin.is_empty() {
-                let n = buf.len().min(self.stdin.len());
-                let from = self.stdin.start;
-                buf[..n].copy_from_slice(&self.rbuf[from..from + n]);
-                self.stdin.start += n;
-                return Ok(n);
-            }
-            let n = self.spool.read(buf)?;
-            if n > 0 {
-                return Ok(n);
-            }
-            if self.stdin_done {
-                return Ok(0);
-            }
-            self.dead()?;
-            match self.step() {
-                Ok(Step::Stdin(r)) => self.stdin = r,
-                Ok(Step::StdinEnd) => self.stdin_done = true,
-                Ok(Step::Abort) => self.aborted = true,
-                Ok(Step::Handled | Step::Request(..)) => {}
-                Ok(Step::NeedMore) if self.stdout_pending => self.drain_body()?,
-                Ok(Step::NeedMore) => {
-                    self.write_out()?;
-                    match self.read_wait(self.request_timeout) {
-                        Ok(0) => {
-                            self.broken = true;
-                            return Err(io::Error::new(
-                                io::ErrorKind::UnexpectedEof,
-                                "web server closed the connection during the body",
-                            ));
-                        }
-                        Ok(_) => {}
-                        Err(e) => {
-                            self.broken = true;
-                            return Err(e);
-                        }
-                    }
-                }
-                Err(e) => {
-                    self.broken = true;
-                    return Err(io::Error::new(io::ErrorKind::InvalidData, e));
-                }
-            }
-        }
-    }
-
-    /// Skips buffered records of the STDIN stream of an ended request. Ok(true): the stream's
-    /// end (or a record of anything else) was reached; Ok(false): more bytes are needed;
-    /// Err: more than [`DRAIN_LIMIT`] or a malformed record, so the connection must close.
-    fn drain_buffered(&mut self) -> Result<bool, ()> {
-        let Some((id, mut budget)) = self.drain else {
-            return Ok(true);
-        };
-        loop {
-            match record::parse_record(&self.rbuf[self.rstart..self.rend]) {
-                Err(_) => return Err(()),
-                Ok(None) => {
-                    self.drain = Some((id, budget));
-                    return Ok(false);
-                }
-                Ok(Some((rec, used))) => {
-                    if rec.record_type != RecordType::Stdin || rec.request_id != id {
-                        self.drain = None;
-                        return Ok(true);
-                    }
-                    let n = rec.content.len() as u64;
-                    if n > budget {
-                        return Err(());
-                    }
-                    budget -= n;
-                    self.rstart += used;
-                    if n == 0 {
-                        self.drain = None;
-                        return Ok(true);
-                    }
-                }
-            }
         }
     }
 
@@ -446,112 +276,6 @@ impl ConnState {
         }
         if self.stage.capacity() > KEEP_CAPACITY {
             self.stage = Vec::new();
-        }
-    }
-}
-
-struct StdinReader<'a, 'c> {
-    io: &'a RefCell<&'c mut ConnState>,
-}
-
-impl Read for StdinReader<'_, '_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.io.borrow_mut().read_stdin(buf)
-    }
-}
-
-struct ErrorStream<'a, 'c> {
-    io: &'a RefCell<&'c mut ConnState>,
-}
-
-impl Write for ErrorStream<'_, '_> {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        let mut io = self.io.borrow_mut();
-        if !(io.broken || io.cut) {
-            let io = &mut **io;
-            io.conn.stderr(data, &mut io.wbuf);
-        }
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-struct FcgiSink<'a, 'c> {
-    io: &'a RefCell<&'c mut ConnState>,
-}
-
-impl Sink for FcgiSink<'_, '_> {
-    fn send_head(&mut self, head: &Head) -> io::Result<()> {
-        let mut io = self.io.borrow_mut();
-        io.dead()?;
-        head.write_cgi(&mut io.stage);
-        Ok(())
-    }
-
-    fn send_body(&mut self, chunk: &[u8]) -> io::Result<()> {
-        let mut io = self.io.borrow_mut();
-        io.dead()?;
-        let io = &mut **io;
-        if io.stage.len() + chunk.len() <= STAGE_MAX {
-            io.stage.extend_from_slice(chunk);
-            return Ok(());
-        }
-        io.frame_stage();
-        io.conn.stdout(chunk, &mut io.wbuf);
-        io.stdout_pending = true;
-        if io.wbuf.len() >= WBUF_FLUSH {
-            io.send_out()?;
-        }
-        Ok(())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        let mut io = self.io.borrow_mut();
-        io.dead()?;
-        io.frame_stage();
-        io.send_out()
-    }
-
-    fn finish(&mut self) -> io::Result<()> {
-        let mut io = self.io.borrow_mut();
-        io.dead()?;
-        io.frame_stage();
-        io.skip_buffered_stdin();
-        let io = &mut **io;
-        io.keep = io.conn.end_request(0, &mut io.wbuf);
-        io.write_out()
-    }
-
-    fn abort(&mut self) {
-        let mut io = self.io.borrow_mut();
-        if !(io.broken || io.aborted) {
-            io.frame_stage();
-            let _ = io.write_out();
-        }
-        io.cut = true;
-    }
-
-    fn client_gone(&mut self) -> bool {
-        let mut io = self.io.borrow_mut();
-        if io.dead().is_err() {
-            return true;
-        }
-        let mut probe = [0u8; 1];
-        let fd = std::os::fd::AsRawFd::as_raw_fd(&io.stream.as_fd());
-        match recv(fd, &mut probe, MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT) {
-            Ok(0) => {
-                io.broken = true;
-                true
-            }
-            Ok(_) => false,
-            Err(nix::errno::Errno::EAGAIN) => false,
-            Err(_) => {
-                io.broken = true;
-                true
-            }
         }
     }
 }
@@ -579,7 +303,7 @@ pub fn on_readable(
                     return Next::Close;
                 }
                 busy(true);
-                let keep = serve_request(st, app, cfg, keep_conn, params);
+                let keep = super::request::serve_request(st, app, cfg, keep_conn, params);
                 busy(false);
                 if !keep || stop() {
                     return Next::Close;
@@ -625,72 +349,4 @@ pub fn on_readable(
             }
         }
     }
-}
-
-/// Serves one request; returns whether the connection may carry another.
-fn serve_request(
-    st: &mut ConnState,
-    app: &dyn App,
-    cfg: &ConnConfig,
-    keep_conn: bool,
-    params: Params,
-) -> bool {
-    st.stdin = 0..0;
-    st.stdin_done = false;
-    st.spool = Spool::default();
-    st.stdout_pending = false;
-    st.aborted = false;
-    st.cut = false;
-    st.keep = false;
-    let id = st.conn.active_request().unwrap_or_default();
-    let io = RefCell::new(st);
-    let mut env = Environ::from_indexed(params.raw, params.pairs, FASTCGI_FACTS);
-    env.gateway.https = env.detect_https();
-    let mut sink = FcgiSink { io: &io };
-    let length = match parse_content_length(env.get("CONTENT_LENGTH")) {
-        Ok(Some(n)) => BodyLength::Exact(n),
-        Ok(None) => BodyLength::ToEnd { max: cfg.max_body },
-        Err(e) => {
-            let _ = writeln!(ErrorStream { io: &io }, "cgate: 400 Bad Request: {e}");
-            crate::cgi::gateway::send_plain(&mut sink, "400 Bad Request", "Bad Request\n");
-            return reusable(io.into_inner(), id, keep_conn);
-        }
-    };
-    io.borrow_mut().spool_cap = match length {
-        BodyLength::Exact(n) => n,
-        BodyLength::ToEnd { max } => max,
-    };
-    let mut src = StdinReader { io: &io };
-    let mut errors = ErrorStream { io: &io };
-    let mut req = Request::new(env, Input::new(&mut src, length), &mut errors);
-    run_app(app, &mut req, &mut sink);
-    let env = std::mem::replace(&mut req.environ, Environ::new(FASTCGI_FACTS));
-    drop(req);
-    let st = io.into_inner();
-    let (raw, pairs) = env.into_parts();
-    st.conn.recycle_params(Params { raw, pairs });
-    if st.conn.active_request().is_some() && st.aborted && !st.broken {
-        // ABORT_REQUEST: the app has stopped; confirm with END_REQUEST at once.
-        st.stage.clear();
-        st.keep = st.conn.end_request(0, &mut st.wbuf);
-        let _ = st.write_out();
-    }
-    reusable(st, id, keep_conn)
-}
-
-/// Whether the connection may carry another request once request `id` has ended. What is
-/// left of its body is skipped as it arrives (at most [`DRAIN_LIMIT`] bytes, within the
-/// request timeout), so the next request starts on a clean record boundary.
-fn reusable(st: &mut ConnState, id: u16, keep_conn: bool) -> bool {
-    // A response cut by an app error ends without END_REQUEST: the connection must close. An
-    // aborted request's response is cut too, but it was confirmed with END_REQUEST above.
-    let cut = st.cut && !st.aborted;
-    if cut || st.broken || st.conn.active_request().is_some() || !(keep_conn && st.keep) {
-        return false;
-    }
-    // After ABORT_REQUEST the web server sends nothing more for the request.
-    if !(st.stdin_done || st.aborted) {
-        st.drain = Some((id, DRAIN_LIMIT));
-    }
-    true
 }
