@@ -241,6 +241,22 @@ impl Shared {
         }
     }
 
+    /// Takes loop thread `w` out of the loops (it stays in its slow request): its unhandled
+    /// events go back to the epoll set and a spare takes its place. Idempotent.
+    fn detach(self: &Arc<Self>, w: &Worker) {
+        if w.detached.swap(true, SeqCst) {
+            return;
+        }
+        self.loops.fetch_sub(1, SeqCst);
+        let keys: Vec<u64> = lock(&w.pending).drain(..).collect();
+        for k in keys {
+            self.rearm(k);
+        }
+        if !self.stopping.load(SeqCst) {
+            self.add_loop();
+        }
+    }
+
     /// Adds a loop thread: wakes a spare or starts a thread.
     fn add_loop(self: &Arc<Self>) {
         self.loops.fetch_add(1, SeqCst);
@@ -343,15 +359,7 @@ impl Shared {
                 if !long && is_running(w.tid.load(SeqCst)) {
                     continue;
                 }
-                w.detached.store(true, SeqCst);
-                self.loops.fetch_sub(1, SeqCst);
-                let keys: Vec<u64> = lock(&w.pending).drain(..).collect();
-                for k in keys {
-                    self.rearm(k);
-                }
-                if !self.stopping.load(SeqCst) {
-                    self.add_loop();
-                }
+                self.detach(w);
             }
             if now.saturating_sub(last_scan) >= 1000 {
                 last_scan = now;
@@ -393,6 +401,15 @@ fn is_running(tid: i32) -> bool {
 
 fn run_loop(sh: &Arc<Shared>, me: &Arc<Worker>) {
     me.tid.store(nix::unistd::gettid().as_raw(), SeqCst);
+    // An app or the responder about to wait detaches this thread at once (no watchdog delay).
+    let (hook_sh, hook_me) = (Arc::downgrade(sh), Arc::downgrade(me));
+    crate::gateway::blocking::set_hook(Some(Box::new(move || {
+        if let (Some(sh), Some(me)) = (hook_sh.upgrade(), hook_me.upgrade()) {
+            if me.busy_since.load(SeqCst) != 0 {
+                sh.detach(&me);
+            }
+        }
+    })));
     let mut events = [EpollEvent::empty(); BATCH];
     loop {
         if me.detached.load(SeqCst) {

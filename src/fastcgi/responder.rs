@@ -105,6 +105,7 @@ pub struct ConnState {
 }
 
 fn wait_fd(stream: &Stream, flags: PollFlags, timeout: Duration) -> io::Result<()> {
+    crate::gateway::about_to_block();
     let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
     let mut fds = [PollFd::new(stream.as_fd(), flags)];
     loop {

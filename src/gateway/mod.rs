@@ -1,6 +1,7 @@
 //! The application interface: app trait, environ, input, errors, response rules and the driver.
 
 pub mod app;
+pub mod blocking;
 pub mod driver;
 pub mod environ;
 pub mod head;
@@ -9,6 +10,7 @@ pub mod response;
 pub mod sink;
 
 pub use app::{App, AppError, Body, Chunks, FnApp, Request, app_fn};
+pub use blocking::about_to_block;
 pub use driver::run_app;
 pub use environ::{Environ, GatewayFacts, GatewayKind};
 pub use head::{Head, HeadError, Header};

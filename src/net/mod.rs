@@ -2,7 +2,6 @@
 
 pub mod addr;
 pub mod listener;
-pub mod os;
 pub mod sys;
 
 pub use addr::ListenAddr;

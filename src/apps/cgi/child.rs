@@ -3,14 +3,14 @@
 use std::ffi::OsString;
 use std::io;
 use std::os::fd::AsFd;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
+use std::os::unix::process::ExitStatusExt;
+use std::process::{ChildStderr, ChildStdin, ChildStdout, ExitStatus};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::sys::signal::{Signal, killpg};
-use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
+use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid, waitpid};
 use nix::unistd::Pid;
 
 /// How long a script's process group has between SIGTERM and SIGKILL: 2 s.
@@ -20,7 +20,6 @@ pub const TERM_GRACE: Duration = Duration::from_secs(2);
 /// reaps the script, so no path (error, panic, client abort) leaves a zombie or a stray
 /// process of the group behind.
 pub struct Running {
-    child: Child,
     pgid: Pid,
     status: Option<ExitStatus>,
 }
@@ -45,36 +44,21 @@ fn nonblocking(fd: impl AsFd) -> io::Result<()> {
 impl Running {
     /// Runs `program` directly (no shell) with argv = its path only, in `cwd`, in a new
     /// process group, with exactly `env` and pipes on fds 0, 1 and 2 (everything else the
-    /// process opens is close-on-exec).
+    /// process opens is close-on-exec), through `posix_spawn` (see [`crate::os`]).
     pub fn spawn(
         program: &std::path::Path,
         cwd: &std::path::Path,
         env: Vec<(OsString, OsString)>,
     ) -> io::Result<(Running, Pipes)> {
-        let mut child = Command::new(program)
-            .current_dir(cwd)
-            .env_clear()
-            .envs(env)
-            .process_group(0)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()?;
-        let pgid = i32::try_from(child.id()).map(Pid::from_raw);
-        let pipes = Pipes {
-            stdin: child.stdin.take(),
-            stdout: child.stdout.take(),
-            stderr: child.stderr.take(),
-        };
-        let Ok(pgid) = pgid else {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(io::Error::other("child pid out of range"));
-        };
+        let spawned = crate::os::spawn_in_group(program, cwd, &env)?;
         let running = Running {
-            child,
-            pgid,
+            pgid: Pid::from_raw(spawned.pid),
             status: None,
+        };
+        let pipes = Pipes {
+            stdin: Some(ChildStdin::from(spawned.stdin)),
+            stdout: Some(ChildStdout::from(spawned.stdout)),
+            stderr: Some(ChildStderr::from(spawned.stderr)),
         };
         for r in [
             pipes.stdin.as_ref().map(nonblocking),
@@ -110,7 +94,14 @@ impl Running {
             return Ok(s);
         }
         let _ = killpg(self.pgid, Signal::SIGKILL);
-        let s = self.child.wait()?;
+        let s = loop {
+            match waitpid(self.pgid, None) {
+                Ok(WaitStatus::Exited(_, code)) => break ExitStatus::from_raw((code & 0xff) << 8),
+                Ok(WaitStatus::Signaled(_, sig, _)) => break ExitStatus::from_raw(sig as i32),
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        };
         self.status = Some(s);
         Ok(s)
     }

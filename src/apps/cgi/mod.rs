@@ -233,6 +233,8 @@ impl App for CgiDir {
             req.log(&format!("cgate: cgi: {name}: {} ({})", r.reason, r.status));
             return answer(resp, r.status);
         }
+        // From here the request waits on a child process: let the server move other work off.
+        crate::gateway::about_to_block();
         let (mut run, pipes) = match Running::spawn(&script.path, &script.dir, environment) {
             Ok(r) => r,
             Err(e) => {
