@@ -170,10 +170,28 @@ fn build_app(args: &AppArgs, custom: Option<Arc<dyn App>>) -> Result<Arc<dyn App
     Ok(app)
 }
 
+/// A command-line mistake: reported with exit code [`EXIT_USAGE`].
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
 /// Runs cgate with these arguments; `custom` replaces the app SPEC with the caller's app.
-/// Returns the process exit code.
+/// Returns the process exit code; errors are printed here, the binary's one catch-all.
 pub fn main_with(argv: impl IntoIterator<Item = OsString>, custom: Option<Arc<dyn App>>) -> i32 {
-    let argv: Vec<OsString> = argv.into_iter().collect();
+    match dispatch(argv.into_iter().collect(), custom) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("cgate: {e:#}");
+            if e.is::<UsageError>() { EXIT_USAGE } else { 1 }
+        }
+    }
+}
+
+fn usage(e: impl std::fmt::Display) -> anyhow::Error {
+    UsageError(e.to_string()).into()
+}
+
+fn dispatch(argv: Vec<OsString>, custom: Option<Arc<dyn App>>) -> anyhow::Result<i32> {
     if let Some(spec) = plain_cgi(&argv) {
         // The common CGI invocations skip the full parser: a CGI run is one process per
         // request, and start-up is most of its cost.
@@ -181,30 +199,19 @@ pub fn main_with(argv: impl IntoIterator<Item = OsString>, custom: Option<Arc<dy
             app: spec,
             ..AppArgs::default()
         };
-        return match build_app(&args, custom) {
-            Ok(app) => crate::cgi::gateway::run(&*app),
-            Err(e) => {
-                eprintln!("cgate: {e}");
-                EXIT_USAGE
-            }
-        };
+        let app = build_app(&args, custom).map_err(usage)?;
+        return Ok(crate::cgi::gateway::run(&*app));
     }
     let cli = match Cli::try_parse_from(argv) {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { EXIT_USAGE } else { 0 };
+            return Ok(if e.use_stderr() { EXIT_USAGE } else { 0 });
         }
     };
-    let app = match build_app(&cli.app, custom) {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("cgate: {e}");
-            return EXIT_USAGE;
-        }
-    };
+    let app = build_app(&cli.app, custom).map_err(usage)?;
     match cli.command {
-        Some(Command::Cgi(_)) => crate::cgi::gateway::run(&*app),
+        Some(Command::Cgi(_)) => Ok(crate::cgi::gateway::run(&*app)),
         Some(Command::Fastcgi(f)) => crate::fastcgi::server::run_cli(app, f.server),
         Some(Command::Request(r)) => {
             let req = LocalRequest {
@@ -216,27 +223,20 @@ pub fn main_with(argv: impl IntoIterator<Item = OsString>, custom: Option<Arc<dy
             };
             let mut out = io::stdout().lock();
             let mut err = io::stderr();
-            match req.run(&*app, &mut out, &mut err) {
-                Ok(code) => {
-                    let _ = out.flush();
-                    code
-                }
-                Err(e) => {
-                    eprintln!("cgate: {e}");
-                    EXIT_USAGE
-                }
-            }
+            let code = req.run(&*app, &mut out, &mut err).map_err(usage)?;
+            let _ = out.flush();
+            Ok(code)
         }
         None => {
             if crate::net::sys::stdin_is_listener() {
                 crate::fastcgi::server::run_inherited(app)
             } else if std::env::var_os("GATEWAY_INTERFACE").is_some() {
-                crate::cgi::gateway::run(&*app)
+                Ok(crate::cgi::gateway::run(&*app))
             } else {
                 use clap::CommandFactory;
                 let mut cmd = Cli::command();
                 let _ = cmd.write_long_help(&mut io::stderr());
-                EXIT_USAGE
+                Ok(EXIT_USAGE)
             }
         }
     }

@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::Args;
 use nix::sys::signal::{SigSet, Signal};
 
@@ -96,15 +97,18 @@ pub fn web_server_addrs(v: Option<&str>) -> Option<Vec<IpAddr>> {
 /// Serves `app` on `listener` until SIGTERM/SIGINT, then shuts down gracefully: no new
 /// connections, idle ones closed, requests in flight finish within `--shutdown-timeout`; a
 /// second signal exits at once. Returns the exit code (0 after a clean shutdown).
-pub fn serve_listener(listener: Listener, app: Arc<dyn App>, args: &ServerArgs) -> i32 {
+pub fn serve_listener(
+    listener: Listener,
+    app: Arc<dyn App>,
+    args: &ServerArgs,
+) -> anyhow::Result<i32> {
     let mut signals = SigSet::empty();
     signals.add(Signal::SIGTERM);
     signals.add(Signal::SIGINT);
     // Blocked here, before any thread starts, so only `wait` below receives them.
-    if let Err(e) = signals.thread_block() {
-        eprintln!("cgate: cannot block signals: {e}");
-        return 1;
-    }
+    signals
+        .thread_block()
+        .context("cannot block SIGTERM and SIGINT")?;
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let max_conns = args.max_conns.max(1);
     let allowed = if listener.is_tcp() {
@@ -131,13 +135,7 @@ pub fn serve_listener(listener: Listener, app: Arc<dyn App>, args: &ServerArgs) 
             max_body: args.max_body,
         },
     };
-    let pool = match Pool::start(listener, app, cfg) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("cgate: cannot start the server: {e}");
-            return 1;
-        }
-    };
+    let pool = Pool::start(listener, app, cfg).context("cannot start the server")?;
     let first = signals.wait().unwrap_or(Signal::SIGTERM);
     eprintln!("cgate: {first} received: no new connections, finishing requests in flight");
     std::thread::spawn(move || {
@@ -149,19 +147,19 @@ pub fn serve_listener(listener: Listener, app: Arc<dyn App>, args: &ServerArgs) 
     let left = pool.shutdown(Duration::from_secs(args.shutdown_timeout));
     if left > 0 {
         eprintln!("cgate: shutdown timeout: {left} connection(s) still busy, exiting");
-        return 1;
+        return Ok(1);
     }
-    0
+    Ok(0)
 }
 
 /// `cgate fastcgi`: opens `--listen` (or the socket inherited on fd 0) and serves.
-pub fn run_cli(app: Arc<dyn App>, args: ServerArgs) -> i32 {
+pub fn run_cli(app: Arc<dyn App>, args: ServerArgs) -> anyhow::Result<i32> {
     let addr = match &args.listen {
         Some(a) => a.clone(),
         None if crate::net::sys::stdin_is_listener() => ListenAddr::Fd(0),
         None => {
-            eprintln!("cgate: fastcgi needs --listen ADDR (or a listening socket on fd 0)");
-            return crate::cli::EXIT_USAGE;
+            let why = "fastcgi needs --listen ADDR (or a listening socket on fd 0)";
+            return Err(crate::cli::UsageError(why.into()).into());
         }
     };
     let unix = UnixOptions {
@@ -169,13 +167,8 @@ pub fn run_cli(app: Arc<dyn App>, args: ServerArgs) -> i32 {
         owner: args.socket_owner.clone(),
         group: args.socket_group.clone(),
     };
-    let listener = match Listener::open(&addr, &unix) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("cgate: cannot listen on {addr}: {e}");
-            return 1;
-        }
-    };
+    let listener =
+        Listener::open(&addr, &unix).with_context(|| format!("cannot listen on {addr}"))?;
     if let Listener::Tcp(l) = &listener {
         if l.local_addr().is_ok_and(|a| !a.ip().is_loopback()) {
             eprintln!("cgate: warning: listening on a non-loopback address ({addr})");
@@ -185,7 +178,7 @@ pub fn run_cli(app: Arc<dyn App>, args: ServerArgs) -> i32 {
 }
 
 /// `cgate` started with a listening socket on fd 0 (spawn-fcgi, mod_fcgid).
-pub fn run_inherited(app: Arc<dyn App>) -> i32 {
+pub fn run_inherited(app: Arc<dyn App>) -> anyhow::Result<i32> {
     run_cli(
         app,
         ServerArgs {
