@@ -61,8 +61,14 @@ echo "== cargo fmt --check"
 cargo fmt --all --check
 echo "== cargo clippy"
 cargo clippy --all-targets -- -D warnings
-# Doc tests first, so the last summary printed is the one of the full test run.
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
 echo "== cargo test --doc"
-cargo test --doc
+cargo test --doc 2>&1 | tee "$log"
 echo "== cargo test --all-targets"
-cargo test --all-targets
+cargo test --all-targets 2>&1 | tee -a "$log"
+# One closing line for the whole run, summed over every test binary and the doc tests.
+grep -h '^test result:' "$log" | awk '
+    { for (i = 1; i < NF; i++) { if ($(i + 1) ~ /^passed/) p += $i; if ($(i + 1) ~ /^failed/) f += $i } }
+    END { printf "total: %d passed, %d failed\n", p, f; if (p == 0) exit 1 }'
+
