@@ -1,7 +1,7 @@
 //! `Apache` guard: a real apache2 (mpm_event, cgid, proxy_fcgi) on 127.0.0.1 with its own minimal config in a temp dir.
 
-use super::procs::{Proc, Ready, server_command};
-use super::{TempDir, find_program, free_port, is_root, read_log};
+use super::procs::{Proc, Started, server_command, start_on_free_port};
+use super::{TempDir, find_program, is_root, read_log};
 use nix::sys::signal::Signal;
 use std::path::{Path, PathBuf};
 
@@ -91,12 +91,9 @@ impl Apache {
             Path::new(MODULE_DIR).join("mod_proxy_fcgi.so").is_file(),
             "apache2 modules not found in {MODULE_DIR}; `bash scripts/test.sh` installs apache2"
         );
-        let mut last_err = String::new();
-        for _attempt in 0..3 {
-            let dir = TempDir::new("apache");
+        let started = start_on_free_port("apache", "apache.pid", |dir, port| {
             dir.subdir("htdocs");
             dir.subdir("run");
-            let port = free_port();
             let conf = dir.join("apache2.conf");
             std::fs::write(&conf, main_conf(dir.path(), port, snippet))
                 .expect("write apache2.conf");
@@ -105,27 +102,10 @@ impl Apache {
                 .arg("-f")
                 .arg(&conf)
                 .arg("-DFOREGROUND");
-            let mut proc = Proc::spawn(
-                "apache2",
-                &mut cmd,
-                &dir.join("stderr.log"),
-                Signal::SIGTERM,
-            );
-            proc.add_log(dir.join("error.log"));
-            proc.add_log(conf.clone());
-            match proc.try_wait_ready(&[Ready::Path(dir.join("apache.pid")), Ready::Tcp(port)]) {
-                Ok(()) => return Apache { proc, port, dir },
-                Err(e) => {
-                    let retry = e.contains("Address already in use");
-                    last_err = e;
-                    let _ = proc.stop();
-                    if !retry {
-                        break;
-                    }
-                }
-            }
-        }
-        panic!("apache2 did not start:\n{last_err}");
+            (cmd, conf)
+        });
+        let Started { proc, port, dir } = started;
+        Apache { proc, port, dir }
     }
 
     /// The port it listens on (127.0.0.1).

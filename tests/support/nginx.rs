@@ -1,7 +1,7 @@
 //! `Nginx` guard: a real nginx on 127.0.0.1 with its own config, logs and temp paths in a temp dir.
 
-use super::procs::{Proc, Ready, server_command};
-use super::{TempDir, find_program, free_port, is_root, read_log};
+use super::procs::{Proc, Started, server_command, start_on_free_port};
+use super::{TempDir, find_program, is_root, read_log};
 use nix::sys::signal::Signal;
 use std::path::{Path, PathBuf};
 
@@ -58,11 +58,8 @@ impl Nginx {
     /// error log, when nginx is missing or fails to start.
     pub fn start_with(http: &str, server: &str) -> Nginx {
         let bin = find_program("nginx");
-        let mut last_err = String::new();
-        for _attempt in 0..3 {
-            let dir = TempDir::new("nginx");
+        let started = start_on_free_port("nginx", "nginx.pid", |dir, port| {
             dir.subdir("html");
-            let port = free_port();
             let conf = dir.join("nginx.conf");
             std::fs::write(&conf, main_conf(dir.path(), port, http, server))
                 .expect("write nginx.conf");
@@ -73,22 +70,10 @@ impl Nginx {
                 .arg(&conf)
                 .arg("-e")
                 .arg(dir.join("error.log"));
-            let mut proc = Proc::spawn("nginx", &mut cmd, &dir.join("stderr.log"), Signal::SIGTERM);
-            proc.add_log(dir.join("error.log"));
-            proc.add_log(conf.clone());
-            match proc.try_wait_ready(&[Ready::Path(dir.join("nginx.pid")), Ready::Tcp(port)]) {
-                Ok(()) => return Nginx { proc, port, dir },
-                Err(e) => {
-                    let retry = e.contains("Address already in use");
-                    last_err = e;
-                    let _ = proc.stop();
-                    if !retry {
-                        break;
-                    }
-                }
-            }
-        }
-        panic!("nginx did not start:\n{last_err}");
+            (cmd, conf)
+        });
+        let Started { proc, port, dir } = started;
+        Nginx { proc, port, dir }
     }
 
     /// The port it listens on (127.0.0.1).

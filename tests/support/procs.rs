@@ -280,3 +280,44 @@ impl Fcgiwrap {
         }
     }
 }
+
+/// A server started by [`start_on_free_port`]: its process, port and directory.
+pub struct Started {
+    /// The process (stopped on drop).
+    pub proc: Proc,
+    /// The 127.0.0.1 port it listens on.
+    pub port: u16,
+    /// Its own directory (config, logs, pid file).
+    pub dir: TempDir,
+}
+
+/// Starts a server in a fresh directory on a free port: `setup` writes its config and
+/// returns the command and the config path. Waits for `pid_file` in the directory and the
+/// port; retries on a port taken meanwhile; panics with the logs when it does not start.
+pub fn start_on_free_port(
+    name: &str,
+    pid_file: &str,
+    mut setup: impl FnMut(&TempDir, u16) -> (Command, PathBuf),
+) -> Started {
+    let mut last_err = String::new();
+    for _attempt in 0..3 {
+        let dir = TempDir::new(name);
+        let port = super::free_port();
+        let (mut cmd, conf) = setup(&dir, port);
+        let mut proc = Proc::spawn(name, &mut cmd, &dir.join("stderr.log"), Signal::SIGTERM);
+        proc.add_log(dir.join("error.log"));
+        proc.add_log(conf);
+        match proc.try_wait_ready(&[Ready::Path(dir.join(pid_file)), Ready::Tcp(port)]) {
+            Ok(()) => return Started { proc, port, dir },
+            Err(e) => {
+                let retry = e.contains("Address already in use");
+                last_err = e;
+                let _ = proc.stop();
+                if !retry {
+                    break;
+                }
+            }
+        }
+    }
+    panic!("{name} did not start:\n{last_err}");
+}
