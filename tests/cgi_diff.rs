@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use run::{Outcome, fetch, slow};
 use sites::{CgiBin, Peer, SECRET, Sites, kill_leftovers, left_after, processes_of};
-use support::sha256_hex;
+use support::{data, sha256_hex};
 
 /// One behaviour and what each server did, in [`Peer::ALL`] order.
 struct Row {
@@ -61,20 +61,6 @@ fn each(
 
 fn get(script: &'static str) -> impl Fn(Peer, u16) -> Outcome {
     move |_, port| fetch(port, "GET", &format!("/cgi-bin/{script}"), &[], b"")
-}
-
-/// `len` deterministic pseudo-random bytes (xorshift64).
-fn data(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
 
 /// POSTs `len` bytes to echo-body.sh; the body becomes "echoed, sha matches" when it came

@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::Value;
 use support::http::Conn;
 use support::{
-    Backend, Nginx, Ready, Response, TempDir, cgate_bin, conf, demo_bin, request, sha256_hex,
+    Backend, Nginx, Ready, Response, TempDir, cgate_bin, conf, data, demo_bin, request, sha256_hex,
     spawn_fcgi,
 };
 
@@ -70,20 +70,6 @@ fn echo_json(r: &Response, nginx: &Nginx) -> Value {
     assert_eq!(r.header("content-type"), Some("application/json"));
     serde_json::from_slice(&r.body)
         .unwrap_or_else(|e| panic!("echo body is not JSON ({e}): {:?}", r.text()))
-}
-
-/// `len` deterministic pseudo-random bytes (xorshift64), different for every `seed`.
-fn data(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
 
 /// Sends `method path` with `body` written in 1 MiB slices after the head (one copy of the
