@@ -23,10 +23,20 @@ const MODULES: &[(&str, &str)] = &[
 ];
 
 /// A running apache2 parent (with its children), stopped by PID on drop.
-pub struct Apache {
-    proc: Proc,
-    port: u16,
-    dir: TempDir,
+pub struct Apache(Started);
+
+impl std::ops::Deref for Apache {
+    type Target = Started;
+
+    fn deref(&self) -> &Started {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Apache {
+    fn deref_mut(&mut self) -> &mut Started {
+        &mut self.0
+    }
 }
 
 fn main_conf(dir: &Path, port: u16, snippet: &str) -> String {
@@ -104,42 +114,11 @@ impl Apache {
                 .arg("-DFOREGROUND");
             (cmd, conf)
         });
-        let Started { proc, port, dir } = started;
-        Apache { proc, port, dir }
-    }
-
-    /// The port it listens on (127.0.0.1).
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    /// The ServerRoot (config, logs, run files).
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
+        Apache(started)
     }
 
     /// The DocumentRoot.
     pub fn docroot(&self) -> PathBuf {
-        self.dir.join("htdocs")
-    }
-
-    /// The error log so far.
-    pub fn error_log(&self) -> String {
-        read_log(&self.dir.join("error.log"))
-    }
-
-    /// PID of the parent process.
-    pub fn pid(&self) -> nix::unistd::Pid {
-        self.proc.pid()
-    }
-
-    /// Prints output, error log and config to stderr.
-    pub fn dump_logs(&self) {
-        self.proc.dump_logs();
-    }
-
-    /// Stops apache2 now (SIGTERM to the parent, SIGKILL to the group after a grace).
-    pub fn stop(&mut self) {
-        self.proc.stop();
+        self.0.dir.join("htdocs")
     }
 }

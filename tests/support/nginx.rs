@@ -6,10 +6,20 @@ use nix::sys::signal::Signal;
 use std::path::{Path, PathBuf};
 
 /// A running nginx master (with 2 workers), stopped by PID on drop.
-pub struct Nginx {
-    proc: Proc,
-    port: u16,
-    dir: TempDir,
+pub struct Nginx(Started);
+
+impl std::ops::Deref for Nginx {
+    type Target = Started;
+
+    fn deref(&self) -> &Started {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Nginx {
+    fn deref_mut(&mut self) -> &mut Started {
+        &mut self.0
+    }
 }
 
 fn main_conf(dir: &Path, port: u16, http: &str, server: &str) -> String {
@@ -72,47 +82,16 @@ impl Nginx {
                 .arg(dir.join("error.log"));
             (cmd, conf)
         });
-        let Started { proc, port, dir } = started;
-        Nginx { proc, port, dir }
-    }
-
-    /// The port it listens on (127.0.0.1).
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    /// The prefix directory (config, logs, temp paths).
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
+        Nginx(started)
     }
 
     /// The document root (`root` of the server block).
     pub fn docroot(&self) -> PathBuf {
-        self.dir.join("html")
-    }
-
-    /// The error log so far.
-    pub fn error_log(&self) -> String {
-        read_log(&self.dir.join("error.log"))
+        self.0.dir.join("html")
     }
 
     /// The access log so far.
     pub fn access_log(&self) -> String {
-        read_log(&self.dir.join("access.log"))
-    }
-
-    /// PID of the master process.
-    pub fn pid(&self) -> nix::unistd::Pid {
-        self.proc.pid()
-    }
-
-    /// Prints output, error log and config to stderr.
-    pub fn dump_logs(&self) {
-        self.proc.dump_logs();
-    }
-
-    /// Stops nginx now (SIGTERM to the master, SIGKILL to the group after a grace).
-    pub fn stop(&mut self) {
-        self.proc.stop();
+        read_log(&self.0.dir.join("access.log"))
     }
 }

@@ -321,3 +321,35 @@ pub fn start_on_free_port(
     }
     panic!("{name} did not start:\n{last_err}");
 }
+
+impl Started {
+    /// The port it listens on (127.0.0.1).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Its directory (config, logs, run files).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The error log so far.
+    pub fn error_log(&self) -> String {
+        read_log(&self.dir.join("error.log"))
+    }
+
+    /// PID of the main process.
+    pub fn pid(&self) -> Pid {
+        self.proc.pid()
+    }
+
+    /// Prints output, error log and config to stderr.
+    pub fn dump_logs(&self) {
+        self.proc.dump_logs();
+    }
+
+    /// Stops the server now (SIGTERM to the main process, SIGKILL to the group after a grace).
+    pub fn stop(&mut self) {
+        self.proc.stop();
+    }
+}
