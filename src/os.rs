@@ -12,8 +12,8 @@ use nix::libc;
 
 /// Duplicates inherited descriptor `fd` into an owned, close-on-exec descriptor.
 ///
-/// The original number is left as it is (it may be 0, stdin); the duplicate carries
-/// `FD_CLOEXEC`, so scripts started later never inherit the listener.
+/// The original number stays open (it may be 0, stdin) but gets `FD_CLOEXEC`, like the
+/// duplicate, so scripts started later never inherit the listener.
 pub fn adopt_fd(fd: i32) -> io::Result<OwnedFd> {
     if fd < 0 {
         return Err(io::Error::from_raw_os_error(libc_ebadf()));
@@ -25,6 +25,8 @@ pub fn adopt_fd(fd: i32) -> io::Result<OwnedFd> {
     // borrow never refers to a closed descriptor.
     let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
     fcntl(borrowed, FcntlArg::F_GETFD).map_err(io::Error::from)?;
+    // The inherited number itself must not leak into scripts either.
+    fcntl(borrowed, FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC)).map_err(io::Error::from)?;
     borrowed.try_clone_to_owned()
 }
 
@@ -59,7 +61,7 @@ fn check(rc: libc::c_int) -> io::Result<()> {
 
 /// Starts `program` (argv = its path only) with exactly `env`, in directory `cwd`, as the
 /// leader of a new process group, with pipes on fds 0-2, an empty signal mask and default
-/// signal dispositions, and no other descriptor (everything cgate opens is close-on-exec).
+/// signal dispositions, and no other descriptor (all above 2 are closed in the child).
 ///
 /// This is `posix_spawn`, which glibc implements with `clone(CLONE_VM | CLONE_VFORK)`: no
 /// copy of the parent's page tables, unlike `fork`, whatever the parent's size or thread
@@ -138,6 +140,9 @@ pub fn spawn_in_group(
                 dir.as_ptr(),
             ))
         })
+        // Descriptors cgate itself inherited without close-on-exec (a parent's jobserver, a
+        // leaked socket) must not reach scripts either: close everything above 2.
+        .and_then(|()| check(libc::posix_spawn_file_actions_addclosefrom_np(&mut fa, 3)))
         .and_then(|()| {
             check(libc::posix_spawnattr_setflags(
                 &mut attr,

@@ -212,7 +212,7 @@ fn listener_inherited_on_fd_0() {
 /// The launcher: binds the socket, puts it on fd 3, sets LISTEN_FDS/LISTEN_PID and execs cgate.
 const SYSTEMD_LAUNCHER: &str = r#"
 import os, socket, sys
-kind, where, pid_mode, exe = sys.argv[1:5]
+kind, where, pid_mode, exe, app = sys.argv[1:6]
 if kind == "unix":
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.bind(where)
@@ -225,10 +225,14 @@ if s.fileno() != 3:
 os.set_inheritable(3, True)
 os.environ["LISTEN_FDS"] = "1"
 os.environ["LISTEN_PID"] = str(os.getpid()) if pid_mode == "self" else "1"
-os.execv(exe, [exe, "fastcgi", "--listen", "systemd", "--app", "hello"])
+os.execv(exe, [exe, "fastcgi", "--listen", "systemd", "--app", app])
 "#;
 
 fn systemd_command(kind: &str, addr: &Addr, pid_mode: &str) -> Command {
+    systemd_command_app(kind, addr, pid_mode, "hello")
+}
+
+fn systemd_command_app(kind: &str, addr: &Addr, pid_mode: &str, app: &str) -> Command {
     let where_ = match addr {
         Addr::Unix(p) => p.display().to_string(),
         Addr::Tcp(port) => port.to_string(),
@@ -236,8 +240,36 @@ fn systemd_command(kind: &str, addr: &Addr, pid_mode: &str) -> Command {
     let mut cmd = Command::new("python3");
     cmd.args(["-c", SYSTEMD_LAUNCHER, kind, &where_, pid_mode])
         .arg(cgate_bin())
+        .arg(app)
         .env_remove("CGATE_APP");
     cmd
+}
+
+/// The inherited listening socket (fd 3 under systemd) never reaches a CGI script: the
+/// script's process has exactly fds 0, 1 and 2 (`ls` adds 3 for its own directory read).
+#[test]
+fn inherited_listener_does_not_leak_into_scripts() {
+    let dir = TempDir::new("systemd-fds");
+    let cgi = dir.subdir("cgi");
+    crate::support::write_script(
+        &cgi,
+        "fds",
+        "#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\n'\nexec /bin/ls /proc/self/fd\n",
+    );
+    let addr = Addr::Unix(dir.join("sd.sock"));
+    let app = format!("cgi:{}", cgi.display());
+    let srv = Backend::spawn(
+        "cgate",
+        systemd_command_app("unix", &addr, "self", &app),
+        &[addr.ready()],
+    );
+    let r = addr.connect().roundtrip(1, &get(1, 0, "/fds"));
+    let body = String::from_utf8_lossy(&r.stdout).into_owned();
+    assert!(
+        body.ends_with("\r\n\r\n0\n1\n2\n3\n"),
+        "{body:?}\n{}",
+        srv.output()
+    );
 }
 
 /// systemd socket activation: the socket on fd 3 with LISTEN_FDS=1 and LISTEN_PID=our pid is
