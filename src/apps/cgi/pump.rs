@@ -56,9 +56,39 @@ struct Pump {
     forward: bool,
     stderr_seen: usize,
     stderr_noted: bool,
-    feed: Vec<u8>,
+    feed: Scratch,
+    feed_len: usize,
     fed: usize,
     input_done: bool,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A [`CHUNK`]-byte buffer from this thread's small pool, given back on drop: scripts run on
+/// long-lived server threads, so the buffers are not allocated and zeroed per request.
+struct Scratch(Vec<u8>);
+
+impl Scratch {
+    fn new() -> Self {
+        let pooled = SCRATCH.with(|p| p.borrow_mut().pop());
+        Scratch(pooled.unwrap_or_else(|| vec![0; CHUNK]))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let v = std::mem::take(&mut self.0);
+        if v.len() == CHUNK {
+            SCRATCH.with(|p| {
+                let mut pool = p.borrow_mut();
+                if pool.len() < 2 {
+                    pool.push(v);
+                }
+            });
+        }
+    }
 }
 
 fn gone(e: io::Error) -> AppError {
@@ -169,24 +199,20 @@ impl Pump {
         stdin: &mut impl Write,
         req: &mut Request<'_>,
     ) -> Result<bool, AppError> {
-        if self.fed == self.feed.len() {
-            self.feed.resize(CHUNK, 0);
+        if self.fed == self.feed_len {
             self.fed = 0;
-            match req.input.read(&mut self.feed) {
+            self.feed_len = 0;
+            match req.input.read(&mut self.feed.0) {
                 Ok(0) => {
-                    self.feed.clear();
                     self.input_done = true;
                     return Ok(false);
                 }
-                Ok(n) => self.feed.truncate(n),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {
-                    self.feed.clear();
-                    return Ok(true);
-                }
+                Ok(n) => self.feed_len = n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(true),
                 Err(e) => return Err(AppError::Io(e)),
             }
         }
-        match stdin.write(&self.feed[self.fed..]) {
+        match stdin.write(&self.feed.0[self.fed..self.feed_len]) {
             Ok(n) => {
                 self.fed += n;
                 Ok(true)
@@ -225,7 +251,8 @@ pub fn exchange(
         forward: false,
         stderr_seen: 0,
         stderr_noted: false,
-        feed: Vec::new(),
+        feed: Scratch::new(),
+        feed_len: 0,
         fed: 0,
         input_done: req.input.is_finished(),
     };
@@ -234,9 +261,10 @@ pub fn exchange(
     let mut last_out = start;
     let mut exited_at: Option<Instant> = None;
     let mut held_open = false;
-    let mut buf = vec![0u8; CHUNK];
+    let mut scratch = Scratch::new();
+    let buf = &mut scratch.0;
     while stdout.is_some() {
-        if p.input_done && p.fed == p.feed.len() {
+        if p.input_done && p.fed == p.feed_len {
             stdin = None;
         }
         let now = Instant::now();
@@ -296,7 +324,7 @@ pub fn exchange(
         }
         if !err_ev.is_empty() {
             if let Some(s) = stderr.as_mut() {
-                match read_once(s, &mut buf) {
+                match read_once(s, buf) {
                     Some(0) => stderr = None,
                     Some(n) => p.log_stderr(req.errors, &buf[..n]),
                     None => {}
@@ -313,7 +341,7 @@ pub fn exchange(
         }
         if !out_ev.is_empty() {
             if let Some(s) = stdout.as_mut() {
-                match read_once(s, &mut buf) {
+                match read_once(s, buf) {
                     Some(0) => stdout = None,
                     Some(n) => {
                         last_out = Instant::now();
@@ -357,7 +385,7 @@ pub fn exchange(
             Ok(_) | Err(Errno::EINTR) => {}
             Err(_) => break,
         }
-        match read_once(s, &mut buf) {
+        match read_once(s, buf) {
             Some(0) => stderr = None,
             Some(n) => p.log_stderr(req.errors, &buf[..n]),
             None if exited => break,
