@@ -148,11 +148,6 @@ impl ConnState {
         }
     }
 
-    /// The socket.
-    pub fn stream(&self) -> &Arc<Stream> {
-        &self.stream
-    }
-
     /// Makes room and reads once without waiting. Ok(None): nothing there yet.
     fn read_now(&mut self) -> io::Result<Option<usize>> {
         if self.rstart == self.rend {

@@ -5,7 +5,7 @@ use std::io::{self, Read};
 /// Default cap on a body read to its end when no CONTENT_LENGTH was given (FastCGI): 1 GiB.
 pub const DEFAULT_MAX_BODY: u64 = 1 << 30;
 
-/// How much of a body is left unread before the gateway gives up draining it: 64 KiB.
+/// How much of an unread body a gateway skips to keep its connection (else it closes it): 64 KiB.
 pub const DRAIN_LIMIT: u64 = 64 * 1024;
 
 /// CONTENT_LENGTH was present but is not strictly `[0-9]+` within `u64`.
@@ -92,22 +92,6 @@ impl<'r> Input<'r> {
             BodyLength::Exact(n) => self.consumed >= n || self.failed,
             BodyLength::ToEnd { .. } => self.failed,
         }
-    }
-
-    /// Reads and discards what is left, up to `limit` bytes; returns `true` when the body
-    /// is then fully consumed (the transport can be reused).
-    pub fn drain(&mut self, limit: u64) -> bool {
-        let mut scratch = [0u8; 8192];
-        let start = self.consumed;
-        while self.consumed - start < limit {
-            match self.read(&mut scratch) {
-                Ok(0) => return !self.failed,
-                Ok(_) => {}
-                Err(ref e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return false,
-            }
-        }
-        matches!(self.length, BodyLength::Exact(n) if self.consumed >= n)
     }
 }
 

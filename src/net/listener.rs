@@ -6,7 +6,6 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use nix::sys::socket::{AddressFamily, SockaddrLike, SockaddrStorage, getsockname};
 use nix::unistd::{Gid, Group, Uid, User, chown};
@@ -146,18 +145,6 @@ impl Listener {
         }
     }
 
-    /// Waits for a connection; returns it with the peer's IP for TCP.
-    pub fn accept(&self) -> io::Result<(Stream, Option<IpAddr>)> {
-        match self {
-            Listener::Tcp(l) => {
-                let (s, a) = l.accept()?;
-                let _ = s.set_nodelay(true);
-                Ok((Stream::Tcp(s), Some(a.ip())))
-            }
-            Listener::Unix(l, _) => Ok((Stream::Unix(l.accept()?.0), None)),
-        }
-    }
-
     /// Accepts one connection as a non-blocking socket (the listener should be non-blocking
     /// too); returns the peer's IP for TCP when `want_peer` is set.
     pub fn accept_nonblocking(&self, want_peer: bool) -> io::Result<(Stream, Option<IpAddr>)> {
@@ -179,7 +166,7 @@ impl Listener {
         }
     }
 
-    /// Wakes every thread blocked in `accept` (they get an error) and stops accepting.
+    /// Stops accepting: pending and new connection attempts are refused.
     pub fn shutdown(&self) {
         let _ = nix::sys::socket::shutdown(
             std::os::fd::AsRawFd::as_raw_fd(&self.as_fd()),
@@ -218,30 +205,6 @@ impl AsFd for Listener {
 }
 
 impl Stream {
-    /// Sets the receive timeout (None: block forever).
-    pub fn set_read_timeout(&self, d: Option<Duration>) -> io::Result<()> {
-        match self {
-            Stream::Tcp(s) => s.set_read_timeout(d),
-            Stream::Unix(s) => s.set_read_timeout(d),
-        }
-    }
-
-    /// Sets the send timeout.
-    pub fn set_write_timeout(&self, d: Option<Duration>) -> io::Result<()> {
-        match self {
-            Stream::Tcp(s) => s.set_write_timeout(d),
-            Stream::Unix(s) => s.set_write_timeout(d),
-        }
-    }
-
-    /// Non-blocking mode on or off.
-    pub fn set_nonblocking(&self, on: bool) -> io::Result<()> {
-        match self {
-            Stream::Tcp(s) => s.set_nonblocking(on),
-            Stream::Unix(s) => s.set_nonblocking(on),
-        }
-    }
-
     /// Shuts the socket down in both directions (wakes a blocked reader).
     pub fn shutdown(&self) {
         let _ = match self {
@@ -263,14 +226,6 @@ impl Stream {
         match self {
             Stream::Tcp(s) => (&*s).write(buf),
             Stream::Unix(s) => (&*s).write(buf),
-        }
-    }
-
-    /// Writes everything through a shared reference.
-    pub fn write_all_shared(&self, buf: &[u8]) -> io::Result<()> {
-        match self {
-            Stream::Tcp(s) => (&*s).write_all(buf),
-            Stream::Unix(s) => (&*s).write_all(buf),
         }
     }
 }
