@@ -8,8 +8,8 @@ use std::os::unix::ffi::OsStrExt;
 
 use crate::gateway::environ::DROPPED_ON_INPUT;
 use crate::gateway::{
-    App, BodyLength, CgiSink, Environ, GatewayFacts, GatewayKind, Input, Request, Sink,
-    parse_content_length, run_app,
+    App, BodyLength, CgiSink, Environ, GatewayFacts, GatewayKind, Input, Request,
+    parse_content_length, run_app, send_plain,
 };
 
 /// Exit code when the app failed (a 500 or a cut response was sent).
@@ -53,32 +53,14 @@ pub fn serve(
         Ok(n) => n.unwrap_or(0),
         Err(e) => {
             let _ = writeln!(stderr, "cgate: 400 Bad Request: {e}");
-            return send_plain(&mut sink, "400 Bad Request", "Bad Request\n");
+            let _ = send_plain(&mut sink, "400 Bad Request", "Bad Request\n");
+            return 0;
         }
     };
     let input = Input::new(stdin, BodyLength::Exact(length));
     let mut req = Request::new(env, input, stderr);
     let outcome = run_app(app, &mut req, &mut sink);
     if outcome.complete { 0 } else { EXIT_APP_ERROR }
-}
-
-/// Sends a small plain-text response straight to a sink (for errors before any app runs).
-pub fn send_plain(sink: &mut dyn Sink, status: &str, body: &str) -> i32 {
-    let len = body.len().to_string();
-    let head = crate::gateway::Head::new(
-        status,
-        [
-            ("Content-Type", "text/plain; charset=utf-8"),
-            ("Content-Length", len.as_str()),
-        ],
-    );
-    if let Ok(head) = head {
-        let _ = sink
-            .send_head(&head)
-            .and_then(|()| sink.send_body(body.as_bytes()))
-            .and_then(|()| sink.finish());
-    }
-    0
 }
 
 /// Runs the CGI gateway on this process's environment and standard streams.

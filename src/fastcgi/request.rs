@@ -16,7 +16,7 @@ use super::responder::{ConnConfig, ConnState, FASTCGI_FACTS, STAGE_MAX, Step, WB
 use super::spool::Spool;
 use crate::gateway::input::DRAIN_LIMIT;
 use crate::gateway::{
-    App, BodyLength, Environ, Head, Input, Request, Sink, parse_content_length, run_app,
+    App, BodyLength, Environ, Head, Input, Request, Sink, parse_content_length, run_app, send_plain,
 };
 
 impl ConnState {
@@ -312,7 +312,7 @@ pub(super) fn serve_request(
         Ok(None) => BodyLength::ToEnd { max: cfg.max_body },
         Err(e) => {
             let _ = writeln!(ErrorStream { io: &io }, "cgate: 400 Bad Request: {e}");
-            crate::cgi::gateway::send_plain(&mut sink, "400 Bad Request", "Bad Request\n");
+            let _ = send_plain(&mut sink, "400 Bad Request", "Bad Request\n");
             return reusable(io.into_inner(), id, keep_conn);
         }
     };

@@ -16,4 +16,4 @@ pub use environ::{Environ, GatewayFacts, GatewayKind};
 pub use head::{Head, HeadError, Header};
 pub use input::{BodyLength, Input, parse_content_length};
 pub use response::{Outcome, Response, Sink};
-pub use sink::{CgiSink, MemorySink};
+pub use sink::{CgiSink, MemorySink, send_plain};

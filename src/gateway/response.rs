@@ -65,7 +65,7 @@ pub struct Outcome {
     pub complete: bool,
 }
 
-const ERROR_BODY: &[u8] = b"Internal Server Error\n";
+const ERROR_BODY: &str = "Internal Server Error\n";
 
 impl<'s> Response<'s> {
     /// A response writing to `sink`.
@@ -241,18 +241,13 @@ impl<'s> Response<'s> {
                 false
             }
             _ => {
-                let head = Head::new(
-                    "500 Internal Server Error",
-                    [
-                        ("Content-Type", "text/plain; charset=utf-8"),
-                        ("Content-Length", "22"),
-                    ],
-                )
-                .expect("static head is valid");
                 self.code = 500;
-                let ok = self.sink.send_head(&head).is_ok()
-                    && self.sink.send_body(ERROR_BODY).is_ok()
-                    && self.sink.finish().is_ok();
+                let ok = super::sink::send_plain(
+                    &mut *self.sink,
+                    "500 Internal Server Error",
+                    ERROR_BODY,
+                )
+                .is_ok();
                 self.sent = ERROR_BODY.len() as u64;
                 self.state = if ok {
                     State::Sent { remaining: None }

@@ -5,6 +5,23 @@ use std::io::{self, Write};
 use super::head::Head;
 use super::response::Sink;
 
+/// Sends a small complete plain-text response straight to a sink: for answers the gateway
+/// gives itself (a 400 before any app runs, the 500 that replaces a failed app's head).
+pub fn send_plain(sink: &mut dyn Sink, status: &str, body: &str) -> io::Result<()> {
+    let len = body.len().to_string();
+    let head = Head::new(
+        status,
+        [
+            ("Content-Type", "text/plain; charset=utf-8"),
+            ("Content-Length", len.as_str()),
+        ],
+    )
+    .map_err(io::Error::other)?;
+    sink.send_head(&head)?;
+    sink.send_body(body.as_bytes())?;
+    sink.finish()
+}
+
 /// Writes the CGI response format (`Status:` block, blank line, body) to a writer: stdout for
 /// the CGI gateway and for `cgate request`. Small responses leave in one write.
 pub struct CgiSink<W: Write> {
