@@ -80,24 +80,6 @@ impl ConnState {
         }
     }
 
-    /// Discards body records already received (the app has finished), so that a request whose
-    /// empty STDIN record is already here can keep its connection. Never reads the socket.
-    pub(super) fn skip_buffered_stdin(&mut self) {
-        self.stdin = 0..0;
-        while !self.stdin_done && !self.aborted {
-            match self.step() {
-                Ok(Step::Stdin(_) | Step::Handled | Step::Request(..)) => {}
-                Ok(Step::StdinEnd) => self.stdin_done = true,
-                Ok(Step::Abort) => self.aborted = true,
-                Ok(Step::NeedMore) => break,
-                Err(_) => {
-                    self.broken = true;
-                    break;
-                }
-            }
-        }
-    }
-
     pub(super) fn read_stdin(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
             if !self.stdin.is_empty() {
@@ -250,7 +232,6 @@ impl Sink for FcgiSink<'_, '_> {
         let mut io = self.io.borrow_mut();
         io.dead()?;
         io.frame_stage();
-        io.skip_buffered_stdin();
         let io = &mut **io;
         io.keep = io.conn.end_request(0, &mut io.wbuf);
         io.write_out()
