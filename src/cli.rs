@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::apps::cgi::CgiOptions;
 use crate::apps::from_spec_with;
 use crate::gateway::App;
 use crate::local::LocalRequest;
@@ -65,13 +66,13 @@ struct AppArgs {
 #[derive(Args, Debug, Clone)]
 struct CgiArgs {
     /// cgi:DIR: seconds a script may run in total (default 60).
-    #[arg(long, value_name = "SECS", default_value_t = 60, global = true)]
+    #[arg(long, value_name = "SECS", default_value_t = CgiOptions::default().total_timeout.as_secs(), global = true)]
     cgi_timeout: u64,
     /// cgi:DIR: seconds a script may go without output (default 30).
-    #[arg(long, value_name = "SECS", default_value_t = 30, global = true)]
+    #[arg(long, value_name = "SECS", default_value_t = CgiOptions::default().idle_timeout.as_secs(), global = true)]
     cgi_idle_timeout: u64,
     /// cgi:DIR: scripts running at once; more get 503 (default 64).
-    #[arg(long, value_name = "N", default_value_t = 64, global = true)]
+    #[arg(long, value_name = "N", default_value_t = CgiOptions::default().max_concurrent, global = true)]
     cgi_max_scripts: usize,
     /// cgi:DIR: pass this variable of cgate's own environment to scripts (repeatable).
     #[arg(long, value_name = "NAME", global = true)]
@@ -82,11 +83,13 @@ struct CgiArgs {
 }
 
 impl Default for CgiArgs {
+    /// The script runner's own defaults ([`CgiOptions::default`]), as the flags document.
     fn default() -> Self {
+        let d = CgiOptions::default();
         CgiArgs {
-            cgi_timeout: 60,
-            cgi_idle_timeout: 30,
-            cgi_max_scripts: 64,
+            cgi_timeout: d.total_timeout.as_secs(),
+            cgi_idle_timeout: d.idle_timeout.as_secs(),
+            cgi_max_scripts: d.max_concurrent,
             pass_env: Vec::new(),
             cgi_ext: Vec::new(),
         }
@@ -94,8 +97,8 @@ impl Default for CgiArgs {
 }
 
 impl CgiArgs {
-    fn options(&self) -> crate::apps::cgi::CgiOptions {
-        crate::apps::cgi::CgiOptions {
+    fn options(&self) -> CgiOptions {
+        CgiOptions {
             total_timeout: std::time::Duration::from_secs(self.cgi_timeout),
             idle_timeout: std::time::Duration::from_secs(self.cgi_idle_timeout),
             max_concurrent: self.cgi_max_scripts,

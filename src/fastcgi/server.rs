@@ -68,20 +68,14 @@ fn parse_mode(s: &str) -> Result<u32, String> {
 }
 
 impl Default for ServerArgs {
+    /// The defaults the command line documents (taken from it, so they cannot drift).
     fn default() -> Self {
-        ServerArgs {
-            listen: None,
-            workers: None,
-            max_conns: 1024,
-            socket_mode: None,
-            socket_owner: None,
-            socket_group: None,
-            shutdown_timeout: 30,
-            idle_timeout: 300,
-            request_timeout: 30,
-            max_params_bytes: 1 << 20,
-            max_body: DEFAULT_MAX_BODY,
+        #[derive(clap::Parser)]
+        struct Defaults {
+            #[command(flatten)]
+            args: ServerArgs,
         }
+        <Defaults as clap::Parser>::parse_from(["cgate"]).args
     }
 }
 
