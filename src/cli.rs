@@ -231,7 +231,7 @@ fn dispatch(argv: Vec<OsString>, custom: Option<Arc<dyn App>>) -> anyhow::Result
             Ok(code)
         }
         None => {
-            if crate::net::sys::stdin_is_listener() {
+            if crate::os::stdin_is_listener() {
                 crate::fastcgi::server::run_inherited(app)
             } else if std::env::var_os("GATEWAY_INTERFACE").is_some() {
                 Ok(crate::cgi::gateway::run(&*app))
@@ -263,10 +263,7 @@ fn plain_cgi(argv: &[OsString]) -> Option<Option<String>> {
         [arg] => Some(arg.strip_prefix("--app=")?.to_owned()),
         _ => return None,
     };
-    if cgi
-        || (std::env::var_os("GATEWAY_INTERFACE").is_some()
-            && !crate::net::sys::stdin_is_listener())
-    {
+    if cgi || (std::env::var_os("GATEWAY_INTERFACE").is_some() && !crate::os::stdin_is_listener()) {
         Some(spec)
     } else {
         None

@@ -1,4 +1,4 @@
-//! The one module with unsafe code: OS calls std does not offer safely (adopting inherited descriptors, posix_spawn).
+//! The one OS module, and the only one with unsafe code: OS calls std does not offer safely (adopting inherited descriptors, posix_spawn) and socket queries.
 #![allow(unsafe_code)]
 
 use std::ffi::{CString, OsString};
@@ -173,4 +173,15 @@ pub fn spawn_in_group(
         stdout: out_r,
         stderr: err_r,
     })
+}
+
+/// `true` when `fd` is a socket in the listening state (how spawn-fcgi and mod_fcgid hand
+/// over the FastCGI socket on fd 0).
+pub fn is_listening_socket(fd: impl std::os::fd::AsFd) -> bool {
+    nix::sys::socket::getsockopt(&fd, nix::sys::socket::sockopt::AcceptConn).unwrap_or(false)
+}
+
+/// `true` when standard input is a listening socket.
+pub fn stdin_is_listener() -> bool {
+    is_listening_socket(std::os::fd::AsFd::as_fd(&std::io::stdin()))
 }

@@ -1,17 +1,12 @@
-//! FastCGI 1.0 responder protocol core: record codec, name-value pairs and the sans-IO connection.
+//! FastCGI 1.0: the pure protocol core ([`proto`]) and the socket server built on it ([`server`]).
 //!
-//! Nothing in this module performs I/O, reads a clock or spawns a thread; the socket
-//! server drives [`Connection`] with the bytes it reads and writes the bytes it produces.
+//! `proto` never does I/O; `server` only moves bytes between sockets and `proto`, and runs
+//! the app through the gateway driver.
 
-pub mod connection;
-pub mod pairs;
-pub mod pool;
-pub mod record;
-pub mod request;
-pub mod responder;
+pub mod proto;
 pub mod server;
-pub mod spool;
 
-pub use connection::{Connection, Event, Limits, ManagementValues, Params, ProtocolError};
-pub use pairs::{PairLimits, PairRange, PairsError};
-pub use record::{CodecError, ProtocolStatus, Record, RecordType, Role};
+pub use proto::{
+    CodecError, Connection, Event, Limits, ManagementValues, PairLimits, PairRange, PairsError,
+    Params, ProtocolError, ProtocolStatus, Record, RecordType, Role, connection, pairs, record,
+};

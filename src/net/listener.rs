@@ -126,7 +126,7 @@ impl Listener {
     /// Adopts inherited listening descriptor `fd` (duplicated, close-on-exec).
     pub fn adopt(fd: i32) -> io::Result<Listener> {
         let owned: OwnedFd = crate::os::adopt_fd(fd)?;
-        if !super::sys::is_listening_socket(owned.as_fd()) {
+        if !crate::os::is_listening_socket(owned.as_fd()) {
             return Err(io::Error::other(format!(
                 "fd {fd} is not a listening socket"
             )));

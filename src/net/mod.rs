@@ -1,7 +1,6 @@
-//! Listening addresses and the few OS calls the server needs.
+//! Listening addresses (unix:, path, host:port, fd:N, systemd) and the listener/stream types.
 
 pub mod addr;
 pub mod listener;
-pub mod sys;
 
 pub use addr::ListenAddr;

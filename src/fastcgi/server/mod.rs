@@ -1,7 +1,12 @@
 //! The FastCGI server: command-line options, listener set-up, signals and graceful shutdown.
 //!
-//! The concurrency model lives in [`super::pool`]: event loops over one epoll set that run
+//! The concurrency model lives in [`pool`]: event loops over one epoll set that run
 //! requests inline, with a watchdog that replaces loop threads held up by slow apps.
+
+pub mod pool;
+pub mod request;
+pub mod responder;
+pub mod spool;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -11,13 +16,13 @@ use anyhow::Context;
 use clap::Args;
 use nix::sys::signal::{SigSet, Signal};
 
-use super::connection::{Limits, ManagementValues};
-use super::pool::{Pool, PoolConfig};
-use super::responder::ConnConfig;
+use crate::fastcgi::proto::connection::{Limits, ManagementValues};
 use crate::gateway::App;
 use crate::gateway::input::DEFAULT_MAX_BODY;
 use crate::net::ListenAddr;
 use crate::net::listener::{Listener, UnixOptions};
+use pool::{Pool, PoolConfig};
+use responder::ConnConfig;
 
 /// `cgate fastcgi` options.
 #[derive(Args, Debug, Clone)]
@@ -150,7 +155,7 @@ pub fn serve_listener(
 pub fn run_cli(app: Arc<dyn App>, args: ServerArgs) -> anyhow::Result<i32> {
     let addr = match &args.listen {
         Some(a) => a.clone(),
-        None if crate::net::sys::stdin_is_listener() => ListenAddr::Fd(0),
+        None if crate::os::stdin_is_listener() => ListenAddr::Fd(0),
         None => {
             let why = "fastcgi needs --listen ADDR (or a listening socket on fd 0)";
             return Err(crate::cli::UsageError(why.into()).into());

@@ -10,10 +10,10 @@ use std::os::fd::AsFd;
 
 use nix::sys::socket::{MsgFlags, recv};
 
-use super::connection::Params;
-use super::record::{self, RecordType};
 use super::responder::{ConnConfig, ConnState, FASTCGI_FACTS, STAGE_MAX, Step, WBUF_FLUSH};
 use super::spool::Spool;
+use crate::fastcgi::proto::connection::Params;
+use crate::fastcgi::proto::record::{self, RecordType};
 use crate::gateway::input::DRAIN_LIMIT;
 use crate::gateway::{
     App, BodyLength, Environ, Head, Input, Request, Sink, parse_content_length, run_app, send_plain,

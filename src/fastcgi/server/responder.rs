@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
-use super::connection::{Connection, Event, Limits, ManagementValues, Params};
 use super::spool::Spool;
+use crate::fastcgi::proto::connection::{Connection, Event, Limits, ManagementValues, Params};
 use crate::gateway::{App, GatewayFacts, GatewayKind};
 use crate::net::listener::Stream;
 
@@ -198,7 +198,7 @@ impl ConnState {
     }
 
     /// Runs the protocol core over one record of buffered input.
-    pub(super) fn step(&mut self) -> Result<Step, super::connection::ProtocolError> {
+    pub(super) fn step(&mut self) -> Result<Step, crate::fastcgi::proto::ProtocolError> {
         let input = &self.rbuf[self.rstart..self.rend];
         let base = self.rbuf.as_ptr() as usize;
         let (used, event) = self.conn.process(input)?;

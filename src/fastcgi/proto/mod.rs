@@ -1,0 +1,13 @@
+//! FastCGI 1.0 protocol core, pure: record codec, name-value pairs and the sans-IO connection.
+//!
+//! Nothing here performs I/O, reads a clock or spawns a thread (a test checks the imports):
+//! the server in [`super::server`] drives [`Connection`] with the bytes it reads and writes
+//! the bytes it produces, and the forwarding client reuses the same codec.
+
+pub mod connection;
+pub mod pairs;
+pub mod record;
+
+pub use connection::{Connection, Event, Limits, ManagementValues, Params, ProtocolError};
+pub use pairs::{PairLimits, PairRange, PairsError};
+pub use record::{CodecError, ProtocolStatus, Record, RecordType, Role};
