@@ -24,6 +24,13 @@ pub trait Sink {
     fn client_gone(&mut self) -> bool {
         false
     }
+    /// A descriptor that turns readable when the client may have gone (FastCGI: its socket,
+    /// where an ABORT_REQUEST or EOF arrives). An app that waits on other descriptors (a CGI
+    /// script's pipes) polls it too and calls `client_gone` when it is readable; `None` when
+    /// the transport has no such descriptor or nothing to watch right now.
+    fn watch_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        None
+    }
 }
 
 #[derive(Debug)]
@@ -130,6 +137,11 @@ impl<'s> Response<'s> {
     /// `true` when the client is known to be gone; long-running apps may stop early.
     pub fn client_gone(&mut self) -> bool {
         matches!(self.state, State::Failed) || self.sink.client_gone()
+    }
+
+    /// The transport's descriptor to poll beside an app's own waits (see [`Sink::watch_fd`]).
+    pub fn watch_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.sink.watch_fd()
     }
 
     /// Sends a body chunk now (headers first if needed). Empty chunks send nothing.

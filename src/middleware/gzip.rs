@@ -145,6 +145,10 @@ impl Sink for GzipSink<'_, '_> {
     fn client_gone(&mut self) -> bool {
         self.outer.client_gone()
     }
+
+    fn watch_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.outer.watch_fd()
+    }
 }
 
 impl<A: App> App for Gzip<A> {
