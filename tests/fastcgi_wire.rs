@@ -2,12 +2,16 @@
 
 mod support;
 
+#[path = "fastcgi_wire/body_end.rs"]
+mod body_end;
 #[path = "fastcgi_wire/client.rs"]
 mod client;
 #[path = "common/fcgi_bytes.rs"]
 mod fcgi_bytes;
 #[path = "fastcgi_wire/framing.rs"]
 mod framing;
+#[path = "fastcgi_wire/hardening.rs"]
+mod hardening;
 #[path = "fastcgi_wire/lifecycle.rs"]
 mod lifecycle;
 #[path = "fastcgi_wire/limits.rs"]

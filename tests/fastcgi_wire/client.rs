@@ -234,6 +234,14 @@ impl Conn {
         };
     }
 
+    /// A second handle on the same socket (for a writer thread).
+    pub fn try_clone(&self) -> Conn {
+        match self {
+            Conn::Unix(s) => Conn::Unix(s.try_clone().expect("clone socket")),
+            Conn::Tcp(s) => Conn::Tcp(s.try_clone().expect("clone socket")),
+        }
+    }
+
     /// Writes all of `data` or panics.
     pub fn send(&mut self, data: &[u8]) {
         self.write_all(data).expect("write to the server");
