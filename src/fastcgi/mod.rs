@@ -7,6 +7,7 @@ pub mod proto;
 pub mod server;
 
 pub use proto::{
-    CodecError, Connection, Event, Limits, ManagementValues, PairLimits, PairRange, PairsError,
-    Params, ProtocolError, ProtocolStatus, Record, RecordType, Role, connection, pairs, record,
+    CodecError, Connection, Disposition, Event, Limits, ManagementValues, PairLimits, PairRange,
+    PairsError, Params, Progress, ProtocolError, ProtocolStatus, Record, RecordType, Role,
+    connection, pairs, record,
 };

@@ -3,7 +3,9 @@
 //! Records are built here byte by byte, independently of the encoders under test, and
 //! every input is driven through `Connection::process` both whole and one byte at a time.
 
-use cgate::fastcgi::{Connection, Event, Limits, ManagementValues, ProtocolError};
+use cgate::fastcgi::{
+    Connection, Disposition, Event, Limits, ManagementValues, Progress, ProtocolError,
+};
 
 pub use crate::fcgi_bytes::{
     ABORT, BEGIN, DATA, END, GET_VALUES, GET_VALUES_RESULT, PARAMS, STDERR, STDIN, STDOUT,
@@ -43,7 +45,7 @@ impl Ev {
     }
 }
 
-fn own(event: Event<'_>) -> Ev {
+fn own(event: Event, input: &[u8]) -> Ev {
     match event {
         Event::Request {
             request_id,
@@ -57,7 +59,7 @@ fn own(event: Event<'_>) -> Ev {
                 .map(|(n, v)| (n.to_vec(), v.to_vec()))
                 .collect(),
         },
-        Event::Stdin(data) => Ev::Stdin(data.to_vec()),
+        Event::Stdin(range) => Ev::Stdin(input[range].to_vec()),
         Event::StdinEnd => Ev::StdinEnd,
         Event::Abort => Ev::Abort,
     }
@@ -67,14 +69,14 @@ fn own(event: Event<'_>) -> Ev {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
     pub events: Vec<Ev>,
-    /// Management output collected from `Connection::output`.
+    /// Everything `Connection::transmit` offered, in order.
     pub output: Vec<u8>,
     pub error: Option<ProtocolError>,
     /// Input bytes left unconsumed (0 after an error, where it depends on how input arrived).
     pub leftover: usize,
-    pub close_requested: bool,
+    pub disposition: Disposition,
     pub active: Option<u16>,
-    pub stdin_finished: bool,
+    pub stdin_open: bool,
 }
 
 /// Values reported by GET_VALUES in these tests.
@@ -86,7 +88,15 @@ pub fn values() -> ManagementValues {
     }
 }
 
-/// Feeds `chunks` in order, processing everything available after each one.
+/// Takes what the connection offers to transmit (as if all of it were written).
+pub fn take(conn: &mut Connection) -> Vec<u8> {
+    let out = conn.transmit().to_vec();
+    conn.transmitted(out.len());
+    out
+}
+
+/// Feeds `chunks` in order, processing everything available after each one and taking
+/// the output after each step.
 pub fn feed(conn: &mut Connection, chunks: impl IntoIterator<Item = Vec<u8>>) -> Outcome {
     let mut buf = Vec::new();
     let mut events = Vec::new();
@@ -96,32 +106,35 @@ pub fn feed(conn: &mut Connection, chunks: impl IntoIterator<Item = Vec<u8>>) ->
         buf.extend_from_slice(&chunk);
         loop {
             match conn.process(&buf) {
-                Ok((0, event)) => {
-                    assert!(event.is_none(), "event without consuming input");
-                    break;
-                }
-                Ok((used, event)) => {
-                    events.extend(event.map(own));
+                Ok((used, progress)) => {
+                    let need = progress == Progress::NeedData;
+                    if let Progress::Event(event) = progress {
+                        events.push(own(event, &buf));
+                    } else {
+                        assert!(need || used > 0 || !conn.transmit().is_empty());
+                    }
                     buf.drain(..used);
+                    output.extend(take(conn));
+                    if need {
+                        break;
+                    }
                 }
                 Err(e) => {
                     error = Some(e);
                     break 'outer;
                 }
             }
-            output.append(conn.output());
         }
-        output.append(conn.output());
     }
-    output.append(conn.output());
+    output.extend(take(conn));
     Outcome {
         events,
         output,
         error,
         leftover: if error.is_some() { 0 } else { buf.len() },
-        close_requested: conn.close_requested(),
+        disposition: conn.disposition(),
         active: conn.active_request(),
-        stdin_finished: conn.stdin_finished(),
+        stdin_open: conn.stdin_open(),
     }
 }
 
@@ -170,16 +183,15 @@ impl Both {
         drive_pair(&mut self.whole, &mut self.bytewise, input)
     }
 
-    /// Runs an output-side call on both connections; asserts they return and write the
+    /// Runs an output-side call on both connections; asserts they return and transmit the
     /// same, and returns that.
     pub fn respond<R: PartialEq + std::fmt::Debug>(
         &mut self,
-        call: impl Fn(&mut Connection, &mut Vec<u8>) -> R,
+        call: impl Fn(&mut Connection) -> R,
     ) -> (R, Vec<u8>) {
-        let mut a = Vec::new();
-        let mut b = Vec::new();
-        let ra = call(&mut self.whole, &mut a);
-        let rb = call(&mut self.bytewise, &mut b);
+        let ra = call(&mut self.whole);
+        let rb = call(&mut self.bytewise);
+        let (a, b) = (take(&mut self.whole), take(&mut self.bytewise));
         assert_eq!((&ra, &a), (&rb, &b), "connections diverged");
         (ra, a)
     }

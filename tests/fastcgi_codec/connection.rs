@@ -1,7 +1,9 @@
 //! The responder state machine driven by an in-memory web server, whole and byte by byte.
 
 use cgate::fastcgi::pairs::PairLimits;
-use cgate::fastcgi::{CodecError, Limits, PairsError, ProtocolError, ProtocolStatus};
+use cgate::fastcgi::{
+    CodecError, Disposition, Event, Limits, PairsError, Progress, ProtocolError, ProtocolStatus,
+};
 
 use super::client::*;
 
@@ -56,15 +58,18 @@ fn whole_request_with_split_params_and_keep_conn() {
         ]
     );
     assert_eq!(out.active, Some(1));
-    assert!(out.stdin_finished);
+    assert!(!out.stdin_open);
 
-    let (_, bytes) = both.respond(|c, o| c.stdout(b"Status: 200 OK\r\n\r\nhi", o));
+    let (_, bytes) = both.respond(|c| c.stdout(b"Status: 200 OK\r\n\r\nhi"));
     let mut expected = vec![1, 6, 0, 1, 0, 20, 4, 0];
     expected.extend_from_slice(b"Status: 200 OK\r\n\r\nhi");
     expected.extend_from_slice(&[0, 0, 0, 0]);
     assert_eq!(bytes, expected);
-    let (keep, bytes) = both.respond(|c, o| c.end_request(0, o));
-    assert!(keep);
+    let (keep, bytes) = both.respond(|c| {
+        c.end_request(0);
+        c.disposition()
+    });
+    assert_eq!(keep, Disposition::Open);
     let mut expected = vec![1, 6, 0, 1, 0, 0, 0, 0];
     expected.extend_from_slice(&END_OK_ID1);
     assert_eq!(bytes, expected);
@@ -73,8 +78,11 @@ fn whole_request_with_split_params_and_keep_conn() {
     // The same id starts the next request on the kept connection.
     let out = both.drive(&cat(&[begin(1, 1, 0), params_end(1), stdin_end(1)]));
     assert_eq!(out.events, vec![Ev::request(1, false, &[]), Ev::StdinEnd]);
-    let (keep, bytes) = both.respond(|c, o| c.end_request(7, o));
-    assert!(!keep);
+    let (keep, bytes) = both.respond(|c| {
+        c.end_request(7);
+        c.disposition()
+    });
+    assert_eq!(keep, Disposition::Close);
     assert_eq!(
         bytes,
         [
@@ -86,19 +94,29 @@ fn whole_request_with_split_params_and_keep_conn() {
 #[test]
 fn stderr_gets_its_own_terminator() {
     let mut both = Both::new(Limits::default());
-    let out = both.drive(&cat(&[begin(0x0102, 1, 1), params_end(0x0102)]));
-    assert_eq!(out.events, vec![Ev::request(0x0102, true, &[])]);
-    let (_, bytes) = both.respond(|c, o| c.stderr(b"", o));
+    let out = both.drive(&cat(&[
+        begin(0x0102, 1, 1),
+        params_end(0x0102),
+        stdin_end(0x0102),
+    ]));
+    assert_eq!(
+        out.events,
+        vec![Ev::request(0x0102, true, &[]), Ev::StdinEnd]
+    );
+    let (_, bytes) = both.respond(|c| c.stderr(b""));
     assert_eq!(bytes, b"");
-    let (_, bytes) = both.respond(|c, o| c.stdout(b"", o));
+    let (_, bytes) = both.respond(|c| c.stdout(b""));
     assert_eq!(bytes, b"");
-    let (_, bytes) = both.respond(|c, o| c.stderr(b"oops", o));
+    let (_, bytes) = both.respond(|c| c.stderr(b"oops"));
     assert_eq!(
         bytes,
         [1, 7, 1, 2, 0, 4, 4, 0, b'o', b'o', b'p', b's', 0, 0, 0, 0]
     );
-    let (keep, bytes) = both.respond(|c, o| c.end_request(0x01020304, o));
-    assert!(keep);
+    let (keep, bytes) = both.respond(|c| {
+        c.end_request(0x01020304);
+        c.disposition()
+    });
+    assert_eq!(keep, Disposition::Open);
     assert_eq!(
         bytes,
         [
@@ -112,23 +130,35 @@ fn stderr_gets_its_own_terminator() {
 #[test]
 fn output_side_without_a_running_request_writes_nothing() {
     let mut both = Both::new(Limits::default());
-    assert_eq!(both.respond(|c, o| c.stdout(b"x", o)), ((), vec![]));
-    assert_eq!(both.respond(|c, o| c.end_request(0, o)), (false, vec![]));
+    assert_eq!(both.respond(|c| c.stdout(b"x")), ((), vec![]));
+    assert_eq!(
+        both.respond(|c| {
+            c.end_request(0);
+            c.disposition()
+        }),
+        (Disposition::Open, vec![])
+    );
     // Still collecting PARAMS: the application has not seen the request yet.
     both.drive(&begin(1, 1, 1));
-    assert_eq!(both.respond(|c, o| c.stderr(b"x", o)), ((), vec![]));
+    assert_eq!(both.respond(|c| c.stderr(b"x")), ((), vec![]));
     assert_eq!(
-        both.respond(|c, o| c.reject_request(ProtocolStatus::Overloaded, o)),
-        (false, vec![])
+        both.respond(|c| {
+            c.reject_request(ProtocolStatus::Overloaded);
+            c.disposition()
+        }),
+        (Disposition::Open, vec![])
     );
 }
 
 #[test]
 fn reject_request_sends_bare_end_request() {
     let mut both = Both::new(Limits::default());
-    both.drive(&cat(&[begin(1, 1, 1), params_end(1)]));
-    let (keep, bytes) = both.respond(|c, o| c.reject_request(ProtocolStatus::Overloaded, o));
-    assert!(keep);
+    both.drive(&cat(&[begin(1, 1, 1), params_end(1), stdin_end(1)]));
+    let (keep, bytes) = both.respond(|c| {
+        c.reject_request(ProtocolStatus::Overloaded);
+        c.disposition()
+    });
+    assert_eq!(keep, Disposition::Open);
     assert_eq!(bytes, [1, 3, 0, 1, 0, 8, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0]);
     assert_eq!(both.whole.active_request(), None);
 }
@@ -173,7 +203,7 @@ fn unknown_management_types_get_unknown_type() {
     let input = cat(&[
         rec(99, 0, b"xyz", 5),
         rec(STDIN, 0, b"", 0),
-        rec(BEGIN, 0, &[0, 1, 0, 0, 0, 0, 0, 0], 0),
+        rec(ABORT, 0, b"", 0),
         // Replies are never answered, and unknown types on a request id are ignored.
         rec(UNKNOWN_TYPE, 0, &[7, 0, 0, 0, 0, 0, 0, 0], 0),
         rec(GET_VALUES_RESULT, 0, b"", 0),
@@ -185,7 +215,7 @@ fn unknown_management_types_get_unknown_type() {
         cat(&[
             vec![1, 11, 0, 0, 0, 8, 0, 0, 99, 0, 0, 0, 0, 0, 0, 0],
             vec![1, 11, 0, 0, 0, 8, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0],
-            vec![1, 11, 0, 0, 0, 8, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0],
+            vec![1, 11, 0, 0, 0, 8, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0],
         ])
     );
     assert_eq!((out.events, out.error, out.leftover), (vec![], None, 0));
@@ -202,9 +232,10 @@ fn unknown_role_is_refused_and_its_records_ignored() {
     let out = drive(&input);
     assert_eq!(out.output, [1, 3, 0, 2, 0, 8, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0]);
     assert_eq!((out.events, out.error, out.active), (vec![], None, None));
-    assert!(
-        out.close_requested,
-        "FCGI_KEEP_CONN clear: close after replying"
+    assert_eq!(
+        out.disposition,
+        Disposition::Linger,
+        "FCGI_KEEP_CONN clear: close after replying, lingering while its records arrive"
     );
 
     let out = drive(&cat(&[begin(3, 3, 1), begin(4, 0x0100, 1), begin(5, 1, 1)]));
@@ -215,7 +246,7 @@ fn unknown_role_is_refused_and_its_records_ignored() {
             vec![1, 3, 0, 4, 0, 8, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0],
         ])
     );
-    assert!(!out.close_requested);
+    assert_eq!(out.disposition, Disposition::Open);
     assert_eq!(out.active, Some(5));
 }
 
@@ -231,7 +262,7 @@ fn second_request_id_gets_cant_mpx_conn() {
     let out = drive(&input);
     assert_eq!(out.output, [1, 3, 0, 2, 0, 8, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0]);
     assert_eq!(out.events, vec![Ev::request(1, true, &[])]);
-    assert_eq!((out.active, out.close_requested), (Some(1), false));
+    assert_eq!((out.active, out.disposition), (Some(1), Disposition::Open));
 }
 
 #[test]
@@ -252,8 +283,12 @@ fn abort_of_running_request_then_late_stdin_ignored() {
             Ev::Abort
         ]
     );
-    let (keep, bytes) = both.respond(|c, o| c.end_request(0, o));
-    assert!(!keep);
+    let (keep, bytes) = both.respond(|c| {
+        c.end_request(0);
+        c.disposition()
+    });
+    // FCGI_KEEP_CONN clear, and STDIN may still be on the way: linger, discarding it.
+    assert_eq!(keep, Disposition::Linger);
     assert_eq!(
         bytes,
         cat(&[vec![1, 6, 0, 1, 0, 0, 0, 0], END_OK_ID1.to_vec()])
@@ -274,7 +309,7 @@ fn abort_during_params_is_answered_by_the_connection() {
     let out = drive(&input);
     assert_eq!(out.output, END_OK_ID1);
     assert_eq!((out.events, out.error, out.active), (vec![], None, None));
-    assert!(out.close_requested);
+    assert_eq!(out.disposition, Disposition::Close);
 }
 
 #[test]
@@ -297,10 +332,7 @@ fn records_for_inactive_ids_are_ignored() {
     let input = cat(&[begin(1, 1, 1), params_end(1), stray, rec(DATA, 1, b"d", 0)]);
     let out = drive(&input);
     assert_eq!(out.events, vec![Ev::request(1, true, &[])]);
-    assert_eq!(
-        (out.error, out.leftover, out.stdin_finished),
-        (None, 0, false)
-    );
+    assert_eq!((out.error, out.leftover, !out.stdin_open), (None, 0, false));
 }
 
 #[test]
@@ -472,7 +504,7 @@ fn recycled_params_do_not_leak_into_the_next_request() {
         let mut request = None;
         while let (used @ 1.., event) = conn.process(&input[pos..]).unwrap() {
             pos += used;
-            if let Some(cgate::fastcgi::Event::Request { params, .. }) = event {
+            if let Progress::Event(Event::Request { params, .. }) = event {
                 request = Some(params);
             }
         }
@@ -480,7 +512,10 @@ fn recycled_params_do_not_leak_into_the_next_request() {
         let params = request.expect("a request event");
         assert_eq!(params.get(b"SECRET"), Some(&b"s"[..]));
         conn.recycle_params(params);
-        conn.end_request(0, &mut Vec::new());
+        conn.end_request(0);
+        let end = stdin_end(1);
+        assert_eq!(conn.process(&end), Ok((end.len(), Progress::Transmit)));
+        take(conn);
     }
     let input = cat(&[
         begin(1, 1, 1),

@@ -112,11 +112,16 @@ proptest! {
         for buf in [&input, &framed] {
             let mut conn = Connection::new(Limits::default(), values());
             let mut pos = 0;
-            while let Ok((used @ 1.., _)) = conn.process(&buf[pos..]) {
+            let mut out = 0;
+            while let Ok((used, progress)) = conn.process(&buf[pos..]) {
                 pos += used;
+                out += crate::client::take(&mut conn).len();
+                if progress == cgate::fastcgi::Progress::NeedData {
+                    break;
+                }
             }
             prop_assert!(pos <= buf.len());
-            prop_assert!(conn.output().len() <= buf.len() * 2 + 64);
+            prop_assert!(out <= buf.len() * 2 + 64);
         }
     }
 }

@@ -1,18 +1,30 @@
 //! Sans-IO FastCGI responder state machine for one connection: bytes in, events and bytes out.
 //!
 //! The caller (the socket server) feeds received bytes to [`Connection::process`], which
-//! consumes at most one record per call and may return an [`Event`]. Management replies
-//! are queued in [`Connection::output`]; response records for the active request are
-//! appended by [`Connection::stdout`], [`Connection::stderr`] and
-//! [`Connection::end_request`] to a buffer of the caller's choice, so a small response can
-//! leave in one write. One request at a time is served per connection (no multiplexing):
-//! a BEGIN_REQUEST for another id while one is active is answered with CANT_MPX_CONN.
+//! consumes whole records until it has something to say: [`Progress::NeedData`] (read
+//! more), an [`Event`] for the application, or [`Progress::Transmit`] (write
+//! [`Connection::transmit`] before feeding more). The application's answer goes in with
+//! [`Connection::stdout`], [`Connection::stderr`] and [`Connection::end_request`] (or
+//! [`Connection::cut`]) and comes out of [`Connection::transmit`], the shape of a
+//! `poll_transmit`: the caller writes what it can and reports it with
+//! [`Connection::transmitted`]; [`Connection::disposition`] says when to close.
+//!
+//! Every protocol decision is made here: the response waits until the peer has sent the
+//! whole STDIN stream (a web server may stop reading while it still writes); a request the
+//! app finished early drains the rest of its STDIN before END_REQUEST; ABORT_REQUEST at any
+//! point; management replies bounded; a connection to close lingers while the peer may
+//! still be writing. One request at a time is served per connection (no multiplexing): a
+//! BEGIN_REQUEST for another id while one is active is answered with CANT_MPX_CONN.
+
+use std::ops::Range;
 
 use thiserror::Error;
 
+use super::output::Output;
 use super::pairs::{self, PairLimits, PairRange, PairsError};
 use super::record::{
-    self, CodecError, FCGI_KEEP_CONN, NULL_REQUEST_ID, ProtocolStatus, RecordType, Role,
+    self, CodecError, FCGI_KEEP_CONN, HEADER_LEN, NULL_REQUEST_ID, ProtocolStatus, Record,
+    RecordType, Role,
 };
 
 /// Bounds applied to each request on a connection.
@@ -73,7 +85,7 @@ impl Params {
 
 /// What the peer's bytes meant for the application.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event<'b> {
+pub enum Event {
     /// The PARAMS stream of a new request ended: the request can start.
     Request {
         /// The request id used by the response records.
@@ -83,12 +95,38 @@ pub enum Event<'b> {
         /// The request's parameters.
         params: Params,
     },
-    /// Request body bytes, borrowed from the input given to [`Connection::process`].
-    Stdin(&'b [u8]),
+    /// Request body bytes: this range of the input given to [`Connection::process`].
+    Stdin(Range<usize>),
     /// The empty STDIN record: the request body is complete.
     StdinEnd,
-    /// ABORT_REQUEST for the active request; answer with [`Connection::end_request`].
+    /// ABORT_REQUEST for the running request: stop the app, then call
+    /// [`Connection::end_request`].
     Abort,
+}
+
+/// What [`Connection::process`] needs from its caller next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Progress {
+    /// Every whole record in the input was consumed: read more bytes (and write
+    /// [`Connection::transmit`] if it is not empty).
+    NeedData,
+    /// Something for the application.
+    Event(Event),
+    /// Write [`Connection::transmit`] before feeding more input: management replies reached
+    /// their bound, or the end of STDIN released a finished response.
+    Transmit,
+}
+
+/// What becomes of the socket once [`Connection::transmit`] is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// It carries more records.
+    Open,
+    /// Close it: the peer has nothing more to send.
+    Close,
+    /// Stop writing, then read and discard until the peer closes (or a time bound passes):
+    /// the peer may still be sending, and closing at once could reset the reply away.
+    Linger,
 }
 
 /// Violations after which the connection must be closed.
@@ -103,6 +141,9 @@ pub enum ProtocolError {
     /// The PARAMS stream grew over [`Limits::max_params_bytes`].
     #[error("PARAMS stream over {0} bytes")]
     ParamsTooLarge(usize),
+    /// BEGIN_REQUEST on the null request id, which belongs to management records.
+    #[error("BEGIN_REQUEST on request id 0")]
+    BeginOnNullId,
     /// BEGIN_REQUEST for the id that is already active.
     #[error("duplicate BEGIN_REQUEST for request {0}")]
     DuplicateBegin(u16),
@@ -115,23 +156,53 @@ pub enum ProtocolError {
     /// STDIN arrived after the STDIN stream ended.
     #[error("STDIN after the end of STDIN for request {0}")]
     StdinAfterEnd(u16),
+    /// The STDIN stream went past the bound set with [`Connection::limit_body`].
+    #[error("request body longer than {0} bytes (declared or allowed)")]
+    BodyTooLong(u64),
+}
+
+/// The request the application was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Req {
+    pub id: u16,
+    pub keep_conn: bool,
+    pub stderr_sent: bool,
+    /// STDIN content bytes received so far.
+    pub body_seen: u64,
+    /// Most STDIN content bytes accepted.
+    pub body_max: u64,
+}
+
+impl Req {
+    /// Counts `n` more body bytes against the bound.
+    fn take(&mut self, n: usize) -> Result<(), ProtocolError> {
+        self.body_seen = self.body_seen.saturating_add(n as u64);
+        if self.body_seen > self.body_max {
+            return Err(ProtocolError::BodyTooLong(self.body_max));
+        }
+        Ok(())
+    }
 }
 
 /// Where the connection stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
+pub(super) enum State {
     /// No request is active.
     Idle,
     /// BEGIN_REQUEST accepted; the PARAMS stream is being collected.
     Params { id: u16, keep_conn: bool },
-    /// The request was handed to the application; STDIN may still be flowing.
-    Running {
-        id: u16,
-        keep_conn: bool,
-        stdin_done: bool,
-        aborted: bool,
-        stderr_sent: bool,
-    },
+    /// The application has the request; its STDIN is still arriving (the response waits).
+    Body(Req),
+    /// The application has the request and all of its STDIN.
+    Running(Req),
+    /// The application finished before STDIN ended: the rest of STDIN is skipped to its
+    /// empty record, then the waiting response (with END_REQUEST) goes out.
+    Draining(Req),
+    /// ABORT_REQUEST arrived; the application is stopping. `stdin_open`: the peer may
+    /// still have STDIN records in flight.
+    Aborted { req: Req, stdin_open: bool },
+    /// Finished: what is queued goes out, then the socket closes; input is discarded.
+    Closing { linger: bool },
 }
 
 /// Longest buffer capacity kept by [`Connection::recycle_params`] for reuse.
@@ -140,12 +211,11 @@ const RECYCLE_MAX_BYTES: usize = 64 * 1024;
 /// The responder side of one FastCGI connection.
 #[derive(Debug)]
 pub struct Connection {
-    limits: Limits,
-    values: ManagementValues,
-    state: State,
-    params: Params,
-    output: Vec<u8>,
-    close_requested: bool,
+    pub(super) limits: Limits,
+    pub(super) values: ManagementValues,
+    pub(super) state: State,
+    pub(super) params: Params,
+    pub(super) out: Output,
 }
 
 impl Connection {
@@ -156,40 +226,46 @@ impl Connection {
             values,
             state: State::Idle,
             params: Params::default(),
-            output: Vec::new(),
-            close_requested: false,
+            out: Output::default(),
         }
     }
 
-    /// Bytes the connection wants sent to the peer on its own (management replies,
-    /// rejections). The caller writes them and clears the vector.
-    pub fn output(&mut self) -> &mut Vec<u8> {
-        &mut self.output
-    }
-
-    /// True once a request rejected or ended by the connection itself (unknown role,
-    /// abort during PARAMS) had FCGI_KEEP_CONN clear: close after writing [`Self::output`].
-    pub fn close_requested(&self) -> bool {
-        self.close_requested
-    }
-
-    /// The id of the request in progress (collecting PARAMS or running), if any.
+    /// The id of the request in progress (collecting PARAMS, running, draining or
+    /// aborted), if any.
     pub fn active_request(&self) -> Option<u16> {
         match self.state {
-            State::Idle => None,
-            State::Params { id, .. } | State::Running { id, .. } => Some(id),
+            State::Idle | State::Closing { .. } => None,
+            State::Params { id, .. } => Some(id),
+            State::Body(r) | State::Running(r) | State::Draining(r) => Some(r.id),
+            State::Aborted { req, .. } => Some(req.id),
         }
     }
 
-    /// True when the running request's STDIN stream has ended.
-    pub fn stdin_finished(&self) -> bool {
-        matches!(
-            self.state,
-            State::Running {
-                stdin_done: true,
-                ..
-            }
-        )
+    /// True while the running request's STDIN is still arriving and the app may read it.
+    pub fn stdin_open(&self) -> bool {
+        matches!(self.state, State::Body(_))
+    }
+
+    /// True once ABORT_REQUEST arrived for the running request (until it is ended).
+    pub fn aborted(&self) -> bool {
+        matches!(self.state, State::Aborted { .. })
+    }
+
+    /// What becomes of the socket once [`Self::transmit`] is written.
+    pub fn disposition(&self) -> Disposition {
+        match self.state {
+            State::Closing { linger: true } => Disposition::Linger,
+            State::Closing { linger: false } => Disposition::Close,
+            _ => Disposition::Open,
+        }
+    }
+
+    /// Bounds the running request's STDIN stream to `max` content bytes (its
+    /// CONTENT_LENGTH, or the server's body limit); more is a [`ProtocolError::BodyTooLong`].
+    pub fn limit_body(&mut self, max: u64) {
+        if let State::Body(req) | State::Running(req) = &mut self.state {
+            req.body_max = max;
+        }
     }
 
     /// Gives back a finished request's params so their buffers are reused by the next
@@ -204,95 +280,85 @@ impl Connection {
         }
     }
 
-    /// Consumes at most one record from the front of `input`.
+    /// Consumes whole records from the front of `input` until there is something to report.
     ///
-    /// Returns `(0, None)` when `input` holds no whole record yet, `(n, None)` when a
-    /// record of `n` bytes was handled internally or ignored, and `(n, Some(event))`
-    /// when it means something to the application. An error means the connection must
-    /// be closed (after writing [`Self::output`], if desired).
-    pub fn process<'b>(
-        &mut self,
-        input: &'b [u8],
-    ) -> Result<(usize, Option<Event<'b>>), ProtocolError> {
-        let Some((rec, used)) = record::parse_record(input)? else {
-            return Ok((0, None));
-        };
+    /// Returns the bytes consumed and what the caller should do next. Records that need no
+    /// answer from the application (management records, STDIN skipped while draining,
+    /// records for other ids) are handled here. An error means the connection must be
+    /// closed (after writing [`Self::transmit`], if desired).
+    pub fn process(&mut self, input: &[u8]) -> Result<(usize, Progress), ProtocolError> {
+        let mut used = 0;
+        loop {
+            if let State::Closing { .. } = self.state {
+                return Ok((input.len(), Progress::NeedData));
+            }
+            if self.out.mgmt_full() {
+                return Ok((used, Progress::Transmit));
+            }
+            let rest = input.get(used..).unwrap_or_default();
+            let parsed = record::parse_record(rest).inspect_err(|_| self.fail())?;
+            let Some((rec, n)) = parsed else {
+                return Ok((used, Progress::NeedData));
+            };
+            let at = used + HEADER_LEN;
+            used += n;
+            match self.record(&rec, at) {
+                Ok(None) => {}
+                Ok(Some(progress)) => return Ok((used, progress)),
+                Err(e) => {
+                    self.fail();
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// After a protocol error: nothing more is consumed or answered, and a response still
+    /// waiting for STDIN's end never goes out.
+    fn fail(&mut self) {
+        self.state = State::Closing { linger: false };
+    }
+
+    /// Handles one record whose content starts at input offset `at`.
+    fn record(&mut self, rec: &Record<'_>, at: usize) -> Result<Option<Progress>, ProtocolError> {
         let id = rec.request_id;
         if id == NULL_REQUEST_ID {
-            self.management(rec.record_type, rec.content)?;
-            return Ok((used, None));
-        }
-        let event = match rec.record_type {
-            RecordType::BeginRequest => {
-                self.begin(id, rec.content)?;
-                None
+            if rec.record_type == RecordType::BeginRequest {
+                return Err(ProtocolError::BeginOnNullId);
             }
-            RecordType::Params => self.params_record(id, rec.content)?,
-            RecordType::Stdin => self.stdin_record(id, rec.content)?,
-            RecordType::AbortRequest => self.abort(id),
+            self.management(rec.record_type, rec.content)?;
+            return Ok(None);
+        }
+        let range = at..at + rec.content.len();
+        match rec.record_type {
+            RecordType::BeginRequest => self.begin(id, rec.content),
+            RecordType::Params => self.params_record(id, rec.content),
+            RecordType::Stdin => self.stdin_record(id, range),
+            RecordType::AbortRequest => Ok(self.abort(id)),
             // DATA belongs to the Filter role; the rest are records a web server does not
             // send. None of them affect a responder.
-            _ => None,
-        };
-        Ok((used, event))
-    }
-
-    /// Handles a record with the null request id.
-    fn management(&mut self, record_type: RecordType, content: &[u8]) -> Result<(), ProtocolError> {
-        match record_type {
-            RecordType::GetValues => self.get_values(content),
-            // Replies from a peer; answering them could start an endless exchange.
-            RecordType::GetValuesResult | RecordType::UnknownType => Ok(()),
-            other => {
-                record::encode_unknown_type(&mut self.output, other.as_u8());
-                Ok(())
-            }
+            _ => Ok(None),
         }
-    }
-
-    /// Answers GET_VALUES with the known names that were asked for, each at most once.
-    fn get_values(&mut self, content: &[u8]) -> Result<(), ProtocolError> {
-        const NAMES: [&[u8]; 3] = [b"FCGI_MAX_CONNS", b"FCGI_MAX_REQS", b"FCGI_MPXS_CONNS"];
-        let mut asked = [false; NAMES.len()];
-        for pair in pairs::iter_pairs(content, &self.limits.pairs) {
-            let (name, _) = pair?;
-            let name = content.get(name).unwrap_or_default();
-            if let Some(i) = NAMES.iter().position(|known| *known == name) {
-                asked[i] = true;
-            }
-        }
-        let mut body = Vec::new();
-        let values = [
-            self.values.max_conns.to_string(),
-            self.values.max_reqs.to_string(),
-            u8::from(self.values.mpxs_conns).to_string(),
-        ];
-        for ((name, value), asked) in NAMES.iter().zip(&values).zip(asked) {
-            if asked {
-                pairs::encode_pair(&mut body, name, value.as_bytes());
-            }
-        }
-        record::encode_record(
-            &mut self.output,
-            RecordType::GetValuesResult,
-            NULL_REQUEST_ID,
-            &body,
-        );
-        Ok(())
     }
 
     /// Handles BEGIN_REQUEST.
-    fn begin(&mut self, id: u16, content: &[u8]) -> Result<(), ProtocolError> {
+    fn begin(&mut self, id: u16, content: &[u8]) -> Result<Option<Progress>, ProtocolError> {
         let (role, flags) = record::parse_begin_request(content)?;
         let keep_conn = flags & FCGI_KEEP_CONN != 0;
         match self.active_request() {
             Some(active) if active == id => return Err(ProtocolError::DuplicateBegin(id)),
             Some(_) => {
-                record::encode_end_request(&mut self.output, id, 0, ProtocolStatus::CantMpxConn);
+                let status = ProtocolStatus::CantMpxConn;
+                record::encode_end_request(&mut self.out.mgmt, id, 0, status);
             }
             None if role != Role::Responder => {
-                record::encode_end_request(&mut self.output, id, 0, ProtocolStatus::UnknownRole);
-                self.close_requested |= !keep_conn;
+                let status = ProtocolStatus::UnknownRole;
+                record::encode_end_request(&mut self.out.mgmt, id, 0, status);
+                if !keep_conn {
+                    // Its PARAMS and STDIN may still be on the way.
+                    self.state = State::Closing { linger: true };
+                    return Ok(Some(Progress::Transmit));
+                }
             }
             None => {
                 self.params.raw.clear();
@@ -300,15 +366,15 @@ impl Connection {
                 self.state = State::Params { id, keep_conn };
             }
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Handles a PARAMS record.
-    fn params_record<'b>(
+    fn params_record(
         &mut self,
         id: u16,
         content: &[u8],
-    ) -> Result<Option<Event<'b>>, ProtocolError> {
+    ) -> Result<Option<Progress>, ProtocolError> {
         match self.state {
             State::Params {
                 id: active,
@@ -324,137 +390,108 @@ impl Connection {
                 }
                 let mut params = std::mem::take(&mut self.params);
                 pairs::decode_pairs(&params.raw, &self.limits.pairs, &mut params.pairs)?;
-                self.state = State::Running {
+                self.state = State::Body(Req {
                     id,
                     keep_conn,
-                    stdin_done: false,
-                    aborted: false,
                     stderr_sent: false,
-                };
-                Ok(Some(Event::Request {
+                    body_seen: 0,
+                    body_max: u64::MAX,
+                });
+                self.out.held = true;
+                Ok(Some(Progress::Event(Event::Request {
                     request_id: id,
                     keep_conn,
                     params,
-                }))
+                })))
             }
-            State::Running { id: active, .. } if active == id => {
+            State::Body(r) | State::Running(r) | State::Draining(r) if r.id == id => {
                 Err(ProtocolError::ParamsAfterEnd(id))
             }
             _ => Ok(None),
         }
     }
 
-    /// Handles a STDIN record.
-    fn stdin_record<'b>(
+    /// Handles a STDIN record whose content is `range` of the input.
+    fn stdin_record(
         &mut self,
         id: u16,
-        content: &'b [u8],
-    ) -> Result<Option<Event<'b>>, ProtocolError> {
+        range: Range<usize>,
+    ) -> Result<Option<Progress>, ProtocolError> {
+        let n = range.len();
         match &mut self.state {
             State::Params { id: active, .. } if *active == id => {
                 Err(ProtocolError::StdinBeforeParams(id))
             }
-            State::Running {
-                id: active,
-                stdin_done,
-                ..
-            } if *active == id => {
-                if *stdin_done {
-                    Err(ProtocolError::StdinAfterEnd(id))
-                } else if content.is_empty() {
-                    *stdin_done = true;
-                    Ok(Some(Event::StdinEnd))
-                } else {
-                    Ok(Some(Event::Stdin(content)))
+            State::Body(req) if req.id == id => {
+                if n == 0 {
+                    self.state = State::Running(*req);
+                    self.out.held = false;
+                    return Ok(Some(Progress::Event(Event::StdinEnd)));
                 }
+                req.take(n)?;
+                Ok(Some(Progress::Event(Event::Stdin(range))))
+            }
+            State::Running(req) if req.id == id => Err(ProtocolError::StdinAfterEnd(id)),
+            State::Draining(req) if req.id == id => {
+                if n == 0 {
+                    let req = *req;
+                    self.release(req, false);
+                    return Ok(Some(Progress::Transmit));
+                }
+                req.take(n)?;
+                Ok(None)
+            }
+            State::Aborted { req, stdin_open } if req.id == id => {
+                *stdin_open &= n != 0;
+                Ok(None)
             }
             _ => Ok(None),
         }
     }
 
     /// Handles ABORT_REQUEST.
-    fn abort<'b>(&mut self, id: u16) -> Option<Event<'b>> {
-        match &mut self.state {
+    fn abort(&mut self, id: u16) -> Option<Progress> {
+        match self.state {
             State::Params {
                 id: active,
                 keep_conn,
-            } if *active == id => {
+            } if active == id => {
                 // The application never saw this request: end it here.
-                self.close_requested |= !*keep_conn;
-                record::encode_end_request(
-                    &mut self.output,
-                    id,
-                    0,
-                    ProtocolStatus::RequestComplete,
-                );
-                self.state = State::Idle;
-                None
+                let status = ProtocolStatus::RequestComplete;
+                record::encode_end_request(&mut self.out.mgmt, id, 0, status);
+                self.state = if keep_conn {
+                    State::Idle
+                } else {
+                    State::Closing { linger: false }
+                };
+                Some(Progress::Transmit)
             }
-            State::Running {
-                id: active,
-                aborted,
-                ..
-            } if *active == id && !*aborted => {
-                *aborted = true;
-                Some(Event::Abort)
+            State::Body(req) | State::Running(req) if req.id == id => {
+                let stdin_open = matches!(self.state, State::Body(_));
+                self.state = State::Aborted { req, stdin_open };
+                self.out.held = false;
+                Some(Progress::Event(Event::Abort))
+            }
+            State::Draining(req) if req.id == id => {
+                // The response is complete; the peer wants no more STDIN skipped.
+                self.release(req, false);
+                Some(Progress::Transmit)
             }
             _ => None,
         }
     }
 
-    /// Appends `data` as STDOUT records of the running request (nothing for empty data
-    /// or when no request is running).
-    pub fn stdout(&mut self, data: &[u8], out: &mut Vec<u8>) {
-        if let State::Running { id, .. } = self.state {
-            record::encode_stream(out, RecordType::Stdout, id, data);
-        }
-    }
-
-    /// Appends `data` as STDERR records of the running request (nothing for empty data
-    /// or when no request is running).
-    pub fn stderr(&mut self, data: &[u8], out: &mut Vec<u8>) {
-        if let State::Running {
-            id, stderr_sent, ..
-        } = &mut self.state
-            && !data.is_empty()
-        {
-            *stderr_sent = true;
-            record::encode_stream(out, RecordType::Stderr, *id, data);
-        }
-    }
-
-    /// Ends the running request: the empty STDOUT record, the empty STDERR record if any
-    /// STDERR was sent, then END_REQUEST(REQUEST_COMPLETE, `app_status`). Returns whether
-    /// the connection stays open (FCGI_KEEP_CONN was set); false when no request was running.
-    pub fn end_request(&mut self, app_status: u32, out: &mut Vec<u8>) -> bool {
-        let State::Running {
-            id,
-            keep_conn,
-            stderr_sent,
-            ..
-        } = self.state
-        else {
-            return false;
+    /// The running request is over on the wire: its queued response may go out, then the
+    /// connection is idle or closing (lingering when the peer may still be sending).
+    pub(super) fn release(&mut self, req: Req, peer_sending: bool) {
+        self.out.held = false;
+        self.state = if req.keep_conn {
+            State::Idle
+        } else {
+            State::Closing {
+                linger: peer_sending,
+            }
         };
-        record::encode_record(out, RecordType::Stdout, id, &[]);
-        if stderr_sent {
-            record::encode_record(out, RecordType::Stderr, id, &[]);
-        }
-        record::encode_end_request(out, id, app_status, ProtocolStatus::RequestComplete);
-        self.state = State::Idle;
-        keep_conn
-    }
-
-    /// Refuses the running request with a bare END_REQUEST carrying `status` (for example
-    /// [`ProtocolStatus::Overloaded`]) and no STDOUT. Returns whether the connection stays
-    /// open; false when no request was running.
-    pub fn reject_request(&mut self, status: ProtocolStatus, out: &mut Vec<u8>) -> bool {
-        let State::Running { id, keep_conn, .. } = self.state else {
-            return false;
-        };
-        record::encode_end_request(out, id, 0, status);
-        self.state = State::Idle;
-        keep_conn
     }
 }
 

@@ -5,9 +5,15 @@
 //! the bytes it produces, and the forwarding client reuses the same codec.
 
 pub mod connection;
+mod management;
+mod output;
 pub mod pairs;
 pub mod record;
+mod respond;
 
-pub use connection::{Connection, Event, Limits, ManagementValues, Params, ProtocolError};
+pub use connection::{
+    Connection, Disposition, Event, Limits, ManagementValues, Params, Progress, ProtocolError,
+};
+pub use output::MGMT_OUTPUT_MAX;
 pub use pairs::{PairLimits, PairRange, PairsError};
 pub use record::{CodecError, ProtocolStatus, Record, RecordType, Role};

@@ -3,6 +3,7 @@
 //! The concurrency model lives in [`pool`]: event loops over one epoll set that run
 //! requests inline, with a watchdog that replaces loop threads held up by slow apps.
 
+mod conn_io;
 pub mod pool;
 pub mod request;
 pub mod responder;
@@ -63,6 +64,10 @@ pub struct ServerArgs {
     /// Most body bytes when the request has no CONTENT_LENGTH (default 1 GiB).
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_BODY)]
     pub max_body: u64,
+    /// Most body bytes held ahead of the app, in memory then in a temporary file (default
+    /// 1 GiB); past it the request is cut and the connection closed.
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_BODY)]
+    pub max_spool: u64,
 }
 
 fn parse_mode(s: &str) -> Result<u32, String> {
@@ -132,6 +137,7 @@ pub fn serve_listener(
             idle_timeout: Duration::from_secs(args.idle_timeout.max(1)),
             request_timeout: Duration::from_secs(args.request_timeout.max(1)),
             max_body: args.max_body,
+            max_spool: args.max_spool,
         },
     };
     let pool = Pool::start(listener, app, cfg).context("cannot start the server")?;

@@ -185,7 +185,8 @@ impl Shared {
                 registered: AtomicBool::new(false),
                 busy: AtomicBool::new(false),
                 last: AtomicU64::new(self.now()),
-                partial_since: AtomicU64::new(0),
+                // The first request's deadline runs from the connection's start.
+                partial_since: AtomicU64::new(self.now().max(1)),
             });
             lock(&self.conns).insert(key, slot);
             fresh.push(key);
@@ -233,6 +234,13 @@ impl Shared {
                 } else if slot.partial_since.load(SeqCst) == 0 {
                     slot.partial_since.store(now.max(1), SeqCst);
                 }
+                if !self.arm(key, &slot) {
+                    self.close(key, &slot);
+                }
+            }
+            Next::Linger => {
+                // The lingering close gets a request timeout from now.
+                slot.partial_since.store(now.max(1), SeqCst);
                 if !self.arm(key, &slot) {
                     self.close(key, &slot);
                 }

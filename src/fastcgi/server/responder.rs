@@ -1,36 +1,30 @@
-//! One FastCGI connection: socket bytes through the sans-IO core into the driver, resumable per event.
+//! One FastCGI connection on the event loop: bytes through the sans-IO core, requests started when their body has arrived.
 //!
-//! The socket is non-blocking. Between requests, [`on_readable`] reads what has arrived and
-//! returns as soon as no whole request head is buffered, so an idle connection holds no
-//! thread. Inside a request the app may block (reading a body still in transit, writing a
-//! large response): those waits are `poll()`s on this one socket, bounded by the request
-//! timeout.
+//! The socket is non-blocking. [`on_readable`] reads what has arrived, lets the protocol
+//! core consume it and returns to the event loop as soon as it needs more bytes, so an idle
+//! connection, a request whose small body is still trickling in, a request draining the
+//! rest of an unread body and a lingering close hold no thread. The app runs once its body
+//! is complete or [`PREREAD_MAX`] bytes of it are buffered; inside the app, waits (a larger
+//! body still in transit, a slow reader) are `poll()`s on this one socket.
 //!
-//! One request's I/O (the app's input, error stream and sink) is in [`super::request`].
+//! The socket and buffers are in [`super::conn_io`]; one request's I/O (the app's input,
+//! error stream and sink) is in [`super::request`].
 
 use std::io;
-use std::ops::Range;
-use std::os::fd::AsFd;
-use std::sync::Arc;
-use std::time::Duration;
+use std::os::fd::{AsFd, AsRawFd};
+use std::time::{Duration, Instant};
 
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-
-use super::spool::Spool;
-use crate::fastcgi::proto::connection::{Connection, Event, Limits, ManagementValues, Params};
+pub use super::conn_io::ConnState;
+use crate::fastcgi::proto::connection::{Disposition, Event, Limits, ManagementValues, Progress};
 use crate::gateway::{App, GatewayFacts, GatewayKind};
-use crate::net::listener::Stream;
 
-/// Initial receive buffer; it grows to [`RBUF_MAX`] only for large records.
-const RBUF_START: usize = 16 * 1024;
-/// Largest receive buffer: a whole 65535-byte record plus header and padding fits twice.
-const RBUF_MAX: usize = 160 * 1024;
 /// Output is written once this much is queued, so a large body never piles up.
 pub(super) const WBUF_FLUSH: usize = 256 * 1024;
 /// Body chunks up to this size are merged with the headers into one STDOUT record.
 pub(super) const STAGE_MAX: usize = 16 * 1024;
-/// Buffers larger than this are released when the connection goes idle.
-const KEEP_CAPACITY: usize = 64 * 1024;
+/// Body bytes read ahead in the event loop before the app starts (64 KiB): a request with
+/// a body up to this size never holds a thread while its body arrives.
+pub const PREREAD_MAX: u64 = 64 * 1024;
 
 /// Per-connection settings, fixed for the server's life.
 #[derive(Debug, Clone)]
@@ -41,11 +35,15 @@ pub struct ConnConfig {
     pub values: ManagementValues,
     /// How long an idle kept-alive connection may wait for its next request.
     pub idle_timeout: Duration,
-    /// How long a request's records (BEGIN and PARAMS) may take to arrive, in total; also the
-    /// longest wait for each read of the body and each write.
+    /// How long a request (from its first byte, or from the connection's start for the
+    /// first request) may take to arrive with a body up to [`PREREAD_MAX`]; the longest wait
+    /// for each read and write; and the slack of the body deadline (see
+    /// [`super::conn_io::MIN_BODY_RATE`]).
     pub request_timeout: Duration,
     /// Most body bytes read when no CONTENT_LENGTH is given.
     pub max_body: u64,
+    /// Most body bytes held ahead of the app (memory, then a temporary file).
+    pub max_spool: u64,
 }
 
 /// The gateway facts of the FastCGI server: threads in one process, many requests.
@@ -57,227 +55,55 @@ pub const FASTCGI_FACTS: GatewayFacts = GatewayFacts {
     run_once: false,
 };
 
-pub(super) enum Step {
-    NeedMore,
-    Handled,
-    Request(bool, Params),
-    Stdin(Range<usize>),
-    StdinEnd,
-    Abort,
-}
-
 /// What the event loop should do with a connection after [`on_readable`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Next {
-    /// Wait for more bytes (re-arm the socket); `partial` when a request head is incomplete.
+    /// Wait for more bytes (re-arm the socket); `partial` while a request is in progress
+    /// (its deadline runs).
     Wait {
         /// A request has started arriving but is not complete.
         partial: bool,
     },
+    /// The connection lingers before closing: re-arm it, and close it when the peer closes
+    /// or the request timeout passes from now.
+    Linger,
     /// Close the connection.
     Close,
 }
 
-/// The state of one connection that survives between readiness events.
-pub struct ConnState {
-    pub(super) stream: Arc<Stream>,
-    pub(super) conn: Connection,
-    pub(super) rbuf: Vec<u8>,
-    pub(super) rstart: usize,
-    pub(super) rend: usize,
-    pub(super) wbuf: Vec<u8>,
-    pub(super) stage: Vec<u8>,
-    pub(super) stdin: Range<usize>,
-    pub(super) stdin_done: bool,
-    /// Body read ahead of the app (see [`ConnState::drain_body`]), served before reading on.
-    pub(super) spool: Spool,
-    /// Most body bytes the spool takes for this request.
-    pub(super) spool_cap: u64,
-    /// STDOUT records are in `wbuf`, not written yet.
-    pub(super) stdout_pending: bool,
-    pub(super) aborted: bool,
-    pub(super) broken: bool,
-    pub(super) cut: bool,
-    pub(super) keep: bool,
-    /// The rest of an ended request's STDIN still to skip: its id and the bytes allowed.
-    pub(super) drain: Option<(u16, u64)>,
-    pub(super) request_timeout: Duration,
+/// Writes what is owed and says whether the connection must end now.
+fn settle(st: &mut ConnState) -> Option<Next> {
+    if st.write_out().is_err() || st.broken {
+        return Some(Next::Close);
+    }
+    match st.conn.disposition() {
+        Disposition::Open => None,
+        Disposition::Close => Some(Next::Close),
+        Disposition::Linger => {
+            // The reply is out; stop writing so the peer sees its end, and read on.
+            let fd = st.stream.as_fd().as_raw_fd();
+            let _ = nix::sys::socket::shutdown(fd, nix::sys::socket::Shutdown::Write);
+            st.lingering = true;
+            st.stdin = 0..0;
+            Some(Next::Linger)
+        }
+    }
 }
 
-fn wait_fd(stream: &Stream, flags: PollFlags, timeout: Duration) -> io::Result<()> {
-    crate::gateway::about_to_block();
-    let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
-    let mut fds = [PollFd::new(stream.as_fd(), flags)];
+/// A lingering connection is readable: discard what came; close at its end.
+fn linger(st: &mut ConnState) -> Next {
     loop {
-        match poll(&mut fds, PollTimeout::from(ms)) {
-            Ok(0) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "the web server did not keep up within the request timeout",
-                ));
-            }
-            Ok(_) => return Ok(()),
-            Err(nix::errno::Errno::EINTR) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-}
-
-impl ConnState {
-    /// A connection over `stream` (which must be non-blocking).
-    pub fn new(stream: Arc<Stream>, cfg: &ConnConfig) -> Self {
-        ConnState {
-            stream,
-            conn: Connection::new(cfg.limits, cfg.values),
-            rbuf: Vec::new(),
-            rstart: 0,
-            rend: 0,
-            wbuf: Vec::new(),
-            stage: Vec::new(),
-            stdin: 0..0,
-            stdin_done: false,
-            spool: Spool::default(),
-            spool_cap: 0,
-            stdout_pending: false,
-            aborted: false,
-            broken: false,
-            cut: false,
-            keep: false,
-            drain: None,
-            request_timeout: cfg.request_timeout,
-        }
-    }
-
-    /// Makes room and reads once without waiting. Ok(None): nothing there yet.
-    fn read_now(&mut self) -> io::Result<Option<usize>> {
-        if self.rstart == self.rend {
-            self.rstart = 0;
-            self.rend = 0;
-        }
-        if self.rbuf.len() - self.rend < RBUF_START / 2 {
-            if self.rstart > 0 {
-                self.rbuf.copy_within(self.rstart..self.rend, 0);
-                self.rend -= self.rstart;
-                self.rstart = 0;
-            }
-            if self.rbuf.len() - self.rend < RBUF_START / 2 {
-                let grown = (self.rbuf.len() * 2).clamp(RBUF_START, RBUF_MAX);
-                if grown > self.rbuf.len() {
-                    self.rbuf.resize(grown, 0);
-                }
-            }
-        }
-        if self.rend == self.rbuf.len() {
-            // A record larger than the buffer: impossible within RBUF_MAX, so the peer is broken.
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "record too large",
-            ));
-        }
-        loop {
-            match self.stream.read_shared(&mut self.rbuf[self.rend..]) {
-                Ok(n) => {
-                    self.rend += n;
-                    return Ok(Some(n));
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
-                Err(e) => return Err(e),
-            }
-        }
-    }
-
-    /// Reads, waiting up to `timeout` for bytes; Ok(0) is end of stream.
-    pub(super) fn read_wait(&mut self, timeout: Duration) -> io::Result<usize> {
-        loop {
-            if let Some(n) = self.read_now()? {
-                return Ok(n);
-            }
-            wait_fd(&self.stream, PollFlags::POLLIN, timeout)?;
-        }
-    }
-
-    /// Runs the protocol core over one record of buffered input.
-    pub(super) fn step(&mut self) -> Result<Step, crate::fastcgi::proto::ProtocolError> {
-        let input = &self.rbuf[self.rstart..self.rend];
-        let base = self.rbuf.as_ptr() as usize;
-        let (used, event) = self.conn.process(input)?;
-        let step = match event {
-            None if used == 0 => Step::NeedMore,
-            None => Step::Handled,
-            Some(Event::Request {
-                request_id: _,
-                keep_conn,
-                params,
-            }) => Step::Request(keep_conn, params),
-            Some(Event::Stdin(data)) => {
-                let start = data.as_ptr() as usize - base;
-                Step::Stdin(start..start + data.len())
-            }
-            Some(Event::StdinEnd) => Step::StdinEnd,
-            Some(Event::Abort) => Step::Abort,
-        };
-        self.rstart += used;
-        let out = self.conn.output();
-        if !out.is_empty() {
-            self.wbuf.append(out);
-        }
-        Ok(step)
-    }
-
-    pub(super) fn write_out(&mut self) -> io::Result<()> {
-        let mut done = 0;
-        let r = loop {
-            if done == self.wbuf.len() {
-                break Ok(());
-            }
-            match self.stream.write_shared(&self.wbuf[done..]) {
-                Ok(0) => break Err(io::Error::from(io::ErrorKind::WriteZero)),
-                Ok(n) => done += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if let Err(e) = wait_fd(&self.stream, PollFlags::POLLOUT, self.request_timeout)
-                    {
-                        break Err(e);
-                    }
-                }
-                Err(e) => break Err(e),
-            }
-        };
-        self.wbuf.clear();
-        self.stdout_pending = false;
-        if r.is_err() {
-            self.broken = true;
-        }
-        r
-    }
-
-    pub(super) fn frame_stage(&mut self) {
-        if !self.stage.is_empty() {
-            self.conn.stdout(&self.stage, &mut self.wbuf);
-            self.stage.clear();
-            self.stdout_pending = true;
-        }
-    }
-
-    /// Releases large buffers of an idle connection.
-    fn trim(&mut self) {
-        if self.rstart == self.rend && self.rbuf.len() > KEEP_CAPACITY {
-            self.rbuf = Vec::new();
-            self.rstart = 0;
-            self.rend = 0;
-        }
-        if self.wbuf.capacity() > KEEP_CAPACITY {
-            self.wbuf = Vec::new();
-        }
-        if self.stage.capacity() > KEEP_CAPACITY {
-            self.stage = Vec::new();
+        st.rstart = st.rend;
+        match st.read_now() {
+            Ok(Some(0)) | Err(_) => return Next::Close,
+            Ok(Some(_)) => {}
+            Ok(None) => return Next::Wait { partial: true },
         }
     }
 }
 
 /// Handles a readiness event: reads what has arrived and serves every complete request in
-/// the buffer (the app may block inside). `busy(true)` is called when a request starts and
+/// the buffer (the app may block inside). `busy(true)` is called when an app starts and
 /// `busy(false)` when it ends; `stop()` says the server is shutting down.
 pub fn on_readable(
     st: &mut ConnState,
@@ -286,63 +112,108 @@ pub fn on_readable(
     busy: &dyn Fn(bool),
     stop: &dyn Fn() -> bool,
 ) -> Next {
+    if st.lingering {
+        return linger(st);
+    }
     let mut read_once = false;
     loop {
-        let step = match st.drain_buffered() {
-            Ok(true) => st.step(),
-            Ok(false) => Ok(Step::NeedMore),
-            Err(()) => return Next::Close,
-        };
-        match step {
-            Ok(Step::Request(keep_conn, params)) => {
-                if stop() {
-                    return Next::Close;
-                }
-                busy(true);
-                let keep = super::request::serve_request(st, app, cfg, keep_conn, params);
-                busy(false);
-                if !keep || stop() {
-                    return Next::Close;
-                }
-                continue;
-            }
-            Ok(Step::NeedMore) => {}
-            Ok(_) => continue,
+        let progress = match st.step() {
+            Ok(p) => p,
             Err(e) => {
                 eprintln!("cgate: closing FastCGI connection: {e}");
                 let _ = st.write_out();
                 return Next::Close;
             }
-        }
-        if st.write_out().is_err() || st.conn.close_requested() {
-            return Next::Close;
-        }
-        let partial =
-            st.rstart < st.rend || st.conn.active_request().is_some() || st.drain.is_some();
-        if read_once {
-            if !partial {
-                st.trim();
-            }
-            return Next::Wait { partial };
-        }
-        match st.read_now() {
-            Ok(Some(0)) => return Next::Close,
-            Ok(Some(n)) => {
-                // A short read drained the socket: after serving what came, wait for more.
-                read_once = n < st.rbuf.len() - st.rend + n;
-            }
-            Ok(None) => {
-                if !partial {
-                    st.trim();
+        };
+        let start = match progress {
+            Progress::Event(Event::Request { params, .. }) => {
+                if stop() {
+                    return Next::Close;
                 }
-                return Next::Wait { partial };
+                st.begin_body(params, cfg);
+                false
             }
-            Err(e) => {
-                if e.kind() == io::ErrorKind::InvalidData {
+            Progress::Event(Event::Stdin(_)) => match st.spool_stdin() {
+                Ok(()) => st.spool.len() >= PREREAD_MAX,
+                Err(e) => {
                     eprintln!("cgate: closing FastCGI connection: {e}");
+                    return Next::Close;
                 }
+            },
+            Progress::Event(Event::StdinEnd) => true,
+            Progress::Event(Event::Abort) => {
+                // ABORT_REQUEST before the app started: END_REQUEST at once.
+                if let Some(params) = st.waiting.take() {
+                    st.conn.recycle_params(params);
+                }
+                st.conn.end_request(0);
+                false
+            }
+            Progress::Transmit => {
+                if let Some(next) = settle(st) {
+                    return next;
+                }
+                false
+            }
+            Progress::NeedData => {
+                if let Some(next) = settle(st) {
+                    return next;
+                }
+                let partial = st.fresh || st.rstart < st.rend || st.conn.active_request().is_some();
+                if read_once {
+                    if !partial {
+                        st.trim();
+                    }
+                    return Next::Wait { partial };
+                }
+                match st.read_now() {
+                    Ok(Some(0)) => return Next::Close,
+                    // A short read drained the socket: after serving what came, wait for more.
+                    Ok(Some(n)) => read_once = n < st.rbuf.len() - st.rend + n,
+                    Ok(None) => {
+                        if !partial {
+                            st.trim();
+                        }
+                        return Next::Wait { partial };
+                    }
+                    Err(e) => {
+                        if e.kind() == io::ErrorKind::InvalidData {
+                            eprintln!("cgate: closing FastCGI connection: {e}");
+                        }
+                        return Next::Close;
+                    }
+                }
+                false
+            }
+        };
+        if start && let Some(params) = st.waiting.take() {
+            busy(true);
+            super::request::serve_request(st, app, cfg, params);
+            busy(false);
+            if st.broken || stop() {
                 return Next::Close;
             }
+            if let Some(next) = settle(st) {
+                return next;
+            }
         }
+    }
+}
+
+impl ConnState {
+    /// A request's PARAMS are complete: its body is read ahead before the app starts.
+    fn begin_body(&mut self, params: crate::fastcgi::proto::Params, cfg: &ConnConfig) {
+        self.spool = super::spool::Spool::default();
+        self.max_spool = cfg.max_spool;
+        self.body_deadline = Instant::now() + cfg.request_timeout;
+        // STDIN past CONTENT_LENGTH is not body and is skipped, within the same bound.
+        let limit = match crate::gateway::parse_content_length(params.get(b"CONTENT_LENGTH")) {
+            Ok(Some(n)) => n.max(cfg.max_body),
+            // A malformed length is answered with a 400 once the app would start.
+            Ok(None) | Err(_) => cfg.max_body,
+        };
+        self.conn.limit_body(limit);
+        self.waiting = Some(params);
+        self.fresh = false;
     }
 }
