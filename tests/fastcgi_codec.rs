@@ -6,6 +6,8 @@ mod client;
 mod codec;
 #[path = "fastcgi_codec/connection.rs"]
 mod connection;
+#[path = "fastcgi_codec/decisions.rs"]
+mod decisions;
 #[path = "common/fcgi_bytes.rs"]
 mod fcgi_bytes;
 #[path = "fastcgi_codec/roundtrip.rs"]

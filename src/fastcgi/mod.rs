@@ -7,7 +7,7 @@ pub mod proto;
 pub mod server;
 
 pub use proto::{
-    CodecError, Connection, Disposition, Event, Limits, ManagementValues, PairLimits, PairRange,
-    PairsError, Params, Progress, ProtocolError, ProtocolStatus, Record, RecordType, Role,
-    connection, pairs, record,
+    CodecError, Connection, Disposition, Event, Limits, MGMT_OUTPUT_MAX, ManagementValues,
+    PairLimits, PairRange, PairsError, Params, Progress, ProtocolError, ProtocolStatus, Record,
+    RecordType, Role, connection, pairs, record,
 };
