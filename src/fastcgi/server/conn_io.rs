@@ -46,6 +46,8 @@ pub struct ConnState {
     /// A request whose app has not started: its body is read ahead first (see
     /// `PREREAD_MAX`), so a slow body holds no thread.
     pub(super) waiting: Option<Params>,
+    /// The current request's body bound was given to the protocol core.
+    pub(super) body_limited: bool,
     /// No request has started yet: the first-request deadline runs.
     pub(super) fresh: bool,
     /// The socket failed (I/O error, end of stream, timeout): the connection is closed.
@@ -53,8 +55,8 @@ pub struct ConnState {
     /// Closing: reading and discarding until the peer closes (see `Disposition::Linger`).
     pub(super) lingering: bool,
     /// When the body must have arrived by (moved on by each body chunk, see
-    /// [`MIN_BODY_RATE`]).
-    pub(super) body_deadline: Instant,
+    /// [`MIN_BODY_RATE`]); None until the request's first body byte or wait.
+    pub(super) body_deadline: Option<Instant>,
     pub(super) request_timeout: Duration,
 }
 
@@ -92,10 +94,11 @@ impl ConnState {
             spool: Spool::default(),
             max_spool: cfg.max_spool,
             waiting: None,
+            body_limited: false,
             fresh: true,
             broken: false,
             lingering: false,
-            body_deadline: Instant::now(),
+            body_deadline: None,
             request_timeout: cfg.request_timeout,
         }
     }
@@ -158,7 +161,9 @@ impl ConnState {
                 Some(_) => return Ok(()),
                 None => {}
             }
-            let left = self.body_deadline.saturating_duration_since(Instant::now());
+            let now = Instant::now();
+            let deadline = *self.body_deadline.get_or_insert(now + self.request_timeout);
+            let left = deadline.saturating_duration_since(now);
             if left.is_zero() {
                 let why =
                     "request body too slow (below the minimum rate after the request timeout)";
@@ -177,7 +182,8 @@ impl ConnState {
     pub(super) fn body_progress(&mut self, n: usize) {
         let now = Instant::now();
         let credit = Duration::from_micros((n as u64).saturating_mul(1_000_000) / MIN_BODY_RATE);
-        self.body_deadline = (self.body_deadline + credit).min(now + self.request_timeout);
+        let deadline = self.body_deadline.unwrap_or(now + self.request_timeout);
+        self.body_deadline = Some((deadline + credit).min(now + self.request_timeout));
     }
 
     /// Runs the protocol core over the buffered input and returns its answer; a body
@@ -198,6 +204,9 @@ impl ConnState {
     /// Writes everything the protocol core has to send now, waiting (within the request
     /// timeout) while the peer is slow to read.
     pub(super) fn write_out(&mut self) -> io::Result<()> {
+        if self.conn.transmit().is_empty() {
+            return Ok(());
+        }
         let r = self.write_inner(true);
         self.broken |= r.is_err();
         r

@@ -262,7 +262,11 @@ pub(super) fn serve_request(st: &mut ConnState, app: &dyn App, cfg: &ConnConfig,
         stream,
         watch: true,
     };
-    let length = match parse_content_length(env.get("CONTENT_LENGTH")) {
+    let declared = parse_content_length(env.get("CONTENT_LENGTH"));
+    if !io.borrow().body_limited {
+        io.borrow_mut().limit_body(declared.ok().flatten(), cfg);
+    }
+    let length = match declared {
         Ok(Some(n)) => BodyLength::Exact(n),
         Ok(None) => BodyLength::ToEnd { max: cfg.max_body },
         Err(e) => {

@@ -12,7 +12,7 @@
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub use super::conn_io::ConnState;
 use crate::fastcgi::proto::connection::{Disposition, Event, Limits, ManagementValues, Progress};
@@ -133,13 +133,14 @@ pub fn on_readable(
                 st.begin_body(params, cfg);
                 false
             }
-            Progress::Event(Event::Stdin(_)) => match st.spool_stdin() {
-                Ok(()) => st.spool.len() >= PREREAD_MAX,
-                Err(e) => {
+            Progress::Event(Event::Stdin(_)) => {
+                st.limit_waiting_body(cfg);
+                if let Err(e) = st.spool_stdin() {
                     eprintln!("cgate: closing FastCGI connection: {e}");
                     return Next::Close;
                 }
-            },
+                st.spool.len() >= PREREAD_MAX
+            }
             Progress::Event(Event::StdinEnd) => true,
             Progress::Event(Event::Abort) => {
                 // ABORT_REQUEST before the app started: END_REQUEST at once.
@@ -193,9 +194,6 @@ pub fn on_readable(
             if st.broken || stop() {
                 return Next::Close;
             }
-            if let Some(next) = settle(st) {
-                return next;
-            }
         }
     }
 }
@@ -203,17 +201,37 @@ pub fn on_readable(
 impl ConnState {
     /// A request's PARAMS are complete: its body is read ahead before the app starts.
     fn begin_body(&mut self, params: crate::fastcgi::proto::Params, cfg: &ConnConfig) {
-        self.spool = super::spool::Spool::default();
+        if !self.spool.is_empty() {
+            self.spool = super::spool::Spool::default();
+        }
         self.max_spool = cfg.max_spool;
-        self.body_deadline = Instant::now() + cfg.request_timeout;
-        // STDIN past CONTENT_LENGTH is not body and is skipped, within the same bound.
-        let limit = match crate::gateway::parse_content_length(params.get(b"CONTENT_LENGTH")) {
-            Ok(Some(n)) => n.max(cfg.max_body),
-            // A malformed length is answered with a 400 once the app would start.
-            Ok(None) | Err(_) => cfg.max_body,
-        };
-        self.conn.limit_body(limit);
+        self.body_deadline = None;
+        self.body_limited = false;
         self.waiting = Some(params);
         self.fresh = false;
+    }
+
+    /// Bounds the body of the request still waiting for its app by its CONTENT_LENGTH (or
+    /// `--max-body`), at its first body byte; STDIN past CONTENT_LENGTH is not body and is
+    /// skipped, within the same bound.
+    fn limit_waiting_body(&mut self, cfg: &ConnConfig) {
+        if self.body_limited {
+            return;
+        }
+        let declared = self.waiting.as_ref().and_then(|p| p.get(b"CONTENT_LENGTH"));
+        self.limit_body(
+            crate::gateway::parse_content_length(declared)
+                .ok()
+                .flatten(),
+            cfg,
+        );
+    }
+
+    /// Sets the request's body bound from its declared length.
+    pub(super) fn limit_body(&mut self, declared: Option<u64>, cfg: &ConnConfig) {
+        self.body_limited = true;
+        // A malformed length is answered with a 400 once the app would start.
+        self.conn
+            .limit_body(declared.map_or(cfg.max_body, |n| n.max(cfg.max_body)));
     }
 }
