@@ -24,3 +24,5 @@ mod protocol;
 mod server;
 #[path = "fastcgi_wire/sockets.rs"]
 mod sockets;
+#[path = "fastcgi_wire/watch.rs"]
+mod watch;

@@ -221,3 +221,47 @@ impl Server {
         assert_eq!(r.status(), 200, "{what}: {}", self.backend.output());
     }
 }
+
+/// Issue 10: ABORT_REQUEST for a cgi:DIR script that is silent (no output, hung) ends it:
+/// END_REQUEST follows promptly and the script is gone. (The script pump waits on the
+/// FastCGI socket through `Response::watch_fd` beside the script's pipes.)
+#[test]
+fn abort_ends_a_silent_cgi_script() {
+    let dir = crate::support::TempDir::new("silent-cgi");
+    let bin = dir.subdir("cgi-bin");
+    let pid_file = dir.join("script.pid");
+    crate::support::write_script(
+        &bin,
+        "silent.sh",
+        &format!(
+            "#!/bin/sh\necho $$ > {}\nexec sleep 100\n",
+            pid_file.display()
+        ),
+    );
+    let app = format!("cgi:{}", bin.display());
+    let srv = Server::start(Transport::Unix, &app, &[]);
+    let mut c = srv.connect();
+    c.send(&get(1, KEEP_CONN, "/silent.sh"));
+    // Gate: the script is running (it wrote its pid).
+    let started = eventually(Duration::from_secs(20), || {
+        std::fs::read_to_string(&pid_file).is_ok_and(|s| s.ends_with('\n'))
+    });
+    assert!(
+        started,
+        "the script did not start: {}",
+        srv.backend.output()
+    );
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .expect("pid file")
+        .trim()
+        .parse()
+        .expect("a pid");
+    c.send(&rec(ABORT, 1, b"", 0));
+    c.set_timeout(Duration::from_secs(20));
+    let r = c.reply(1);
+    assert_eq!(r.protocol_status, REQUEST_COMPLETE);
+    let gone = eventually(Duration::from_secs(20), || {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_err()
+    });
+    assert!(gone, "the script {pid} outlived its aborted request");
+}

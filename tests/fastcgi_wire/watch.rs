@@ -1,0 +1,131 @@
+//! The FastCGI sink's `watch_fd` / `client_gone` contract, with an in-process app that waits on the watched descriptor the way cgi:DIR's pump does.
+
+use std::os::fd::AsFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::time::Duration;
+
+use cgate::fastcgi::server::pool::{Pool, PoolConfig};
+use cgate::fastcgi::server::responder::ConnConfig;
+use cgate::fastcgi::{Limits, ManagementValues};
+use cgate::net::ListenAddr;
+use cgate::net::listener::{Listener, UnixOptions};
+use cgate::{App, AppError, Body, Request, Response};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+
+use crate::client::*;
+use crate::support::TempDir;
+
+/// What the silent app saw: 0 still waiting, 1 no descriptor to watch, 2 client gone,
+/// 3 timed out (nothing came within the bound).
+static SEEN: AtomicU8 = AtomicU8::new(0);
+
+/// Set by the app right before it waits on the watched descriptor: the test's gate.
+static IN_WAIT: AtomicBool = AtomicBool::new(false);
+
+/// Sends a first chunk, then stays silent: waits on `watch_fd` (at most 30 s) and stops
+/// when `client_gone` says so.
+struct Silent;
+
+impl App for Silent {
+    fn call<'a>(
+        &self,
+        _req: &'a mut Request<'_>,
+        resp: &mut Response<'_>,
+    ) -> Result<Body<'a>, AppError> {
+        resp.start("200 OK", [("Content-Type", "text/plain")])?;
+        resp.write(b"started\n")?;
+        for _ in 0..30 {
+            let Some(fd) = resp.watch_fd() else {
+                SEEN.store(1, Ordering::SeqCst);
+                return Err(AppError::msg("nothing to watch"));
+            };
+            let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+            IN_WAIT.store(true, Ordering::SeqCst);
+            let ready = poll(&mut fds, PollTimeout::from(1000u16)).unwrap_or(0);
+            if ready > 0 && resp.client_gone() {
+                SEEN.store(2, Ordering::SeqCst);
+                return Err(AppError::msg("client gone"));
+            }
+        }
+        SEEN.store(3, Ordering::SeqCst);
+        Ok(Body::from("never\n"))
+    }
+}
+
+/// Waits until the app is about to poll the watched descriptor.
+fn wait_for_the_wait() {
+    assert!(
+        crate::server::eventually(Duration::from_secs(20), || IN_WAIT.load(Ordering::SeqCst)),
+        "the app never reached its wait"
+    );
+}
+
+fn start(dir: &TempDir) -> (Pool, Addr) {
+    let path = dir.join("watch.sock");
+    let addr: ListenAddr = format!("unix:{}", path.display()).parse().expect("address");
+    let listener = Listener::open(&addr, &UnixOptions::default()).expect("listen");
+    let cfg = PoolConfig {
+        workers: 1,
+        max_conns: 16,
+        allowed: None,
+        conn: ConnConfig {
+            limits: Limits::default(),
+            values: ManagementValues {
+                max_conns: 16,
+                max_reqs: 16,
+                mpxs_conns: false,
+            },
+            idle_timeout: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(60),
+            max_body: 1 << 20,
+            max_spool: 1 << 20,
+        },
+    };
+    let pool = Pool::start(listener, Arc::new(Silent), cfg).expect("pool");
+    (pool, Addr::Unix(path))
+}
+
+/// ABORT_REQUEST while the app waits silently on the watched socket: the descriptor turns
+/// readable, `client_gone` reads and acts on the record, the app stops and END_REQUEST
+/// follows at once; then the end of the stream is seen the same way.
+#[test]
+fn abort_reaches_an_app_waiting_on_watch_fd() {
+    let dir = TempDir::new("watch");
+    let (pool, addr) = start(&dir);
+    let mut c = addr.connect();
+    c.send(&get(1, KEEP_CONN, "/"));
+    // Gate: the first chunk is out, so the app is in its wait.
+    let (first, _) = c.record();
+    assert_eq!((first.record_type, first.id), (STDOUT, 1));
+    assert!(find(&first.content, b"started\n").is_some());
+    wait_for_the_wait();
+    c.send(&rec(ABORT, 1, b"", 0));
+    let r = c.reply(1);
+    let mut want = server_rec(STDOUT, 1, b"");
+    want.extend(end_request(1, 0, REQUEST_COMPLETE));
+    assert_eq!(r.raw, want);
+    assert_eq!(
+        SEEN.load(Ordering::SeqCst),
+        2,
+        "the app saw the client gone"
+    );
+    // The end of the stream: gone too (the connection closes without END_REQUEST).
+    SEEN.store(0, Ordering::SeqCst);
+    IN_WAIT.store(false, Ordering::SeqCst);
+    c.send(&get(1, KEEP_CONN, "/"));
+    let (first, _) = c.record();
+    assert_eq!((first.record_type, first.id), (STDOUT, 1));
+    wait_for_the_wait();
+    match &c {
+        Conn::Unix(s) => s.shutdown(std::net::Shutdown::Write).expect("shutdown"),
+        Conn::Tcp(_) => unreachable!("a Unix connection"),
+    }
+    c.drain_to_close();
+    assert!(
+        crate::server::eventually(Duration::from_secs(20), || SEEN.load(Ordering::SeqCst) == 2),
+        "the app did not see the end of the stream: {}",
+        SEEN.load(Ordering::SeqCst)
+    );
+    assert_eq!(pool.shutdown(Duration::from_secs(5)), 0);
+}
