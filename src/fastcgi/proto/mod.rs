@@ -8,6 +8,7 @@ pub mod connection;
 mod management;
 mod output;
 pub mod pairs;
+mod params;
 pub mod record;
 mod respond;
 

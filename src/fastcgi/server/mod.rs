@@ -8,6 +8,8 @@ pub mod pool;
 pub mod request;
 pub mod responder;
 pub mod spool;
+mod threads;
+mod watchdog;
 
 use std::net::IpAddr;
 use std::sync::Arc;

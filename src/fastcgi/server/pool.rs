@@ -31,40 +31,40 @@ pub const SPARE_LINGER: Duration = Duration::from_secs(5);
 /// A loop thread running (not blocked) in one request for longer than this is replaced too.
 pub const HOGGING: Duration = Duration::from_millis(50);
 /// Ready connections one loop thread takes per `epoll_wait`.
-const BATCH: usize = 8;
+pub(super) const BATCH: usize = 8;
 /// Stack size of pool threads: address space only; touched pages cost memory.
-const STACK_SIZE: usize = 512 * 1024;
-const LISTENER_KEY: u64 = 0;
+pub(super) const STACK_SIZE: usize = 512 * 1024;
+pub(super) const LISTENER_KEY: u64 = 0;
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-struct Slot {
-    stream: Arc<Stream>,
-    state: Mutex<ConnState>,
-    registered: AtomicBool,
-    busy: AtomicBool,
+pub(super) struct Slot {
+    pub(super) stream: Arc<Stream>,
+    pub(super) state: Mutex<ConnState>,
+    pub(super) registered: AtomicBool,
+    pub(super) busy: AtomicBool,
     /// Milliseconds (pool clock) of the last readiness event handled.
-    last: AtomicU64,
+    pub(super) last: AtomicU64,
     /// Milliseconds when the current incomplete request head started arriving; 0 if none.
-    partial_since: AtomicU64,
+    pub(super) partial_since: AtomicU64,
 }
 
-struct Worker {
+pub(super) struct Worker {
     /// Kernel thread id, to tell a thread blocked in an app from one merely preempted.
-    tid: std::sync::atomic::AtomicI32,
+    pub(super) tid: std::sync::atomic::AtomicI32,
     /// Pool-clock milliseconds + 1 when the current event started; 0 when waiting.
-    busy_since: AtomicU64,
-    detached: AtomicBool,
-    pending: Mutex<VecDeque<u64>>,
+    pub(super) busy_since: AtomicU64,
+    pub(super) detached: AtomicBool,
+    pub(super) pending: Mutex<VecDeque<u64>>,
 }
 
 /// Threads parked as spares, and wake-ups handed to them.
 #[derive(Default)]
-struct Spares {
-    parked: usize,
-    tokens: usize,
+pub(super) struct Spares {
+    pub(super) parked: usize,
+    pub(super) tokens: usize,
 }
 
 /// Settings of the pool.
@@ -84,30 +84,30 @@ pub struct Pool {
     sh: Arc<Shared>,
 }
 
-struct Shared {
-    epoll: Epoll,
-    listener: Listener,
-    app: Arc<dyn App>,
-    cfg: PoolConfig,
-    clock: Instant,
-    conns: Mutex<HashMap<u64, Arc<Slot>>>,
-    next_key: AtomicU64,
-    workers: Mutex<Vec<Arc<Worker>>>,
-    loops: AtomicUsize,
-    threads: AtomicUsize,
-    spares: Mutex<Spares>,
-    spare_wake: Condvar,
-    handled: AtomicU64,
-    stopping: AtomicBool,
-    last_error: AtomicU64,
+pub(super) struct Shared {
+    pub(super) epoll: Epoll,
+    pub(super) listener: Listener,
+    pub(super) app: Arc<dyn App>,
+    pub(super) cfg: PoolConfig,
+    pub(super) clock: Instant,
+    pub(super) conns: Mutex<HashMap<u64, Arc<Slot>>>,
+    pub(super) next_key: AtomicU64,
+    pub(super) workers: Mutex<Vec<Arc<Worker>>>,
+    pub(super) loops: AtomicUsize,
+    pub(super) threads: AtomicUsize,
+    pub(super) spares: Mutex<Spares>,
+    pub(super) spare_wake: Condvar,
+    pub(super) handled: AtomicU64,
+    pub(super) stopping: AtomicBool,
+    pub(super) last_error: AtomicU64,
 }
 
 impl Shared {
-    fn now(&self) -> u64 {
+    pub(super) fn now(&self) -> u64 {
         u64::try_from(self.clock.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    fn log_rate_limited(&self, msg: &str) {
+    pub(super) fn log_rate_limited(&self, msg: &str) {
         let now = self.now() + 10_000;
         let last = self.last_error.load(SeqCst);
         if now.saturating_sub(last) >= 10_000
@@ -120,7 +120,7 @@ impl Shared {
         }
     }
 
-    fn arm(&self, key: u64, slot: &Slot) -> bool {
+    pub(super) fn arm(&self, key: u64, slot: &Slot) -> bool {
         let flags = EpollFlags::EPOLLIN | EpollFlags::EPOLLRDHUP | EpollFlags::EPOLLONESHOT;
         let mut ev = EpollEvent::new(flags, key);
         let r = if slot.registered.swap(true, SeqCst) {
@@ -132,7 +132,7 @@ impl Shared {
     }
 
     /// Puts a taken but unhandled event back into the epoll set.
-    fn rearm(&self, key: u64) {
+    pub(super) fn rearm(&self, key: u64) {
         if key == LISTENER_KEY {
             // Level-triggered: still reported while connections wait.
             return;
@@ -147,7 +147,7 @@ impl Shared {
 
     /// Forgets a connection; its socket closes when the last reference goes, which also
     /// takes it out of the epoll set.
-    fn close(&self, key: u64, _slot: &Slot) {
+    pub(super) fn close(&self, key: u64, _slot: &Slot) {
         lock(&self.conns).remove(&key);
     }
 
@@ -210,7 +210,7 @@ impl Shared {
         }
     }
 
-    fn handle(&self, key: u64, mine: &Worker) {
+    pub(super) fn handle(&self, key: u64, mine: &Worker) {
         if key == LISTENER_KEY {
             self.accept_all(mine);
             return;
@@ -248,218 +248,6 @@ impl Shared {
             Next::Close => self.close(key, &slot),
         }
     }
-
-    /// Takes loop thread `w` out of the loops (it stays in its slow request): its unhandled
-    /// events go back to the epoll set and a spare takes its place. Idempotent.
-    fn detach(self: &Arc<Self>, w: &Worker) {
-        if w.detached.swap(true, SeqCst) {
-            return;
-        }
-        self.loops.fetch_sub(1, SeqCst);
-        let keys: Vec<u64> = lock(&w.pending).drain(..).collect();
-        for k in keys {
-            self.rearm(k);
-        }
-        if !self.stopping.load(SeqCst) {
-            self.add_loop();
-        }
-    }
-
-    /// Adds a loop thread: wakes a spare or starts a thread.
-    fn add_loop(self: &Arc<Self>) {
-        self.loops.fetch_add(1, SeqCst);
-        {
-            let mut s = lock(&self.spares);
-            if s.parked > s.tokens {
-                s.tokens += 1;
-                self.spare_wake.notify_one();
-                return;
-            }
-        }
-        if self.threads.load(SeqCst) >= self.cfg.workers + self.cfg.max_conns {
-            self.loops.fetch_sub(1, SeqCst);
-            self.log_rate_limited("all threads are busy in slow requests");
-            return;
-        }
-        self.spawn();
-    }
-
-    fn spawn(self: &Arc<Self>) {
-        let sh = Arc::clone(self);
-        let me = Arc::new(Worker {
-            tid: std::sync::atomic::AtomicI32::new(0),
-            busy_since: AtomicU64::new(0),
-            detached: AtomicBool::new(false),
-            pending: Mutex::new(VecDeque::new()),
-        });
-        lock(&self.workers).push(Arc::clone(&me));
-        self.threads.fetch_add(1, SeqCst);
-        let r = std::thread::Builder::new()
-            .name("cgate-loop".into())
-            .stack_size(STACK_SIZE)
-            .spawn(move || run_loop(&sh, &me));
-        if let Err(e) = r {
-            self.threads.fetch_sub(1, SeqCst);
-            self.loops.fetch_sub(1, SeqCst);
-            eprintln!("cgate: cannot start a thread: {e}");
-        }
-    }
-
-    /// A detached thread whose slow request ended: rejoin, or wait as a spare. Returns
-    /// false when the thread should exit.
-    fn after_detach(&self) -> bool {
-        let target = self.cfg.workers;
-        let mut n = self.loops.load(SeqCst);
-        while n < target {
-            match self.loops.compare_exchange(n, n + 1, SeqCst, SeqCst) {
-                Ok(_) => return true,
-                Err(cur) => n = cur,
-            }
-        }
-        let start = Instant::now();
-        let mut s = lock(&self.spares);
-        s.parked += 1;
-        loop {
-            if s.tokens > 0 {
-                // add_loop counted this thread as a loop already.
-                s.tokens -= 1;
-                s.parked -= 1;
-                return true;
-            }
-            let waited = start.elapsed();
-            if waited >= SPARE_LINGER || self.stopping.load(SeqCst) {
-                s.parked -= 1;
-                return false;
-            }
-            s = self
-                .spare_wake
-                .wait_timeout(s, SPARE_LINGER - waited)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
-        }
-    }
-
-    fn watchdog(self: &Arc<Self>) {
-        let mut last_scan = 0;
-        let mut last_handled = 0;
-        let mut quiet_ticks = 0u32;
-        loop {
-            let active = self.handled.load(SeqCst) != last_handled;
-            last_handled = self.handled.load(SeqCst);
-            quiet_ticks = if active {
-                0
-            } else {
-                quiet_ticks.saturating_add(1)
-            };
-            // Every 2 ms while requests flow (so a blocked loop is replaced within 2-4 ms),
-            // every 50 ms after half a second without any.
-            let tick = if quiet_ticks < 250 { 2 } else { 50 };
-            std::thread::sleep(Duration::from_millis(tick));
-            let now = self.now();
-            let slow = u64::try_from(SLOW_REQUEST.as_millis()).unwrap_or(2);
-            let overdue: Vec<Arc<Worker>> = lock(&self.workers)
-                .iter()
-                .filter(|w| {
-                    let since = w.busy_since.load(SeqCst);
-                    since != 0 && !w.detached.load(SeqCst) && now + 1 >= since + slow
-                })
-                .cloned()
-                .collect();
-            for w in &overdue {
-                let since = w.busy_since.load(SeqCst);
-                if since == 0 || now + 1 < since + slow {
-                    continue; // finished, or a new request started, meanwhile
-                }
-                // A runnable thread is computing or merely preempted on a busy machine; only
-                // a thread that sleeps (blocked in the app) or runs very long is replaced.
-                let long = now + 1 >= since + HOGGING.as_millis() as u64;
-                if !long && is_running(w.tid.load(SeqCst)) {
-                    continue;
-                }
-                self.detach(w);
-            }
-            if now.saturating_sub(last_scan) >= 1000 {
-                last_scan = now;
-                self.expire(now);
-            }
-        }
-    }
-
-    /// Closes idle connections past the idle timeout and partial requests past the request
-    /// timeout (slowloris); shutting the socket down wakes its handler, which closes it.
-    fn expire(&self, now: u64) {
-        let idle = u64::try_from(self.cfg.conn.idle_timeout.as_millis()).unwrap_or(u64::MAX);
-        let partial = u64::try_from(self.cfg.conn.request_timeout.as_millis()).unwrap_or(u64::MAX);
-        let conns: Vec<Arc<Slot>> = lock(&self.conns).values().cloned().collect();
-        for slot in conns {
-            if slot.busy.load(SeqCst) {
-                continue;
-            }
-            let since = slot.partial_since.load(SeqCst);
-            if since != 0 && now.saturating_sub(since) > partial {
-                eprintln!("cgate: closing FastCGI connection: request did not arrive in time");
-                slot.stream.shutdown();
-            } else if since == 0 && now.saturating_sub(slot.last.load(SeqCst)) > idle {
-                slot.stream.shutdown();
-            }
-        }
-    }
-}
-
-/// `true` when thread `tid` of this process is runnable (state `R` in /proc).
-fn is_running(tid: i32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")) else {
-        return false;
-    };
-    stat.rsplit_once(") ")
-        .and_then(|(_, rest)| rest.chars().next())
-        .is_some_and(|c| c == 'R')
-}
-
-fn run_loop(sh: &Arc<Shared>, me: &Arc<Worker>) {
-    me.tid.store(nix::unistd::gettid().as_raw(), SeqCst);
-    // An app or the responder about to wait detaches this thread at once (no watchdog delay).
-    let (hook_sh, hook_me) = (Arc::downgrade(sh), Arc::downgrade(me));
-    crate::gateway::blocking::set_hook(Some(Box::new(move || {
-        if let (Some(sh), Some(me)) = (hook_sh.upgrade(), hook_me.upgrade()) {
-            if me.busy_since.load(SeqCst) != 0 {
-                sh.detach(&me);
-            }
-        }
-    })));
-    let mut events = [EpollEvent::empty(); BATCH];
-    loop {
-        if me.detached.load(SeqCst) {
-            if !sh.after_detach() {
-                break;
-            }
-            me.detached.store(false, SeqCst);
-        }
-        let n = match sh.epoll.wait(&mut events, 1000u16) {
-            Ok(n) => n,
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => {
-                sh.log_rate_limited(&format!("epoll_wait failed: {e}"));
-                std::thread::sleep(Duration::from_millis(10));
-                continue;
-            }
-        };
-        lock(&me.pending).extend(events.iter().take(n).map(EpollEvent::data));
-        loop {
-            me.busy_since.store(sh.now() + 1, SeqCst);
-            let Some(key) = lock(&me.pending).pop_front() else {
-                me.busy_since.store(0, SeqCst);
-                break;
-            };
-            sh.handle(key, me);
-            me.busy_since.store(0, SeqCst);
-            if me.detached.load(SeqCst) {
-                break;
-            }
-        }
-    }
-    sh.threads.fetch_sub(1, SeqCst);
-    lock(&sh.workers).retain(|w| !Arc::ptr_eq(w, me));
 }
 
 impl Pool {

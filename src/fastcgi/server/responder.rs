@@ -102,6 +102,39 @@ fn linger(st: &mut ConnState) -> Next {
     }
 }
 
+/// The core needs more bytes: writes what is owed, then reads once more unless a short read
+/// already drained the socket. Some(next) ends this readiness event.
+fn read_more(st: &mut ConnState, read_once: &mut bool) -> Option<Next> {
+    if let Some(next) = settle(st) {
+        return Some(next);
+    }
+    let partial = st.fresh || st.rstart < st.rend || st.conn.active_request().is_some();
+    let wait = |st: &mut ConnState| {
+        if !partial {
+            st.trim();
+        }
+        Some(Next::Wait { partial })
+    };
+    if *read_once {
+        return wait(st);
+    }
+    match st.read_now() {
+        Ok(Some(0)) => Some(Next::Close),
+        Ok(Some(n)) => {
+            // A short read drained the socket: after serving what came, wait for more.
+            *read_once = n < st.rbuf.len() - st.rend + n;
+            None
+        }
+        Ok(None) => wait(st),
+        Err(e) => {
+            if e.kind() == io::ErrorKind::InvalidData {
+                eprintln!("cgate: closing FastCGI connection: {e}");
+            }
+            Some(Next::Close)
+        }
+    }
+}
+
 /// Handles a readiness event: reads what has arrived and serves every complete request in
 /// the buffer (the app may block inside). `busy(true)` is called when an app starts and
 /// `busy(false)` when it ends; `stop()` says the server is shutting down.
@@ -157,32 +190,8 @@ pub fn on_readable(
                 false
             }
             Progress::NeedData => {
-                if let Some(next) = settle(st) {
+                if let Some(next) = read_more(st, &mut read_once) {
                     return next;
-                }
-                let partial = st.fresh || st.rstart < st.rend || st.conn.active_request().is_some();
-                if read_once {
-                    if !partial {
-                        st.trim();
-                    }
-                    return Next::Wait { partial };
-                }
-                match st.read_now() {
-                    Ok(Some(0)) => return Next::Close,
-                    // A short read drained the socket: after serving what came, wait for more.
-                    Ok(Some(n)) => read_once = n < st.rbuf.len() - st.rend + n,
-                    Ok(None) => {
-                        if !partial {
-                            st.trim();
-                        }
-                        return Next::Wait { partial };
-                    }
-                    Err(e) => {
-                        if e.kind() == io::ErrorKind::InvalidData {
-                            eprintln!("cgate: closing FastCGI connection: {e}");
-                        }
-                        return Next::Close;
-                    }
                 }
                 false
             }
