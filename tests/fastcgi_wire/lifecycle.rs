@@ -27,7 +27,9 @@ fn partial_post(id: u16, flags: u8, sent: &[u8]) -> Vec<u8> {
     let p = params("POST", "/", &[(b"CONTENT_LENGTH", b"1000000")]);
     let mut req = begin(id, RESPONDER, flags, 0);
     req.extend(stream(PARAMS, id, &p, 65535, 0));
-    req.extend(rec(STDIN, id, sent, 0));
+    for part in sent.chunks(65535) {
+        req.extend(rec(STDIN, id, part, 0));
+    }
     req
 }
 
@@ -38,9 +40,13 @@ fn abort_request_while_reading_body() {
     for t in BOTH {
         let srv = Server::start(t, "echo", &[]);
         let mut c = srv.connect();
-        c.send(&partial_post(1, KEEP_CONN, &[b'b'; 1000]));
-        // Give the app time to block in its body read (the result is the same if it has not).
-        std::thread::sleep(Duration::from_millis(200));
+        // More than the server reads ahead, so the app starts and reads the body itself.
+        c.send(&partial_post(1, KEEP_CONN, &[b'b'; 70_000]));
+        // Gate: records are handled in order, so once GET_VALUES is answered the app has
+        // read everything sent before it and waits in its body read for more.
+        c.send(&rec(GET_VALUES, 0, &nv(&[(b"FCGI_MAX_CONNS", b"")]), 0));
+        let (gate, _) = c.record();
+        assert_eq!((gate.record_type, gate.id), (GET_VALUES_RESULT, 0), "{t:?}");
         c.send(&rec(ABORT, 1, b"", 0));
         let r = c.reply(1);
         let mut want = server_rec(STDOUT, 1, b"");
