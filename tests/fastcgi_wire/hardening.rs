@@ -265,3 +265,47 @@ fn abort_ends_a_silent_cgi_script() {
     });
     assert!(gone, "the script {pid} outlived its aborted request");
 }
+
+/// Issue 11 finding 6: requests with large bodies that stall once their app has started do
+/// not park a thread each: at most MAX_BODY_WAITERS (64) wait, the others are refused, and
+/// the server keeps serving.
+#[test]
+fn stalled_large_bodies_park_a_bounded_number_of_threads() {
+    allow_more_fds(400);
+    let srv = Server::start(Transport::Unix, "echo", &["--request-timeout", "30"]);
+    srv.assert_answers_200("echo");
+    let pid = srv.pid();
+    let baseline = thread_count(pid);
+    let p = params("POST", "/", &[(b"CONTENT_LENGTH", b"10000000")]);
+    let mut conns = Vec::new();
+    for _ in 0..150 {
+        let mut c = srv.connect();
+        let mut head = begin(1, RESPONDER, KEEP_CONN, 0);
+        head.extend(stream(PARAMS, 1, &p, 65535, 0));
+        // More than the server reads ahead: the app starts and waits for the rest.
+        head.extend(rec(STDIN, 1, &[b'a'; 65535], 0));
+        head.extend(rec(STDIN, 1, &[b'a'; 10000], 0));
+        c.send(&head);
+        conns.push(c);
+    }
+    srv.assert_answers_200("after 150 stalled bodies");
+    let mut most = 0;
+    eventually(Duration::from_secs(3), || {
+        most = most.max(thread_count(pid));
+        false
+    });
+    assert!(
+        most <= baseline + 64 + 16,
+        "{most} threads for 150 stalled large bodies (baseline {baseline})"
+    );
+    drop(conns);
+    srv.assert_answers_200("after the stalled bodies left");
+}
+
+/// Raises this process's open-file limit by `n`.
+fn allow_more_fds(n: u64) {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit");
+    let want = (soft + n).min(hard);
+    setrlimit(Resource::RLIMIT_NOFILE, want, hard).expect("setrlimit");
+}

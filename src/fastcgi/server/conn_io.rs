@@ -9,6 +9,7 @@ use std::io;
 use std::ops::Range;
 use std::os::fd::AsFd;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -27,6 +28,34 @@ const KEEP_CAPACITY: usize = 64 * 1024;
 /// A request body must arrive at this average rate (bytes per second) once the request
 /// timeout's worth of slack is used up: 16 KiB/s.
 pub const MIN_BODY_RATE: u64 = 16 * 1024;
+
+/// Most threads waiting for request bodies at once, process-wide (64). A request body
+/// up to [`super::responder::PREREAD_MAX`] never needs one (it is read in the event loop);
+/// past the bound, an app whose body is not there yet gets a read error at once instead of
+/// parking one more thread.
+pub const MAX_BODY_WAITERS: usize = 64;
+
+static BODY_WAITERS: AtomicUsize = AtomicUsize::new(0);
+
+/// One thread counted in [`MAX_BODY_WAITERS`] while it waits.
+struct BodyWaiter;
+
+impl BodyWaiter {
+    fn enter() -> io::Result<BodyWaiter> {
+        if BODY_WAITERS.fetch_add(1, Ordering::SeqCst) >= MAX_BODY_WAITERS {
+            BODY_WAITERS.fetch_sub(1, Ordering::SeqCst);
+            let why = "too many requests waiting for their bodies; refusing one more";
+            return Err(io::Error::other(why));
+        }
+        Ok(BodyWaiter)
+    }
+}
+
+impl Drop for BodyWaiter {
+    fn drop(&mut self) {
+        BODY_WAITERS.fetch_sub(1, Ordering::SeqCst);
+    }
+}
 
 /// The state of one connection that survives between readiness events.
 pub struct ConnState {
@@ -169,6 +198,7 @@ impl ConnState {
                     "request body too slow (below the minimum rate after the request timeout)";
                 return Err(io::Error::new(io::ErrorKind::TimedOut, why));
             }
+            let _counted = BodyWaiter::enter()?;
             wait_fd(
                 &self.stream,
                 PollFlags::POLLIN,
