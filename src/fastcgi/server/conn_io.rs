@@ -81,8 +81,6 @@ pub struct ConnState {
     pub(super) fresh: bool,
     /// The socket failed (I/O error, end of stream, timeout): the connection is closed.
     pub(super) broken: bool,
-    /// Closing: reading and discarding until the peer closes (see `Disposition::Linger`).
-    pub(super) lingering: bool,
     /// When the body must have arrived by (moved on by each body chunk, see
     /// [`MIN_BODY_RATE`]); None until the request's first body byte or wait.
     pub(super) body_deadline: Option<Instant>,
@@ -126,7 +124,6 @@ impl ConnState {
             body_limited: false,
             fresh: true,
             broken: false,
-            lingering: false,
             body_deadline: None,
             request_timeout: cfg.request_timeout,
         }

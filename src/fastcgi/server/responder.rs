@@ -83,7 +83,6 @@ fn settle(st: &mut ConnState) -> Option<Next> {
             // The reply is out; stop writing so the peer sees its end, and read on.
             let fd = st.stream.as_fd().as_raw_fd();
             let _ = nix::sys::socket::shutdown(fd, nix::sys::socket::Shutdown::Write);
-            st.lingering = true;
             st.stdin = 0..0;
             Some(Next::Linger)
         }
@@ -145,7 +144,9 @@ pub fn on_readable(
     busy: &dyn Fn(bool),
     stop: &dyn Fn() -> bool,
 ) -> Next {
-    if st.lingering {
+    // Only `settle` returns to the event loop in this disposition, after shutting down
+    // the writing side.
+    if st.conn.disposition() == Disposition::Linger {
         return linger(st);
     }
     let mut read_once = false;
