@@ -32,32 +32,58 @@ fn spawn_writer(c: &Conn, data: Vec<u8>) -> thread::JoinHandle<usize> {
     })
 }
 
+/// Floods `srv` with 48 MiB of 8-byte unknown-type management records after a POST head
+/// to `target` and `body`, reading no reply; asserts RSS stays flat, the flood is not all
+/// taken, the connection is closed within the request timeout, and `probe` still gets a 200.
+fn flood_keeps_memory_flat(srv: &Server, target: &str, body: &[u8], probe: &str, what: &str) {
+    let before = rss_kib(srv.pid());
+    let mut c = srv.connect();
+    let mut head = begin(1, RESPONDER, KEEP_CONN, 0);
+    head.extend(stream(PARAMS, 1, &params("POST", target, &[]), 65535, 0));
+    for part in body.chunks(65535) {
+        head.extend(rec(STDIN, 1, part, 0));
+    }
+    c.send(&head);
+    let flood: Vec<u8> = rec(20, 0, b"", 0).repeat(6 * 1024 * 1024);
+    let writer = spawn_writer(&c, flood);
+    let sent = writer.join().expect("writer");
+    let after = rss_kib(srv.pid());
+    assert!(
+        after < before + 16 * 1024,
+        "{what}: RSS {before} KiB -> {after} KiB after {sent} flood bytes"
+    );
+    assert!(sent < 48 * 1024 * 1024, "{what}: the whole flood was read");
+    c.set_timeout(Duration::from_secs(20));
+    c.drain_to_close();
+    let r = srv.connect().roundtrip(1, &get(1, 0, probe));
+    assert_eq!(r.status(), 200, "{what}: {}", srv.backend.output());
+}
+
 /// Issue 11 finding 1: 48 MiB of 8-byte unknown-type management records while a request
-/// waits for its body, with no reply read. Output queued for the peer is bounded, so the
-/// server stops reading from it (and closes it within the request timeout): RSS stays flat,
-/// and the server keeps serving.
+/// waits for its body, with no reply read: before its app starts (small body so far), and
+/// while the app runs and answers at length (bytes:1048576), or runs a CGI script. Output
+/// queued for the peer is bounded, so the server stops reading from it and closes it
+/// within the request timeout: RSS stays flat, and the server keeps serving.
 #[test]
 fn management_flood_keeps_memory_flat() {
     for t in BOTH {
         let srv = Server::start(t, "bytes:1048576", &["--request-timeout", "2"]);
         let mut warm = srv.connect();
         assert_eq!(warm.roundtrip(1, &get(1, 0, "/")).body().len(), 1048576);
-        let before = rss_kib(srv.pid());
-        let mut c = srv.connect();
-        c.send(&open_post(1, KEEP_CONN, &[], b"x"));
-        let flood: Vec<u8> = rec(20, 0, b"", 0).repeat(6 * 1024 * 1024);
-        let writer = spawn_writer(&c, flood);
-        let sent = writer.join().expect("writer");
-        let after = rss_kib(srv.pid());
-        assert!(
-            after < before + 16 * 1024,
-            "{t:?}: RSS {before} KiB -> {after} KiB after {sent} flood bytes"
-        );
-        assert!(sent < 48 * 1024 * 1024, "{t:?}: the whole flood was read");
-        c.set_timeout(Duration::from_secs(20));
-        c.drain_to_close();
-        srv.assert_answers_200("after the flood");
+        flood_keeps_memory_flat(&srv, "/", b"x", "/", &format!("{t:?}, app not started"));
+        let started = vec![b'y'; 70_000];
+        flood_keeps_memory_flat(&srv, "/", &started, "/", &format!("{t:?}, app running"));
     }
+    let dir = crate::support::TempDir::new("flood-cgi");
+    let bin = dir.subdir("cgi-bin");
+    let script = "#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\nok\\n'\nexec sleep 30\n";
+    crate::support::write_script(&bin, "slow.sh", script);
+    let ok = "#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\nok\\n'\n";
+    crate::support::write_script(&bin, "ok.sh", ok);
+    let app = format!("cgi:{}", bin.display());
+    let srv = Server::start(Transport::Unix, &app, &["--request-timeout", "2"]);
+    let body = vec![b'z'; 70_000];
+    flood_keeps_memory_flat(&srv, "/slow.sh", &body, "/ok.sh", "cgi:DIR script running");
 }
 
 /// Issue 11 finding 5: ABORT_REQUEST while the app streams (body complete): END_REQUEST
