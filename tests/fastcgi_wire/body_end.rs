@@ -1,6 +1,6 @@
 //! Never end or close while the web server is still sending: late empty STDIN (Caddy, cgi-fcgi) and unread bodies.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::thread;
 
@@ -123,5 +123,35 @@ fn unread_body_is_read_to_its_end_then_next_request() {
             );
             c.assert_closed_silently("after the reply without FCGI_KEEP_CONN");
         }
+    }
+}
+
+/// A request refused without FCGI_KEEP_CONN while its records are still on the way (an
+/// unknown role here): the server answers, stops writing, and lingers, reading and
+/// discarding until the peer is done, so the peer's later writes still succeed.
+#[test]
+fn refused_request_lingers_while_the_peer_writes() {
+    for t in BOTH {
+        let srv = Server::start(t, "hello", &[]);
+        let mut c = srv.connect();
+        c.send(&begin(1, 2, 0, 0));
+        let r = c.reply(1);
+        assert_eq!(r.protocol_status, UNKNOWN_ROLE, "{t:?}");
+        // The writing side is shut: end of stream, while the socket still takes our bytes.
+        let mut byte = [0u8; 1];
+        assert_eq!(c.read(&mut byte).expect("read"), 0, "{t:?}");
+        let mut rest = stream(PARAMS, 1, &params("GET", "/", &[]), 65535, 0);
+        rest.extend(stream(STDIN, 1, &vec![b'r'; 1 << 20], 65535, 0));
+        let writer = thread::spawn({
+            let mut w = c.try_clone();
+            move || w.write_all(&rest).map_err(|e| e.to_string())
+        });
+        assert_eq!(
+            writer.join().expect("writer"),
+            Ok(()),
+            "{t:?}: the late records"
+        );
+        drop(c);
+        srv.assert_serves_hello("after the lingering close");
     }
 }
