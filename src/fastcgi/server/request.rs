@@ -165,7 +165,15 @@ struct ErrorStream<'a, 'c> {
 
 impl Write for ErrorStream<'_, '_> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.io.borrow_mut().conn.stderr(data);
+        let mut io = self.io.borrow_mut();
+        // Once the web server is gone the messages have nowhere to go; queued output stays
+        // bounded like the response's.
+        if io.dead().is_ok() {
+            io.conn.stderr(data);
+            if io.conn.queued_response() >= WBUF_FLUSH {
+                let _ = io.send_out();
+            }
+        }
         Ok(data.len())
     }
 
