@@ -295,9 +295,7 @@ pub fn on_readable(
         };
         match step {
             Ok(Step::Request(keep_conn, params)) => {
-                if stop() {
-                    return Next::Close;
-                }
+                // A request that has arrived is served even while stopping (then closed).
                 busy(true);
                 let keep = super::request::serve_request(st, app, cfg, keep_conn, params);
                 busy(false);
