@@ -105,6 +105,12 @@ impl OpsOptions {
                 return Err(format!("slow log {ms} ms is out of range: 1 to 3600000 ms"));
             }
         }
+        if let Some(u) = &self.user {
+            privs::user(u)?;
+        }
+        if let Some(g) = &self.group {
+            privs::group(g)?;
+        }
         let param = &self.request_id_param;
         if param.is_empty()
             || !param

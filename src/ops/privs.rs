@@ -4,7 +4,8 @@ use nix::unistd::{Gid, Group, Uid, User, setgid, setgroups, setuid};
 
 use super::OpsOptions;
 
-fn user(s: &str) -> Result<User, String> {
+/// Looks a user up by name or uid.
+pub fn user(s: &str) -> Result<User, String> {
     let found = match s.parse::<u32>() {
         Ok(n) => User::from_uid(Uid::from_raw(n)),
         Err(_) => User::from_name(s),
@@ -14,7 +15,8 @@ fn user(s: &str) -> Result<User, String> {
         .ok_or_else(|| format!("no such user {s:?}"))
 }
 
-fn group(s: &str) -> Result<Gid, String> {
+/// Looks a group up by name or gid.
+pub fn group(s: &str) -> Result<Gid, String> {
     if let Ok(n) = s.parse::<u32>() {
         return Ok(Gid::from_raw(n));
     }

@@ -9,6 +9,7 @@
 //! | SIGUSR2 | ignored (logged) |
 
 use std::path::PathBuf;
+use std::sync::Mutex;
 
 use nix::sys::signal::{SigSet, Signal};
 
@@ -25,6 +26,14 @@ pub enum Wanted {
     Reopen,
     /// A signal with no use; logged and ignored.
     Ignored(Signal),
+}
+
+/// Held by the thread that stops the process at once, from its decision to its exit.
+static EXITING: Mutex<()> = Mutex::new(());
+
+/// Waits if another thread is stopping the process at once (so its exit code stands).
+pub fn join_exit() {
+    drop(EXITING.lock());
 }
 
 /// The blocked signal set the server waits on.
@@ -72,21 +81,23 @@ impl Signals {
         let spawned = std::thread::Builder::new()
             .name("cgate-signals".into())
             .spawn(move || {
-                loop {
+                let _exiting = loop {
                     match me.wait() {
                         Wanted::Stop(sig) => {
+                            let held = EXITING.lock();
                             super::event(&format!("second {sig}: stopping now"));
-                            break;
+                            break held;
                         }
                         Wanted::Quit => {
+                            let held = EXITING.lock();
                             super::event("SIGQUIT: stopping now");
-                            break;
+                            break held;
                         }
                         Wanted::Reopen => super::access::reopen(),
                         Wanted::Reload => super::event("SIGHUP ignored: already stopping"),
                         Wanted::Ignored(sig) => super::event(&format!("{sig} ignored")),
                     }
-                }
+                };
                 if let Some(p) = &file {
                     let _ = std::fs::remove_file(p);
                 }

@@ -127,11 +127,17 @@ impl Report {
     pub fn openmetrics(&self) -> String {
         let c = &self.counters;
         let mut o = String::new();
+        // Counters are declared under their `_total` sample name: the form both the text
+        // format's linter (promtool check metrics) and Prometheus' OpenMetrics parser take.
         let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, String)]| {
-            let _ = writeln!(o, "# TYPE {name} {kind}\n# HELP {name} {help}");
-            let suffix = if kind == "counter" { "_total" } else { "" };
+            let name = if kind == "counter" {
+                format!("{name}_total")
+            } else {
+                name.to_owned()
+            };
+            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
             for (labels, v) in samples {
-                let _ = writeln!(o, "{name}{suffix}{labels} {v}");
+                let _ = writeln!(o, "{name}{labels} {v}");
             }
         };
         let one = |v: String| vec![(String::new(), v)];

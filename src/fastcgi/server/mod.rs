@@ -248,6 +248,7 @@ pub fn serve_listener(
                 crate::ops::notify("STOPPING=1");
                 signals.exit_on_next(file.clone());
                 let left = pool.shutdown(opts.shutdown_timeout);
+                crate::ops::signals::join_exit();
                 cleanup(file.as_ref());
                 if left > 0 {
                     event(&format!("shutdown timeout: {left} connection(s) cut"));
@@ -275,6 +276,7 @@ pub fn serve_listener(
                         // The successor owns the socket file now.
                         signals.exit_on_next(None);
                         let left = pool.retire(opts.shutdown_timeout);
+                        crate::ops::signals::join_exit();
                         cleanup(None);
                         event(&format!("reload: old process exits ({left} cut)"));
                         return Ok(0);
