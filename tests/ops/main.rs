@@ -18,4 +18,6 @@ mod options;
 mod privs;
 mod reload;
 mod signals;
+mod slow;
 mod status;
+mod systemd;
