@@ -10,7 +10,7 @@ use super::access::{self, Entry};
 use super::clock::Utc;
 use super::metrics::{COUNTERS, Outcome};
 use super::{MAX_REQUEST_ID, OpsOptions, REQUEST_ID};
-use crate::gateway::driver::drive;
+use crate::gateway::driver::{drive, panic_message};
 use crate::gateway::{App, AppError, Body, Environ, Head, Request, Response, Sink};
 
 /// What a running request is waiting on, as the slow log and status report it.
@@ -268,6 +268,38 @@ fn env_str<'e>(env: &'e Environ, name: &str) -> &'e str {
     env.get_str(name).unwrap_or("")
 }
 
+/// How a request ended, for the counters and the access log.
+struct Done {
+    status: u16,
+    bytes: u64,
+    outcome: Outcome,
+}
+
+impl Observe {
+    fn finish(&self, req: &Request<'_>, id: &str, uri: &str, time: Utc, started: Instant, d: Done) {
+        COUNTERS.request_ended(d.status, d.outcome);
+        if !access::enabled() {
+            return;
+        }
+        let env = &req.environ;
+        access::record(&Entry {
+            time,
+            id,
+            remote: env_str(env, "REMOTE_ADDR"),
+            user: env_str(env, "REMOTE_USER"),
+            method: env.method(),
+            uri,
+            protocol: env_str(env, "SERVER_PROTOCOL"),
+            status: d.status,
+            bytes: d.bytes,
+            referer: env_str(env, "HTTP_REFERER"),
+            agent: env_str(env, "HTTP_USER_AGENT"),
+            ms: started.elapsed().as_millis() as u64,
+            outcome: d.outcome.as_str(),
+        });
+    }
+}
+
 impl App for Observe {
     fn call<'a>(
         &self,
@@ -283,6 +315,21 @@ impl App for Observe {
         }
         let time = Utc::now();
         let started = Instant::now();
+        COUNTERS.request_started();
+        if resp.client_gone() {
+            // The web server's connection closed while the request waited: not run.
+            let done = Done {
+                status: 0,
+                bytes: 0,
+                outcome: Outcome::ClientGone,
+            };
+            self.finish(req, &id, &uri, time, started, done);
+            let why = "the web server's connection closed before the request ran";
+            return Err(AppError::Io(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                why,
+            )));
+        }
         let waiting = Arc::new(AtomicU8::new(Waiting::App as u8));
         let key = self.inflight.begin(Running {
             id: id.clone(),
@@ -293,7 +340,6 @@ impl App for Observe {
             waiting: Arc::clone(&waiting),
             slow_lines: AtomicU8::new(0),
         });
-        COUNTERS.request_started();
         let mut fwd = Forward {
             outer: resp,
             buf: Vec::new(),
@@ -301,33 +347,32 @@ impl App for Observe {
             bytes: 0,
             waiting: &waiting,
         };
-        let r = drive(&*self.inner, req, &mut Response::new(&mut fwd));
+        // A panic becomes the error the outermost driver would make of it, after the
+        // request is accounted for.
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            drive(&*self.inner, req, &mut Response::new(&mut fwd))
+        }))
+        .unwrap_or_else(|p| Err(AppError::Panic(panic_message(&*p))));
+        self.inflight.end(key);
         let head_sent = fwd.outer.headers_sent();
         let outcome = outcome_of(&r, head_sent);
-        let (status, bytes) = match (&r, head_sent) {
-            (Err(_), false) => (500, "Internal Server Error\n".len() as u64),
+        let (status, bytes) = match (&r, head_sent, outcome) {
+            (Err(_), false, Outcome::Complete) => (500, "Internal Server Error\n".len() as u64),
+            (Err(_), false, _) => (0, 0),
             _ => (fwd.status, fwd.bytes),
         };
-        self.inflight.end(key);
-        COUNTERS.request_ended(status, outcome);
-        if access::enabled() {
-            let env = &req.environ;
-            access::record(&Entry {
-                time,
-                id: &id,
-                remote: env_str(env, "REMOTE_ADDR"),
-                user: env_str(env, "REMOTE_USER"),
-                method: env.method(),
-                uri: &uri,
-                protocol: env_str(env, "SERVER_PROTOCOL"),
+        self.finish(
+            req,
+            &id,
+            &uri,
+            time,
+            started,
+            Done {
                 status,
                 bytes,
-                referer: env_str(env, "HTTP_REFERER"),
-                agent: env_str(env, "HTTP_USER_AGENT"),
-                ms: started.elapsed().as_millis() as u64,
-                outcome: outcome.as_str(),
-            });
-        }
+                outcome,
+            },
+        );
         r.map(|()| Body::Empty)
     }
 }

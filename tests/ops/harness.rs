@@ -61,7 +61,7 @@ pub fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
 }
 
 /// A script directory: `gate.sh` waits until the gate file exists, then answers
-/// `released`; `whoami.sh` answers its uid and gid; `pid.sh` writes its pid and sleeps.
+/// `released`; `whoami.sh` answers its uid and gid; `mark.sh` creates `marked`; `pid.sh` writes its pid and sleeps.
 pub struct Scripts {
     pub dir: TempDir,
 }
@@ -84,6 +84,14 @@ impl Scripts {
             &cgi,
             "whoami.sh",
             "#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\n%s %s\\n' \"$(id -u)\" \"$(id -g)\"\n",
+        );
+        write_script(
+            &cgi,
+            "mark.sh",
+            &format!(
+                "#!/bin/sh\ntouch {}/marked\nprintf 'Content-Type: text/plain\\r\\n\\r\\nran\\n'\n",
+                dir.path().display()
+            ),
         );
         write_script(
             &cgi,

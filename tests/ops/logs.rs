@@ -27,6 +27,10 @@ fn lines_of(path: &std::path::Path, n: usize) -> Vec<String> {
 #[test]
 fn startup_line_names_version_listener_app_workers_and_limits() {
     let ops = Ops::start(&["--app", "hello", "--workers", "2", "--max-conns", "50"]);
+    // The socket accepts from its bind on; the line follows once the pool runs.
+    wait_for("the start-up line", || {
+        ops.output().contains(" max_body=1073741824\n")
+    });
     let out = ops.output();
     let line = out
         .lines()
@@ -143,4 +147,40 @@ fn sigusr1_reopens_the_access_log_after_rotation() {
     let old = read(&rotated);
     assert_eq!(old.lines().count(), 1);
     assert!(old.contains("\"GET /one HTTP/1.1\" 200 14 "), "{old}");
+}
+
+/// The demo app's `/panic` route panics: a 500 when it runs, nothing when it is not run.
+#[test]
+fn a_request_whose_connection_closed_while_it_waited_is_not_run() {
+    use std::io::Write;
+    let dir = crate::support::TempDir::new("ops-log");
+    let log = dir.join("access.log");
+    let args = ["--access-log", log.to_str().unwrap()];
+    let server = crate::server::Server::demo(crate::client::Transport::Unix, &args);
+    let ops = Ops { server };
+    assert_eq!(ops.get("/panic", &[]).status(), 500);
+    // While cgate cannot run (stopped), a request arrives and its connection closes.
+    ops.server.backend.proc.signal(Signal::SIGSTOP);
+    let mut s = std::os::unix::net::UnixStream::connect(ops.sock()).unwrap();
+    s.write_all(&crate::client::get(1, 0, "/panic")).unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    ops.server.backend.proc.signal(Signal::SIGCONT);
+    let lines: Vec<String> = lines_of(&log, 2).iter().map(|l| masked(l)).collect();
+    // The fields after the time, without the id, duration and outcome.
+    let tail = |l: &str| {
+        let words: Vec<&str> = l.split_once(" [T] ").unwrap().1.split(' ').collect();
+        words[..words.len() - 3].join(" ")
+    };
+    assert_eq!(
+        tail(&lines[0]),
+        "\"GET /panic HTTP/1.1\" 500 22 \"-\" \"-\"",
+        "{lines:?}"
+    );
+    assert!(lines[0].ends_with(" Nms complete"), "{lines:?}");
+    assert_eq!(
+        tail(&lines[1]),
+        "\"GET /panic HTTP/1.1\" 0 0 \"-\" \"-\"",
+        "{lines:?}"
+    );
+    assert!(lines[1].ends_with(" Nms client-gone"), "{lines:?}");
 }
