@@ -123,137 +123,144 @@ impl Report {
             + "\n"
     }
 
+    /// The single-valued metrics: name, type, help, value.
+    fn scalars(&self) -> [(&'static str, &'static str, &'static str, u64); 13] {
+        let c = &self.counters;
+        let n = |v: usize| v as u64;
+        [
+            (
+                "cgate_uptime_seconds",
+                "gauge",
+                "Seconds since start.",
+                self.uptime,
+            ),
+            (
+                "cgate_connections",
+                "gauge",
+                "Connections open now.",
+                n(c.conns_open),
+            ),
+            (
+                "cgate_connections_max",
+                "gauge",
+                "Most connections open at once (--max-conns).",
+                n(self.max_conns),
+            ),
+            (
+                "cgate_at_capacity",
+                "gauge",
+                "1 while the connection limit is reached.",
+                u64::from(self.at_capacity()),
+            ),
+            (
+                "cgate_requests_in_flight",
+                "gauge",
+                "Requests running now.",
+                n(c.in_flight),
+            ),
+            (
+                "cgate_workers",
+                "gauge",
+                "Event-loop threads configured (--workers).",
+                n(self.workers),
+            ),
+            (
+                "cgate_loop_threads",
+                "gauge",
+                "Pool threads alive now (loops and spares).",
+                n(self.loop_threads),
+            ),
+            (
+                "cgate_responses_cut",
+                "counter",
+                "Responses cut after they started.",
+                c.cut,
+            ),
+            (
+                "cgate_requests_aborted",
+                "counter",
+                "Requests aborted by the web server.",
+                c.aborted,
+            ),
+            (
+                "cgate_requests_client_gone",
+                "counter",
+                "Requests whose web-server connection went away.",
+                c.client_gone,
+            ),
+            (
+                "cgate_connections_rejected",
+                "counter",
+                "Connections refused at the connection limit.",
+                c.conn_rejected,
+            ),
+            (
+                "cgate_requests_slow",
+                "counter",
+                "Requests that got a slow-log line.",
+                c.slow,
+            ),
+            (
+                "cgate_access_log_dropped",
+                "counter",
+                "Access log lines dropped (writer behind).",
+                c.log_dropped,
+            ),
+        ]
+    }
+
     /// The OpenMetrics text (ends with `# EOF`).
     pub fn openmetrics(&self) -> String {
-        let c = &self.counters;
         let mut o = String::new();
-        // Counters are declared under their `_total` sample name: the form both the text
-        // format's linter (promtool check metrics) and Prometheus' OpenMetrics parser take.
-        let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, String)]| {
-            let name = if kind == "counter" {
-                format!("{name}_total")
-            } else {
-                name.to_owned()
-            };
-            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for (labels, v) in samples {
-                let _ = writeln!(o, "{name}{labels} {v}");
-            }
-        };
-        let one = |v: String| vec![(String::new(), v)];
-        metric(
-            "cgate_uptime_seconds",
-            "gauge",
-            "Seconds since start.",
-            &one(self.uptime.to_string()),
-        );
-        metric(
-            "cgate_connections",
-            "gauge",
-            "Connections open now.",
-            &one(c.conns_open.to_string()),
-        );
-        metric(
-            "cgate_connections_max",
-            "gauge",
-            "Most connections open at once (--max-conns).",
-            &one(self.max_conns.to_string()),
-        );
-        metric(
-            "cgate_at_capacity",
-            "gauge",
-            "1 while the connection limit is reached.",
-            &one(u8::from(self.at_capacity()).to_string()),
-        );
-        metric(
-            "cgate_requests_in_flight",
-            "gauge",
-            "Requests running now.",
-            &one(c.in_flight.to_string()),
-        );
-        metric(
-            "cgate_workers",
-            "gauge",
-            "Event-loop threads configured (--workers).",
-            &one(self.workers.to_string()),
-        );
-        metric(
-            "cgate_loop_threads",
-            "gauge",
-            "Pool threads alive now (loops and spares).",
-            &one(self.loop_threads.to_string()),
-        );
-        let classes = ["none", "1xx", "2xx", "3xx", "4xx", "5xx"];
-        let by_class: Vec<_> = classes
-            .iter()
-            .enumerate()
-            .map(|(i, k)| (format!("{{class=\"{k}\"}}"), c.by_class[i].to_string()))
-            .collect();
-        metric(
+        for (name, kind, help, v) in self.scalars() {
+            let name = family(&mut o, name, kind, help);
+            let _ = writeln!(o, "{name} {v}");
+        }
+        let name = family(
+            &mut o,
             "cgate_requests",
             "counter",
             "Requests ended, by status class.",
-            &by_class,
         );
-        metric(
-            "cgate_responses_cut",
-            "counter",
-            "Responses cut after they started.",
-            &one(c.cut.to_string()),
-        );
-        metric(
-            "cgate_requests_aborted",
-            "counter",
-            "Requests aborted by the web server.",
-            &one(c.aborted.to_string()),
-        );
-        metric(
-            "cgate_requests_client_gone",
-            "counter",
-            "Requests whose web-server connection went away.",
-            &one(c.client_gone.to_string()),
-        );
-        metric(
-            "cgate_connections_rejected",
-            "counter",
-            "Connections refused at the connection limit.",
-            &one(c.conn_rejected.to_string()),
-        );
-        metric(
-            "cgate_requests_slow",
-            "counter",
-            "Requests that got a slow-log line.",
-            &one(c.slow.to_string()),
-        );
-        metric(
-            "cgate_access_log_dropped",
-            "counter",
-            "Access log lines dropped (writer behind).",
-            &one(c.log_dropped.to_string()),
-        );
-        let ages: Vec<_> = self
-            .running
+        for (i, class) in ["none", "1xx", "2xx", "3xx", "4xx", "5xx"]
             .iter()
-            .map(|r| {
-                let labels = format!(
-                    "{{id=\"{}\",method=\"{}\",uri=\"{}\",waiting=\"{}\"}}",
-                    label(&r.id),
-                    label(&r.method),
-                    label(&r.uri),
-                    r.waiting
-                );
-                (labels, format!("{:.3}", r.age_ms as f64 / 1000.0))
-            })
-            .collect();
-        metric(
+            .enumerate()
+        {
+            let v = self.counters.by_class[i];
+            let _ = writeln!(o, "{name}{{class=\"{class}\"}} {v}");
+        }
+        let name = family(
+            &mut o,
             "cgate_request_age_seconds",
             "gauge",
             "Age of each request running now.",
-            &ages,
         );
+        for r in &self.running {
+            let _ = writeln!(
+                o,
+                "{name}{{id=\"{}\",method=\"{}\",uri=\"{}\",waiting=\"{}\"}} {:.3}",
+                label(&r.id),
+                label(&r.method),
+                label(&r.uri),
+                r.waiting,
+                r.age_ms as f64 / 1000.0
+            );
+        }
         o.push_str("# EOF\n");
         o
     }
+}
+
+/// Writes a family's HELP and TYPE lines; returns its sample name. Counters are declared
+/// under their `_total` sample name: the form both the text format's linter (promtool check
+/// metrics) and Prometheus' OpenMetrics parser take.
+fn family(o: &mut String, name: &str, kind: &str, help: &str) -> String {
+    let name = match kind {
+        "counter" => format!("{name}_total"),
+        _ => name.to_owned(),
+    };
+    let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    name
 }
 
 /// Escapes a label value (backslash, quote, newline).
@@ -283,4 +290,56 @@ pub fn answer<'a>(
         [("Content-Type", ctype), ("Cache-Control", "no-store")],
     )?;
     Ok(Body::from(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report() -> Report {
+        let mut counters = Snapshot {
+            conns_open: 2,
+            in_flight: 1,
+            ..Snapshot::default()
+        };
+        counters.by_class[2] = 5;
+        Report {
+            counters,
+            max_conns: 2,
+            workers: 1,
+            loop_threads: 3,
+            uptime: 7,
+            running: vec![Row {
+                id: "a\"b".into(),
+                method: "GET".into(),
+                uri: "/x\\y".into(),
+                age_ms: 1500,
+                thread: "cgate-loop".into(),
+                waiting: "app",
+            }],
+        }
+    }
+
+    #[test]
+    fn openmetrics_text() {
+        let t = report().openmetrics();
+        assert!(t.starts_with("# HELP cgate_uptime_seconds Seconds since start.\n# TYPE cgate_uptime_seconds gauge\ncgate_uptime_seconds 7\n"));
+        assert!(t.contains("\ncgate_at_capacity 1\n"));
+        assert!(t.contains("\n# TYPE cgate_requests_total counter\n"));
+        assert!(t.contains("\ncgate_requests_total{class=\"2xx\"} 5\n"));
+        assert!(t.contains(
+            "\ncgate_request_age_seconds{id=\"a\\\"b\",method=\"GET\",uri=\"/x\\\\y\",waiting=\"app\"} 1.500\n"
+        ));
+        assert!(t.ends_with("\n# EOF\n"));
+    }
+
+    #[test]
+    fn json_document() {
+        let v: serde_json::Value = serde_json::from_str(&report().json()).unwrap();
+        assert_eq!(v["current"]["at_capacity"], true);
+        assert_eq!(v["current"]["connections"], 2);
+        assert_eq!(v["counters"]["requests"]["2xx"], 5);
+        assert_eq!(v["requests"][0]["uri"], "/x\\y");
+        assert_eq!(v["requests"][0]["age_ms"], 1500);
+    }
 }
