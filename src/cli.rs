@@ -236,7 +236,8 @@ fn dispatch(argv: Vec<OsString>, custom: Option<Arc<dyn App>>) -> anyhow::Result
     match cli.command {
         Some(Command::Cgi(_)) => Ok(crate::cgi::gateway::run(&*app)),
         Some(Command::Fastcgi(f)) => {
-            let opts = f.server.options(&specs, cli.app.runs_scripts());
+            let mut opts = f.server.options(&specs, cli.app.runs_scripts());
+            opts.ops.app_limits = cli.app.limits();
             serve(app, &opts)
         }
         Some(Command::Request(r)) => {
@@ -258,6 +259,7 @@ fn dispatch(argv: Vec<OsString>, custom: Option<Arc<dyn App>>) -> anyhow::Result
                 let mut opts = crate::fastcgi::server::ServerOptions::default();
                 opts.ops.apps = specs;
                 opts.ops.runs_scripts = cli.app.runs_scripts();
+                opts.ops.app_limits = cli.app.limits();
                 serve(app, &opts)
             } else if std::env::var_os("GATEWAY_INTERFACE").is_some() {
                 Ok(crate::cgi::gateway::run(&*app))
@@ -293,6 +295,18 @@ impl AppArgs {
         }
         v.extend(self.mount.iter().cloned());
         v
+    }
+
+    /// The script runner's limits, for the start-up line (empty when no app runs scripts).
+    fn limits(&self) -> String {
+        if !self.runs_scripts() {
+            return String::new();
+        }
+        let c = &self.cgi;
+        format!(
+            "cgi_timeout={}s cgi_idle_timeout={}s cgi_max_scripts={}",
+            c.cgi_timeout, c.cgi_idle_timeout, c.cgi_max_scripts
+        )
     }
 
     /// Whether some app runs CGI scripts.

@@ -140,6 +140,7 @@ impl ServerArgs {
                 allow_root: self.allow_root,
                 runs_scripts,
                 apps: apps.to_vec(),
+                app_limits: String::new(),
             },
         }
     }

@@ -64,6 +64,8 @@ pub struct OpsOptions {
     pub runs_scripts: bool,
     /// The app SPECs served, for the start-up line.
     pub apps: Vec<String>,
+    /// The apps' own limits as `name=value` words, for the start-up line.
+    pub app_limits: String,
 }
 
 /// The param name requests carry their id in, in the environ apps and scripts see.
@@ -85,6 +87,7 @@ impl Default for OpsOptions {
             allow_root: false,
             runs_scripts: false,
             apps: Vec::new(),
+            app_limits: String::new(),
         }
     }
 }
@@ -210,6 +213,10 @@ pub fn startup_line(listener: &Listener, opts: &ServerOptions, cfg: &PoolConfig)
         opts.max_body,
     );
     let o = &opts.ops;
+    if !o.app_limits.is_empty() {
+        line.push(' ');
+        line.push_str(&o.app_limits);
+    }
     if let Some(p) = &o.access_log {
         line += &format!(" access_log={}", p.display());
     }
