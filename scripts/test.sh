@@ -16,6 +16,8 @@ have spawn-fcgi || need_packages+=(spawn-fcgi)
 have fcgiwrap || need_packages+=(fcgiwrap)
 have curl || need_packages+=(curl)
 have systemd-socket-activate || need_packages+=(systemd)
+# ops (tests/ops): promtool checks the status page's OpenMetrics output.
+have promtool || need_packages+=(prometheus)
 
 if [ "${#need_packages[@]}" -gt 0 ]; then
     echo "== installing ${need_packages[*]}"

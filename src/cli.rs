@@ -12,8 +12,19 @@ use crate::gateway::App;
 use crate::local::LocalRequest;
 use crate::middleware::{Gzip, Router, Validate};
 
-/// Exit code for usage errors (bad flags, nothing to do).
+/// Exit code for usage errors (bad flags, out-of-range values, nothing to do).
 pub const EXIT_USAGE: i32 = 2;
+
+/// Most seconds of any timeout option (one day).
+pub(crate) const MAX_SECS: u64 = crate::fastcgi::server::MAX_TIMEOUT;
+
+/// A clap parser for a count within `lo..=hi`.
+pub(crate) fn count(lo: usize, hi: usize) -> impl clap::builder::TypedValueParser<Value = usize> {
+    use clap::builder::TypedValueParser;
+    clap::value_parser!(u64)
+        .range(lo as u64..=hi as u64)
+        .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
+}
 
 #[derive(Parser, Debug)]
 #[command(
@@ -65,14 +76,17 @@ struct AppArgs {
 /// Options of the `cgi:DIR` script runner.
 #[derive(Args, Debug, Clone)]
 struct CgiArgs {
-    /// cgi:DIR: seconds a script may run in total (default 60).
-    #[arg(long, value_name = "SECS", default_value_t = CgiOptions::default().total_timeout.as_secs(), global = true)]
+    /// cgi:DIR: seconds a script may run in total (default 60, at most 86400).
+    #[arg(long, value_name = "SECS", default_value_t = CgiOptions::default().total_timeout.as_secs(), global = true,
+        value_parser = clap::value_parser!(u64).range(1..=MAX_SECS))]
     cgi_timeout: u64,
-    /// cgi:DIR: seconds a script may go without output (default 30).
-    #[arg(long, value_name = "SECS", default_value_t = CgiOptions::default().idle_timeout.as_secs(), global = true)]
+    /// cgi:DIR: seconds a script may go without output (default 30, at most 86400).
+    #[arg(long, value_name = "SECS", default_value_t = CgiOptions::default().idle_timeout.as_secs(), global = true,
+        value_parser = clap::value_parser!(u64).range(1..=MAX_SECS))]
     cgi_idle_timeout: u64,
-    /// cgi:DIR: scripts running at once; more get 503 (default 64).
-    #[arg(long, value_name = "N", default_value_t = CgiOptions::default().max_concurrent, global = true)]
+    /// cgi:DIR: scripts running at once; more get 503 (default 64, at most 65536).
+    #[arg(long, value_name = "N", default_value_t = CgiOptions::default().max_concurrent, global = true,
+        value_parser = count(1, 65_536))]
     cgi_max_scripts: usize,
     /// cgi:DIR: pass this variable of cgate's own environment to scripts (repeatable).
     #[arg(long, value_name = "NAME", global = true)]
@@ -115,7 +129,7 @@ struct CgiCmdArgs {}
 #[derive(Args, Debug)]
 struct FastCgiArgs {
     #[command(flatten)]
-    server: crate::fastcgi::server::ServerArgs,
+    server: crate::ops::cli::ServerArgs,
 }
 
 #[derive(Args, Debug)]
@@ -212,10 +226,20 @@ fn dispatch(argv: Vec<OsString>, custom: Option<Arc<dyn App>>) -> anyhow::Result
             return Ok(if e.use_stderr() { EXIT_USAGE } else { 0 });
         }
     };
+    let custom_app = custom.is_some();
     let app = build_app(&cli.app, custom).map_err(usage)?;
+    let specs = if custom_app {
+        vec!["custom".to_owned()]
+    } else {
+        cli.app.specs()
+    };
     match cli.command {
         Some(Command::Cgi(_)) => Ok(crate::cgi::gateway::run(&*app)),
-        Some(Command::Fastcgi(f)) => crate::fastcgi::server::run_cli(app, f.server),
+        Some(Command::Fastcgi(f)) => {
+            let mut opts = f.server.options(&specs, cli.app.runs_scripts());
+            opts.ops.app_limits = cli.app.limits();
+            serve(app, &opts)
+        }
         Some(Command::Request(r)) => {
             let req = LocalRequest {
                 method: r.method,
@@ -231,8 +255,12 @@ fn dispatch(argv: Vec<OsString>, custom: Option<Arc<dyn App>>) -> anyhow::Result
             Ok(code)
         }
         None => {
-            if crate::os::stdin_is_listener() {
-                crate::fastcgi::server::run_inherited(app)
+            if crate::os::stdin_is_listener() || crate::ops::reload::inherited_env() {
+                let mut opts = crate::fastcgi::server::ServerOptions::default();
+                opts.ops.apps = specs;
+                opts.ops.runs_scripts = cli.app.runs_scripts();
+                opts.ops.app_limits = cli.app.limits();
+                serve(app, &opts)
             } else if std::env::var_os("GATEWAY_INTERFACE").is_some() {
                 Ok(crate::cgi::gateway::run(&*app))
             } else {
@@ -242,6 +270,52 @@ fn dispatch(argv: Vec<OsString>, custom: Option<Arc<dyn App>>) -> anyhow::Result
                 Ok(EXIT_USAGE)
             }
         }
+    }
+}
+
+/// Runs the FastCGI server; option and listener mistakes are usage errors (exit 2).
+fn serve(app: Arc<dyn App>, opts: &crate::fastcgi::server::ServerOptions) -> anyhow::Result<i32> {
+    use crate::fastcgi::server::ServerError;
+    match crate::fastcgi::server::run(app, opts) {
+        Ok(code) => Ok(code),
+        Err(ServerError::NoListener) => Err(usage(
+            "fastcgi needs --listen ADDR (or a listening socket on fd 0)",
+        )),
+        Err(e @ ServerError::Invalid(_)) => Err(usage(e)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+impl AppArgs {
+    /// The app SPECs as given (for the start-up line).
+    fn specs(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.app.iter().cloned().collect();
+        if v.is_empty() && self.mount.is_empty() {
+            v.push(std::env::var("CGATE_APP").unwrap_or_else(|_| "hello".into()));
+        }
+        v.extend(self.mount.iter().cloned());
+        v
+    }
+
+    /// The script runner's limits, for the start-up line (empty when no app runs scripts).
+    fn limits(&self) -> String {
+        if !self.runs_scripts() {
+            return String::new();
+        }
+        let c = &self.cgi;
+        format!(
+            "cgi_timeout={}s cgi_idle_timeout={}s cgi_max_scripts={}",
+            c.cgi_timeout, c.cgi_idle_timeout, c.cgi_max_scripts
+        )
+    }
+
+    /// Whether some app runs CGI scripts.
+    fn runs_scripts(&self) -> bool {
+        self.specs().iter().any(|s| {
+            s.split_once('=')
+                .map_or(s.as_str(), |(_, spec)| spec)
+                .starts_with("cgi:")
+        })
     }
 }
 

@@ -39,6 +39,7 @@ pub mod gateway;
 pub mod local;
 pub mod middleware;
 pub mod net;
+pub mod ops;
 pub mod os;
 
 use std::sync::Arc;

@@ -129,7 +129,8 @@ impl Sites {
             .arg("--app")
             .arg(format!("cgi:{}", cgi.dir.display()))
             .arg("--cgi-idle-timeout")
-            .arg(CGATE_IDLE_SECS.to_string());
+            .arg(CGATE_IDLE_SECS.to_string())
+            .arg("--allow-root");
         let cgate = Backend::spawn("cgate", cmd, &[Ready::Unix(cgate_sock.clone())]);
         let wrap_sock = socks.join("fcgiwrap.sock");
         let mut wrap = Command::new(find_program("fcgiwrap"));

@@ -225,7 +225,7 @@ if s.fileno() != 3:
 os.set_inheritable(3, True)
 os.environ["LISTEN_FDS"] = "1"
 os.environ["LISTEN_PID"] = str(os.getpid()) if pid_mode == "self" else "1"
-os.execv(exe, [exe, "fastcgi", "--listen", "systemd", "--app", app])
+os.execv(exe, [exe, "fastcgi", "--listen", "systemd", "--app", app, "--allow-root"])
 "#;
 
 fn systemd_command(kind: &str, addr: &Addr, pid_mode: &str) -> Command {

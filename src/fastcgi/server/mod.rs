@@ -1,7 +1,9 @@
-//! The FastCGI server: command-line options, listener set-up, signals and graceful shutdown.
+//! The FastCGI server: options, listener set-up, signals, reload and shutdown.
 //!
 //! The concurrency model lives in [`pool`]: event loops over one epoll set that run
-//! requests inline, with a watchdog that replaces loop threads held up by slow apps.
+//! requests inline, with a watchdog that replaces loop threads held up by slow apps. The
+//! operations machinery (logs, status, reload hand-over, privilege drop) is in
+//! [`crate::ops`]; this module wires it to the pool.
 
 mod conn_io;
 pub mod pool;
@@ -12,82 +14,158 @@ mod threads;
 mod watchdog;
 
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-
-use anyhow::Context;
-use clap::Args;
-use nix::sys::signal::{SigSet, Signal};
 
 use crate::fastcgi::proto::connection::{Limits, ManagementValues};
 use crate::gateway::App;
 use crate::gateway::input::DEFAULT_MAX_BODY;
 use crate::net::ListenAddr;
 use crate::net::listener::{Listener, UnixOptions};
+use crate::ops::signals::{Signals, Wanted};
+use crate::ops::{OpsOptions, event};
 use pool::{Pool, PoolConfig};
 use responder::ConnConfig;
 
-/// `cgate fastcgi` options.
-#[derive(Args, Debug, Clone)]
-pub struct ServerArgs {
-    /// Where to listen: unix:/path, /path, 127.0.0.1:9000, fd:0 or systemd.
-    #[arg(long, value_name = "ADDR")]
+/// Most seconds `request_timeout` may be: each socket wait is one `poll()` of at most 65535 ms.
+pub const MAX_REQUEST_TIMEOUT: u64 = 65;
+/// Most seconds of the idle and shutdown timeouts (one day).
+pub const MAX_TIMEOUT: u64 = 86_400;
+/// Most loop threads (`workers`).
+pub const MAX_WORKERS: usize = 1024;
+/// Most connections open at once (`max_conns`).
+pub const MAX_CONNS: usize = 1 << 20;
+/// Most PARAMS bytes of one request (`max_params_bytes`).
+pub const MAX_PARAMS_BYTES: usize = 64 << 20;
+/// How long scripts get between SIGTERM and SIGKILL when the server exits.
+pub const SCRIPT_KILL_GRACE: Duration = Duration::from_secs(2);
+
+/// Options of the FastCGI server (the command line maps `cgate fastcgi` flags onto these).
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// Where to listen; `None`: the listening socket on fd 0.
     pub listen: Option<ListenAddr>,
-    /// Event-loop threads that run requests (default: half the CPU cores, at least one; the
-    /// web server in front needs the rest). Requests that block get extra threads
-    /// automatically, up to --max-conns.
-    #[arg(long, value_name = "N")]
+    /// Event-loop threads; `None`: half the CPU cores, at least one.
     pub workers: Option<usize>,
-    /// Most connections open at once; more are closed on arrival (default 1024).
-    #[arg(long, value_name = "N", default_value_t = 1024)]
+    /// Most connections open at once (default 1024).
     pub max_conns: usize,
-    /// Permission bits of a created Unix socket, octal (default 660).
-    #[arg(long, value_name = "OCTAL", value_parser = parse_mode)]
-    pub socket_mode: Option<u32>,
-    /// Owner (user name or uid) of a created Unix socket.
-    #[arg(long, value_name = "USER")]
-    pub socket_owner: Option<String>,
-    /// Group (name or gid) of a created Unix socket.
-    #[arg(long, value_name = "GROUP")]
-    pub socket_group: Option<String>,
-    /// Seconds in-flight requests get to finish after SIGTERM/SIGINT (default 30).
-    #[arg(long, value_name = "SECS", default_value_t = 30)]
-    pub shutdown_timeout: u64,
-    /// Seconds an idle kept-alive connection waits for its next request (default 300).
-    #[arg(long, value_name = "SECS", default_value_t = 300)]
-    pub idle_timeout: u64,
-    /// Seconds a request's head may take to arrive in total, and the longest wait for each
-    /// body read and each write (default 30).
-    #[arg(long, value_name = "SECS", default_value_t = 30)]
-    pub request_timeout: u64,
-    /// Most PARAMS bytes of one request (default 1048576).
-    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
+    /// How a created Unix socket is set up (mode, owner, group).
+    pub unix: UnixOptions,
+    /// How long requests in flight may finish after SIGTERM/SIGINT or a reload (default 30 s).
+    pub shutdown_timeout: Duration,
+    /// How long an idle kept-alive connection waits for its next request (default 300 s).
+    pub idle_timeout: Duration,
+    /// How long a request head may take in total, and each body read and write (default
+    /// 30 s, at most [`MAX_REQUEST_TIMEOUT`] s).
+    pub request_timeout: Duration,
+    /// Most PARAMS bytes of one request (default 1 MiB).
     pub max_params_bytes: usize,
-    /// Most body bytes when the request has no CONTENT_LENGTH (default 1 GiB).
-    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_BODY)]
+    /// Most body bytes when a request has no CONTENT_LENGTH (default 1 GiB).
     pub max_body: u64,
     /// Most body bytes held ahead of the app, in memory then in a temporary file (default
     /// 1 GiB); past it the request is cut and the connection closed.
-    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_BODY)]
     pub max_spool: u64,
+    /// Logs, status, slow log, privilege drop.
+    pub ops: OpsOptions,
 }
 
-fn parse_mode(s: &str) -> Result<u32, String> {
-    u32::from_str_radix(s, 8)
-        .ok()
-        .filter(|m| *m <= 0o7777)
-        .ok_or_else(|| format!("{s:?} is not an octal mode"))
-}
-
-impl Default for ServerArgs {
-    /// The defaults the command line documents (taken from it, so they cannot drift).
+impl Default for ServerOptions {
     fn default() -> Self {
-        #[derive(clap::Parser)]
-        struct Defaults {
-            #[command(flatten)]
-            args: ServerArgs,
+        ServerOptions {
+            listen: None,
+            workers: None,
+            max_conns: 1024,
+            unix: UnixOptions::default(),
+            shutdown_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(300),
+            request_timeout: Duration::from_secs(30),
+            max_params_bytes: 1 << 20,
+            max_body: DEFAULT_MAX_BODY,
+            max_spool: DEFAULT_MAX_BODY,
+            ops: OpsOptions::default(),
         }
-        <Defaults as clap::Parser>::parse_from(["cgate"]).args
+    }
+}
+
+/// Why the server could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// No address to listen on and no listening socket on fd 0.
+    #[error("no listening socket: give an address to listen on (or a listening socket on fd 0)")]
+    NoListener,
+    /// An option value outside its range.
+    #[error("{0}")]
+    Invalid(String),
+    /// A system call failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServerError {
+    move |source| ServerError::Io {
+        what: what.into(),
+        source,
+    }
+}
+
+fn in_range<T: PartialOrd + std::fmt::Display>(
+    name: &str,
+    v: T,
+    lo: T,
+    hi: T,
+    unit: &str,
+) -> Result<(), ServerError> {
+    if v < lo || v > hi {
+        return Err(ServerError::Invalid(format!(
+            "{name} {v}{unit} is out of range: {lo} to {hi}{unit}"
+        )));
+    }
+    Ok(())
+}
+
+impl ServerOptions {
+    /// Checks every value against its range (nothing is silently capped).
+    pub fn check(&self) -> Result<(), ServerError> {
+        let secs = |d: Duration| d.as_secs();
+        if let Some(w) = self.workers {
+            in_range("workers", w, 1, MAX_WORKERS, "")?;
+        }
+        in_range("max_conns", self.max_conns, 1, MAX_CONNS, "")?;
+        in_range(
+            "shutdown_timeout",
+            secs(self.shutdown_timeout),
+            0,
+            MAX_TIMEOUT,
+            " s",
+        )?;
+        in_range(
+            "idle_timeout",
+            secs(self.idle_timeout),
+            1,
+            MAX_TIMEOUT,
+            " s",
+        )?;
+        let rt = secs(self.request_timeout);
+        in_range("request_timeout", rt, 1, MAX_REQUEST_TIMEOUT, " s")?;
+        in_range(
+            "max_params_bytes",
+            self.max_params_bytes,
+            1024,
+            MAX_PARAMS_BYTES,
+            "",
+        )?;
+        in_range("max_body", self.max_body, 0, i64::MAX as u64, "")?;
+        in_range("max_spool", self.max_spool, 0, i64::MAX as u64, "")?;
+        if let Some(mode) = self.unix.mode {
+            crate::ops::check_socket_mode(mode).map_err(ServerError::Invalid)?;
+        }
+        self.ops.check().map_err(ServerError::Invalid)
     }
 }
 
@@ -100,97 +178,155 @@ pub fn web_server_addrs(v: Option<&str>) -> Option<Vec<IpAddr>> {
     Some(v.split(',').filter_map(|a| a.trim().parse().ok()).collect())
 }
 
-/// Serves `app` on `listener` until SIGTERM/SIGINT, then shuts down gracefully: no new
-/// connections, idle ones closed, requests in flight finish within `--shutdown-timeout`; a
-/// second signal exits at once. Returns the exit code (0 after a clean shutdown).
-pub fn serve_listener(
-    listener: Listener,
-    app: Arc<dyn App>,
-    args: &ServerArgs,
-) -> anyhow::Result<i32> {
-    let mut signals = SigSet::empty();
-    signals.add(Signal::SIGTERM);
-    signals.add(Signal::SIGINT);
-    // Blocked here, before any thread starts, so only `wait` below receives them.
-    signals
-        .thread_block()
-        .context("cannot block SIGTERM and SIGINT")?;
+fn pool_config(listener: &Listener, opts: &ServerOptions) -> PoolConfig {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let max_conns = args.max_conns.max(1);
     let allowed = if listener.is_tcp() {
         web_server_addrs(std::env::var("FCGI_WEB_SERVER_ADDRS").ok().as_deref())
     } else {
         None
     };
-    let cfg = PoolConfig {
-        workers: args.workers.unwrap_or(cores / 2).max(1),
-        max_conns,
+    let max_conns = u32::try_from(opts.max_conns).unwrap_or(u32::MAX);
+    PoolConfig {
+        workers: opts.workers.unwrap_or(cores / 2).max(1),
+        max_conns: opts.max_conns,
         allowed,
         conn: ConnConfig {
             limits: Limits {
-                max_params_bytes: args.max_params_bytes,
+                max_params_bytes: opts.max_params_bytes,
                 ..Limits::default()
             },
             values: ManagementValues {
-                max_conns: u32::try_from(max_conns).unwrap_or(u32::MAX),
-                max_reqs: u32::try_from(max_conns).unwrap_or(u32::MAX),
+                max_conns,
+                max_reqs: max_conns,
                 mpxs_conns: false,
             },
-            idle_timeout: Duration::from_secs(args.idle_timeout.max(1)),
-            request_timeout: Duration::from_secs(args.request_timeout.max(1)),
-            max_body: args.max_body,
-            max_spool: args.max_spool,
+            idle_timeout: opts.idle_timeout,
+            request_timeout: opts.request_timeout,
+            max_body: opts.max_body,
+            max_spool: opts.max_spool,
         },
-    };
-    let pool = Pool::start(listener, app, cfg).context("cannot start the server")?;
-    let first = signals.wait().unwrap_or(Signal::SIGTERM);
-    eprintln!("cgate: {first} received: no new connections, finishing requests in flight");
-    std::thread::spawn(move || {
-        if let Ok(sig) = signals.wait() {
-            eprintln!("cgate: second {sig}: exiting now");
-            std::process::exit(1);
-        }
-    });
-    let left = pool.shutdown(Duration::from_secs(args.shutdown_timeout));
-    if left > 0 {
-        eprintln!("cgate: shutdown timeout: {left} connection(s) still busy, exiting");
-        return Ok(1);
     }
-    Ok(0)
 }
 
-/// `cgate fastcgi`: opens `--listen` (or the socket inherited on fd 0) and serves.
-pub fn run_cli(app: Arc<dyn App>, args: ServerArgs) -> anyhow::Result<i32> {
-    let addr = match &args.listen {
-        Some(a) => a.clone(),
-        None if crate::os::stdin_is_listener() => ListenAddr::Fd(0),
+/// The socket file cgate created (removed on every exit path), if any.
+fn socket_file(listener: &Listener) -> Option<PathBuf> {
+    match listener {
+        Listener::Unix(_, Some(p)) => Some(p.clone()),
+        _ => None,
+    }
+}
+
+/// What ends the server's life: the socket file goes, scripts are stopped, logs flushed.
+fn cleanup(file: Option<&PathBuf>) {
+    if let Some(p) = file {
+        let _ = std::fs::remove_file(p);
+    }
+    crate::ops::terminate_scripts(SCRIPT_KILL_GRACE);
+    crate::ops::access::flush();
+}
+
+/// Serves `app` on `listener` until a stop signal (see [`crate::ops::signals`]); returns
+/// the exit code (0 after a clean shutdown or reload hand-over).
+pub fn serve_listener(
+    listener: Listener,
+    app: Arc<dyn App>,
+    opts: &ServerOptions,
+) -> Result<i32, ServerError> {
+    // Blocked before any thread starts, so only the waits below receive them.
+    let signals = Signals::block().map_err(io_err("cannot block signals"))?;
+    let cfg = pool_config(&listener, opts);
+    let file = socket_file(&listener);
+    let handover = crate::ops::reload::Handover::prepare(&listener, file.as_deref());
+    let app = crate::ops::start(app, &opts.ops, &cfg).map_err(io_err("cannot start logging"))?;
+    let startup = crate::ops::startup_line(&listener, opts, &cfg);
+    let pool = match Pool::start(listener, app, cfg) {
+        Ok(p) => p,
+        Err(e) => {
+            cleanup(file.as_ref());
+            return Err(io_err("cannot start the server")(e));
+        }
+    };
+    event(&startup);
+    crate::ops::reload::announce_ready();
+    loop {
+        match signals.wait() {
+            Wanted::Stop(sig) => {
+                event(&format!(
+                    "{sig}: no new connections, finishing requests in flight"
+                ));
+                crate::ops::notify("STOPPING=1");
+                signals.exit_on_next(file.clone());
+                let left = pool.shutdown(opts.shutdown_timeout);
+                crate::ops::signals::join_exit();
+                cleanup(file.as_ref());
+                if left > 0 {
+                    event(&format!("shutdown timeout: {left} connection(s) cut"));
+                    return Ok(1);
+                }
+                event("stopped");
+                return Ok(0);
+            }
+            Wanted::Quit => {
+                event("SIGQUIT: stopping now");
+                crate::ops::notify("STOPPING=1");
+                cleanup(file.as_ref());
+                return Ok(1);
+            }
+            Wanted::Reload => {
+                let Some(h) = &handover else {
+                    event("SIGHUP: reload is not possible for this listener");
+                    continue;
+                };
+                match h.start_successor() {
+                    Ok(pid) => {
+                        event(&format!(
+                            "reload: pid {pid} serves; finishing requests in flight"
+                        ));
+                        // The successor owns the socket file now.
+                        signals.exit_on_next(None);
+                        let left = pool.retire(opts.shutdown_timeout);
+                        crate::ops::signals::join_exit();
+                        cleanup(None);
+                        event(&format!("reload: old process exits ({left} cut)"));
+                        return Ok(0);
+                    }
+                    Err(e) => event(&format!("reload failed, serving on: {e}")),
+                }
+            }
+            Wanted::Reopen => crate::ops::access::reopen(),
+            Wanted::Ignored(sig) => event(&format!("{sig} ignored")),
+        }
+    }
+}
+
+/// Opens the listener `opts` name (or takes over a reloading predecessor's) and serves.
+pub fn run(app: Arc<dyn App>, opts: &ServerOptions) -> Result<i32, ServerError> {
+    opts.check()?;
+    let listener = match crate::ops::reload::inherited() {
+        Some(l) => l.map_err(io_err("cannot take over the predecessor's socket"))?,
         None => {
-            let why = "fastcgi needs --listen ADDR (or a listening socket on fd 0)";
-            return Err(crate::cli::UsageError(why.into()).into());
+            let addr = match &opts.listen {
+                Some(a) => a.clone(),
+                None if crate::os::stdin_is_listener() => ListenAddr::Fd(0),
+                None => return Err(ServerError::NoListener),
+            };
+            let l = Listener::open(&addr, &opts.unix)
+                .map_err(io_err(format!("cannot listen on {addr}")))?;
+            if let Listener::Tcp(t) = &l {
+                if t.local_addr().is_ok_and(|a| !a.ip().is_loopback()) {
+                    event(&format!(
+                        "warning: listening on a non-loopback address ({addr})"
+                    ));
+                }
+            }
+            l
         }
     };
-    let unix = UnixOptions {
-        mode: args.socket_mode,
-        owner: args.socket_owner.clone(),
-        group: args.socket_group.clone(),
-    };
-    let listener =
-        Listener::open(&addr, &unix).with_context(|| format!("cannot listen on {addr}"))?;
-    if let Listener::Tcp(l) = &listener {
-        if l.local_addr().is_ok_and(|a| !a.ip().is_loopback()) {
-            eprintln!("cgate: warning: listening on a non-loopback address ({addr})");
+    if let Err(e) = crate::ops::privs::drop_privileges(&opts.ops) {
+        if let Some(p) = socket_file(&listener) {
+            let _ = std::fs::remove_file(p);
         }
+        return Err(ServerError::Invalid(e));
     }
-    serve_listener(listener, app, &args)
-}
-
-/// `cgate` started with a listening socket on fd 0 (spawn-fcgi, mod_fcgid).
-pub fn run_inherited(app: Arc<dyn App>) -> anyhow::Result<i32> {
-    run_cli(
-        app,
-        ServerArgs {
-            listen: Some(ListenAddr::Fd(0)),
-            ..ServerArgs::default()
-        },
-    )
+    serve_listener(listener, app, opts)
 }

@@ -49,6 +49,8 @@ pub(super) struct Slot {
     pub(super) last: AtomicU64,
     /// Milliseconds when the current incomplete request head started arriving; 0 if none.
     pub(super) partial_since: AtomicU64,
+    /// A request has started on this connection (a reload closes only such idle ones).
+    pub(super) served: AtomicBool,
 }
 
 pub(super) struct Worker {
@@ -148,7 +150,9 @@ impl Shared {
     /// Forgets a connection; its socket closes when the last reference goes, which also
     /// takes it out of the epoll set.
     pub(super) fn close(&self, key: u64, _slot: &Slot) {
-        lock(&self.conns).remove(&key);
+        if lock(&self.conns).remove(&key).is_some() {
+            crate::ops::metrics::COUNTERS.conn_closed();
+        }
     }
 
     fn accept_all(&self, mine: &Worker) {
@@ -171,6 +175,7 @@ impl Shared {
                 }
             }
             if lock(&self.conns).len() >= self.cfg.max_conns {
+                crate::ops::metrics::COUNTERS.conn_rejected();
                 self.log_rate_limited(&format!(
                     "refusing connections: {} open (--max-conns)",
                     self.cfg.max_conns
@@ -187,8 +192,10 @@ impl Shared {
                 last: AtomicU64::new(self.now()),
                 // The first request's deadline runs from the connection's start.
                 partial_since: AtomicU64::new(self.now().max(1)),
+                served: AtomicBool::new(false),
             });
             lock(&self.conns).insert(key, slot);
+            crate::ops::metrics::COUNTERS.conn_opened();
             fresh.push(key);
         }
         // The web server usually writes its request right after connecting: try at once.
@@ -220,7 +227,10 @@ impl Shared {
         };
         let next = {
             let mut st = lock(&slot.state);
-            let busy = |on: bool| slot.busy.store(on, SeqCst);
+            let busy = |on: bool| {
+                slot.busy.store(on, SeqCst);
+                slot.served.fetch_or(on, SeqCst);
+            };
             let stop = || self.stopping.load(SeqCst);
             on_readable(&mut st, &*self.app, &self.cfg.conn, &busy, &stop)
         };
@@ -293,20 +303,37 @@ impl Pool {
     /// Stops accepting, closes idle connections, lets requests in flight finish until
     /// `grace` has passed. Returns the number of connections still busy at the end.
     pub fn shutdown(&self, grace: Duration) -> usize {
+        self.sh.listener.shutdown();
+        let left = self.drain(grace, false);
+        self.sh.listener.remove_file();
+        left
+    }
+
+    /// Like [`Pool::shutdown`], but the listening socket stays open and listening (a reload
+    /// successor accepts on it), and a connection that has not carried a request yet is
+    /// left to deliver and finish its first one.
+    pub fn retire(&self, grace: Duration) -> usize {
+        self.drain(grace, true)
+    }
+
+    fn drain(&self, grace: Duration, keep_fresh: bool) -> usize {
         let sh = &self.sh;
         sh.stopping.store(true, SeqCst);
         let _ = sh.epoll.delete(&sh.listener);
-        sh.listener.shutdown();
-        let deadline = Instant::now() + grace;
+        let deadline = Instant::now().checked_add(grace);
+        let request_timeout = sh.cfg.conn.request_timeout.as_millis() as u64;
         loop {
             let conns: Vec<Arc<Slot>> = lock(&sh.conns).values().cloned().collect();
+            let now = sh.now();
             for slot in &conns {
-                if !slot.busy.load(SeqCst) {
+                let fresh = keep_fresh
+                    && !slot.served.load(SeqCst)
+                    && now.saturating_sub(slot.last.load(SeqCst)) < request_timeout;
+                if !slot.busy.load(SeqCst) && !fresh {
                     slot.stream.shutdown();
                 }
             }
-            if conns.is_empty() || Instant::now() >= deadline {
-                sh.listener.remove_file();
+            if conns.is_empty() || deadline.is_some_and(|d| Instant::now() >= d) {
                 return conns.len();
             }
             std::thread::sleep(Duration::from_millis(10));

@@ -161,9 +161,7 @@ pub fn on_readable(
         };
         let start = match progress {
             Progress::Event(Event::Request { params, .. }) => {
-                if stop() {
-                    return Next::Close;
-                }
+                // A request that has arrived is served even while stopping (then closed).
                 st.begin_body(params, cfg);
                 false
             }

@@ -1,0 +1,396 @@
+//! The app wrapper that feeds operations: request id, requests in flight, counters, access log, status path.
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use super::access::{self, Entry};
+use super::clock::Utc;
+use super::metrics::{COUNTERS, Outcome};
+use super::{MAX_REQUEST_ID, OpsOptions, REQUEST_ID};
+use crate::gateway::driver::{drive, panic_message};
+use crate::gateway::{App, AppError, Body, Environ, Head, Request, Response, Sink};
+
+/// What a running request is waiting on, as the slow log and status report it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Waiting {
+    /// The app (or the script it runs) is computing or producing output.
+    App = 0,
+    /// Its response is being written to the web server.
+    Client = 1,
+}
+
+impl Waiting {
+    fn from_u8(v: u8) -> Waiting {
+        if v == 1 {
+            Waiting::Client
+        } else {
+            Waiting::App
+        }
+    }
+
+    /// The word for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Waiting::App => "app",
+            Waiting::Client => "client",
+        }
+    }
+}
+
+/// One request running now.
+#[derive(Debug)]
+pub struct Running {
+    /// Request id.
+    pub id: String,
+    /// REQUEST_METHOD.
+    pub method: String,
+    /// The request URI.
+    pub uri: String,
+    /// When it started.
+    pub started: Instant,
+    /// The thread running it.
+    pub thread: String,
+    /// What it waits on ([`Waiting`] as u8).
+    pub waiting: Arc<AtomicU8>,
+    /// Slow-log lines written for it (0, 1 or 2).
+    pub slow_lines: AtomicU8,
+}
+
+impl Running {
+    /// What it waits on now.
+    pub fn waiting(&self) -> Waiting {
+        Waiting::from_u8(self.waiting.load(Relaxed))
+    }
+}
+
+/// The requests running now.
+#[derive(Debug, Default)]
+pub struct InFlight {
+    next: AtomicU64,
+    map: Mutex<HashMap<u64, Running>>,
+}
+
+impl InFlight {
+    fn begin(&self, r: Running) -> u64 {
+        let key = self.next.fetch_add(1, Relaxed);
+        self.map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, r);
+        key
+    }
+
+    fn end(&self, key: u64) {
+        self.map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&key);
+    }
+
+    /// Calls `f` with every running request (under the table's lock: keep it short).
+    pub fn each(&self, mut f: impl FnMut(&Running)) {
+        for r in self.map.lock().unwrap_or_else(|p| p.into_inner()).values() {
+            f(r);
+        }
+    }
+}
+
+/// Wraps the served app (see the module doc).
+pub struct Observe {
+    inner: Arc<dyn App>,
+    inflight: Arc<InFlight>,
+    id_param: String,
+    status_path: Option<String>,
+    status_any_addr: bool,
+    id_prefix: String,
+    ids: AtomicU64,
+}
+
+impl Observe {
+    /// Wraps `inner` as `opts` configure.
+    pub fn new(inner: Arc<dyn App>, opts: &OpsOptions) -> Self {
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        Observe {
+            inner,
+            inflight: Arc::new(InFlight::default()),
+            id_param: opts.request_id_param.clone(),
+            status_path: opts.status_path.clone(),
+            status_any_addr: opts.status_any_addr,
+            id_prefix: format!("{:x}{:x}", ms & 0xff_ffff_ffff, std::process::id()),
+            ids: AtomicU64::new(1),
+        }
+    }
+
+    /// The requests running now.
+    pub fn inflight(&self) -> &Arc<InFlight> {
+        &self.inflight
+    }
+
+    fn request_id(&self, env: &Environ) -> String {
+        match env.get_str(&self.id_param) {
+            Some(v) if valid_id(v) => v.to_owned(),
+            _ => format!("{}-{}", self.id_prefix, self.ids.fetch_add(1, Relaxed)),
+        }
+    }
+
+    fn is_status(&self, env: &Environ, uri: &str) -> bool {
+        let Some(p) = &self.status_path else {
+            return false;
+        };
+        let path = uri.split('?').next().unwrap_or("");
+        path == p && (self.status_any_addr || loopback(env.get_str("REMOTE_ADDR")))
+    }
+}
+
+fn valid_id(v: &str) -> bool {
+    !v.is_empty()
+        && v.len() <= MAX_REQUEST_ID
+        && v.bytes().all(|b| b.is_ascii_graphic() && b != b'"')
+}
+
+fn loopback(addr: Option<&str>) -> bool {
+    match addr.and_then(|a| a.parse::<std::net::IpAddr>().ok()) {
+        Some(std::net::IpAddr::V4(a)) => a.is_loopback(),
+        Some(std::net::IpAddr::V6(a)) => {
+            a.is_loopback() || a.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+        None => false,
+    }
+}
+
+/// REQUEST_URI, or SCRIPT_NAME + PATH_INFO + ?QUERY_STRING when the web server sent none.
+pub fn request_uri(env: &Environ) -> String {
+    if let Some(u) = env.get("REQUEST_URI").filter(|u| !u.is_empty()) {
+        return String::from_utf8_lossy(u).into_owned();
+    }
+    let mut s = String::from_utf8_lossy(env.script_name()).into_owned();
+    s.push_str(&String::from_utf8_lossy(env.path_info()));
+    if let Some(q) = env.get("QUERY_STRING").filter(|q| !q.is_empty()) {
+        s.push('?');
+        s.push_str(&String::from_utf8_lossy(q));
+    }
+    s
+}
+
+/// Passes the inner response to the outer one, counting what goes out; small bodies are
+/// collected so a short reply still leaves in one write.
+struct Forward<'o, 's> {
+    outer: &'o mut Response<'s>,
+    buf: Vec<u8>,
+    status: u16,
+    bytes: u64,
+    waiting: &'o AtomicU8,
+}
+
+const COLLECT: usize = 16 * 1024;
+
+impl Forward<'_, '_> {
+    fn pass(&mut self, last: bool) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let buf = std::mem::take(&mut self.buf);
+        self.waiting.store(Waiting::Client as u8, Relaxed);
+        let r = if last {
+            self.outer.write_full(&buf)
+        } else {
+            self.outer.write(&buf)
+        };
+        self.waiting.store(Waiting::App as u8, Relaxed);
+        self.buf = buf;
+        self.buf.clear();
+        r
+    }
+}
+
+impl Sink for Forward<'_, '_> {
+    fn send_head(&mut self, head: &Head) -> io::Result<()> {
+        self.status = head.code();
+        self.outer
+            .start_head(head.clone())
+            .map_err(io::Error::other)
+    }
+
+    fn send_body(&mut self, chunk: &[u8]) -> io::Result<()> {
+        self.bytes += chunk.len() as u64;
+        self.buf.extend_from_slice(chunk);
+        if self.buf.len() >= COLLECT {
+            self.pass(false)?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.pass(false)
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        self.pass(true)
+    }
+
+    fn abort(&mut self) {
+        self.buf.clear();
+    }
+
+    fn client_gone(&mut self) -> bool {
+        self.outer.client_gone()
+    }
+
+    fn watch_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.outer.watch_fd()
+    }
+}
+
+fn outcome_of(r: &Result<(), AppError>, head_sent: bool) -> Outcome {
+    match r {
+        Ok(()) => Outcome::Complete,
+        Err(AppError::Io(e)) if e.kind() == io::ErrorKind::ConnectionAborted => Outcome::Aborted,
+        Err(AppError::Io(e))
+            if matches!(
+                e.kind(),
+                io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+            ) =>
+        {
+            Outcome::ClientGone
+        }
+        Err(_) if head_sent => Outcome::Cut,
+        Err(_) => Outcome::Complete,
+    }
+}
+
+fn env_str<'e>(env: &'e Environ, name: &str) -> &'e str {
+    env.get_str(name).unwrap_or("")
+}
+
+/// How a request ended, for the counters and the access log.
+struct Done {
+    status: u16,
+    bytes: u64,
+    outcome: Outcome,
+}
+
+impl Observe {
+    fn finish(&self, req: &Request<'_>, id: &str, uri: &str, time: Utc, started: Instant, d: Done) {
+        COUNTERS.request_ended(d.status, d.outcome);
+        if !access::enabled() {
+            return;
+        }
+        let env = &req.environ;
+        access::record(&Entry {
+            time,
+            id,
+            remote: env_str(env, "REMOTE_ADDR"),
+            user: env_str(env, "REMOTE_USER"),
+            method: env.method(),
+            uri,
+            protocol: env_str(env, "SERVER_PROTOCOL"),
+            status: d.status,
+            bytes: d.bytes,
+            referer: env_str(env, "HTTP_REFERER"),
+            agent: env_str(env, "HTTP_USER_AGENT"),
+            ms: started.elapsed().as_millis() as u64,
+            outcome: d.outcome.as_str(),
+        });
+    }
+}
+
+impl App for Observe {
+    fn call<'a>(
+        &self,
+        req: &'a mut Request<'_>,
+        resp: &mut Response<'_>,
+    ) -> Result<Body<'a>, AppError> {
+        let id = self.request_id(&req.environ);
+        req.environ.set(REQUEST_ID, &id);
+        let uri = request_uri(&req.environ);
+        if self.is_status(&req.environ, &uri) {
+            let query = env_str(&req.environ, "QUERY_STRING");
+            return super::status::answer(query, &self.inflight, resp);
+        }
+        let time = Utc::now();
+        let started = Instant::now();
+        COUNTERS.request_started();
+        if resp.client_gone() {
+            // The web server's connection closed while the request waited: not run.
+            let done = Done {
+                status: 0,
+                bytes: 0,
+                outcome: Outcome::ClientGone,
+            };
+            self.finish(req, &id, &uri, time, started, done);
+            let why = "the web server's connection closed before the request ran";
+            return Err(AppError::Io(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                why,
+            )));
+        }
+        let waiting = Arc::new(AtomicU8::new(Waiting::App as u8));
+        let key = self.inflight.begin(Running {
+            id: id.clone(),
+            method: req.environ.method().to_owned(),
+            uri: uri.clone(),
+            started,
+            thread: std::thread::current().name().unwrap_or("?").to_owned(),
+            waiting: Arc::clone(&waiting),
+            slow_lines: AtomicU8::new(0),
+        });
+        let mut fwd = Forward {
+            outer: resp,
+            buf: Vec::new(),
+            status: 0,
+            bytes: 0,
+            waiting: &waiting,
+        };
+        // A panic becomes the error the outermost driver would make of it, after the
+        // request is accounted for.
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            drive(&*self.inner, req, &mut Response::new(&mut fwd))
+        }))
+        .unwrap_or_else(|p| Err(AppError::Panic(panic_message(&*p))));
+        self.inflight.end(key);
+        let head_sent = fwd.outer.headers_sent();
+        let outcome = outcome_of(&r, head_sent);
+        let (status, bytes) = match (&r, head_sent, outcome) {
+            (Err(_), false, Outcome::Complete) => (500, "Internal Server Error\n".len() as u64),
+            (Err(_), false, _) => (0, 0),
+            _ => (fwd.status, fwd.bytes),
+        };
+        self.finish(
+            req,
+            &id,
+            &uri,
+            time,
+            started,
+            Done {
+                status,
+                bytes,
+                outcome,
+            },
+        );
+        r.map(|()| Body::Empty)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_and_addresses() {
+        assert!(valid_id("a1-b2"));
+        assert!(!valid_id(""));
+        assert!(!valid_id("a b"));
+        assert!(!valid_id(&"x".repeat(65)));
+        assert!(loopback(Some("127.0.0.1")));
+        assert!(loopback(Some("::1")));
+        assert!(loopback(Some("::ffff:127.0.0.2")));
+        assert!(!loopback(Some("10.0.0.1")));
+        assert!(!loopback(None));
+    }
+}

@@ -1,0 +1,23 @@
+//! Operations of `cgate fastcgi` against the real binary: option ranges, signals, start-up and access log lines, status and metrics, slow log, reload, sd_notify, privilege drop.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+#[allow(dead_code, unused_imports)]
+#[path = "../fastcgi_wire/client.rs"]
+mod client;
+#[path = "../common/fcgi_bytes.rs"]
+mod fcgi_bytes;
+#[allow(dead_code)]
+#[path = "../fastcgi_wire/server.rs"]
+mod server;
+
+mod harness;
+mod logs;
+mod options;
+mod privs;
+mod reload;
+mod signals;
+mod slow;
+mod status;
+mod systemd;

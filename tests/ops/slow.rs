@@ -1,0 +1,38 @@
+//! The slow log: one line past the limit, a second past ten times it, with id, method, URI, age and what the request waits on.
+
+use crate::client::{params, request};
+use crate::harness::{Ops, Scripts, wait_for};
+
+#[test]
+fn a_held_request_gets_two_slow_lines() {
+    let scripts = Scripts::new();
+    let spec = scripts.spec();
+    let ops = Ops::start(&["--app", &spec, "--allow-root", "--slow-log-ms", "40"]);
+    let mut c = ops.server.connect();
+    let held = std::thread::spawn(move || {
+        let p = params("GET", "/gate.sh?q=1", &[(b"REQUEST_ID", b"slow-1")]);
+        c.roundtrip(1, &request(1, 0, &p, b"")).status()
+    });
+    let slow_lines = || -> Vec<String> {
+        ops.output()
+            .lines()
+            .filter(|l| l.starts_with("cgate: slow: "))
+            .map(str::to_owned)
+            .collect()
+    };
+    wait_for("two slow-log lines", || slow_lines().len() >= 2);
+    scripts.release();
+    assert_eq!(held.join().unwrap(), 200);
+    let lines = slow_lines();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    let mut ages = Vec::new();
+    for l in &lines {
+        let rest = l
+            .strip_prefix("cgate: slow: id=slow-1 method=GET uri=\"/gate.sh?q=1\" age_ms=")
+            .unwrap_or_else(|| panic!("{l}"));
+        let (age, tail) = rest.split_once(' ').unwrap();
+        assert!(tail.starts_with("waiting=app thread=cgate-loop"), "{l}");
+        ages.push(age.parse::<u64>().unwrap());
+    }
+    assert!(ages[0] >= 40 && ages[1] >= 400, "{ages:?}");
+}
