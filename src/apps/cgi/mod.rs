@@ -25,8 +25,11 @@
 
 pub mod child;
 pub mod env;
+pub mod lines;
 pub mod pump;
 pub mod resolve;
+
+pub use self::child::terminate_all;
 
 use std::ffi::OsString;
 use std::io;
@@ -195,64 +198,41 @@ fn answer_now(resp: &mut Response<'_>, code: u16) -> Result<(), AppError> {
     Ok(())
 }
 
-impl App for CgiDir {
-    fn call<'a>(
-        &self,
-        req: &'a mut Request<'_>,
-        resp: &mut Response<'_>,
-    ) -> Result<Body<'a>, AppError> {
-        let Some(_slot) = Slot::take(&self.running, self.options.max_concurrent) else {
+impl CgiDir {
+    /// Finds and checks the script and builds its environment; a refusal is answered here.
+    fn prepare(&self, req: &mut Request<'_>) -> Result<resolve::Script, u16> {
+        let script = resolve::resolve(&self.root, &req.environ, self.options.extensions.as_deref());
+        let script = script.map_err(|r| {
             req.log(&format!(
-                "cgate: cgi: {} scripts already running; answering 503",
-                self.options.max_concurrent
+                "cgate: cgi: {}: {} ({})",
+                r.file, r.reason, r.status
             ));
-            return answer(resp, 503);
-        };
-        let script =
-            match resolve::resolve(&self.root, &req.environ, self.options.extensions.as_deref()) {
-                Ok(s) => s,
-                Err(r) => {
-                    let asked = [req.environ.script_name(), req.environ.path_info()].concat();
-                    req.log(&format!(
-                        "cgate: cgi: {:?}: {} ({})",
-                        String::from_utf8_lossy(&asked),
-                        r.reason,
-                        r.status
-                    ));
-                    return answer(resp, r.status);
-                }
-            };
-        let name = format!("{:?}", String::from_utf8_lossy(&script.script_name));
-        let vars = env::ScriptVars {
-            script_filename: script.path.as_os_str().as_encoded_bytes().to_vec(),
-            script_name: script.script_name.clone(),
-            path_info: script.path_info.clone(),
-        };
-        let environment = env::build(&req.environ, &vars, &self.passed);
-        if let Err(r) = script.verify_unchanged() {
-            req.log(&format!("cgate: cgi: {name}: {} ({})", r.reason, r.status));
-            return answer(resp, r.status);
-        }
-        // From here the request waits on a child process: let the server move other work off.
-        crate::gateway::about_to_block();
-        let (mut run, pipes) = match Running::spawn(&script.path, &script.dir, environment) {
-            Ok(r) => r,
-            Err(e) => {
-                req.log(&format!("cgate: cgi: {name}: cannot run the script: {e}"));
-                return answer(resp, 500);
-            }
-        };
-        drop(script);
-        let limits = Limits {
+            r.status
+        })?;
+        Ok(script)
+    }
+
+    fn limits(&self) -> Limits {
+        Limits {
             total: self.options.total_timeout,
             idle: self.options.idle_timeout,
             max_stderr: self.options.max_stderr_per_request,
             max_header: self.options.max_header_bytes,
-        };
-        let ending = pump::exchange(&run, pipes, req, resp, limits);
+        }
+    }
+
+    /// Answers what the exchange's ending calls for and stops the script.
+    fn conclude(
+        &self,
+        ending: Result<Ending, AppError>,
+        mut run: Running,
+        label: &str,
+        req: &mut Request<'_>,
+        resp: &mut Response<'_>,
+    ) -> Result<Body<'static>, AppError> {
         let pid = run.pid();
         let log = |req: &mut Request<'_>, what: &str| {
-            req.log(&format!("cgate: cgi: {name} (pid {pid}): {what}"));
+            req.log(&format!("cgate: cgi: {label} (pid {pid}): {what}"));
         };
         match ending {
             Ok(Ending::Complete { held_open }) => {
@@ -278,6 +258,14 @@ impl App for CgiDir {
                 }
                 Ok(Body::Empty)
             }
+            Ok(Ending::Short { missing }) => {
+                log(
+                    req,
+                    &format!("reply {missing} bytes shorter than its Content-Length; cutting it"),
+                );
+                let _ = run.terminate(TERM_GRACE);
+                Err(AppError::msg(format!("script {label} sent a short reply")))
+            }
             Ok(Ending::BadReply(why)) => {
                 log(req, &format!("bad reply, answering 502: {why}"));
                 let sent = answer_now(resp, 502);
@@ -295,7 +283,7 @@ impl App for CgiDir {
                 );
                 if resp.headers_sent() {
                     let _ = run.terminate(TERM_GRACE);
-                    return Err(AppError::msg(format!("script {name} timed out")));
+                    return Err(AppError::msg(format!("script {label} timed out")));
                 }
                 let sent = answer_now(resp, 504);
                 let _ = run.terminate(TERM_GRACE);
@@ -310,12 +298,56 @@ impl App for CgiDir {
     }
 }
 
+impl App for CgiDir {
+    fn call<'a>(
+        &self,
+        req: &'a mut Request<'_>,
+        resp: &mut Response<'_>,
+    ) -> Result<Body<'a>, AppError> {
+        let Some(_slot) = Slot::take(&self.running, self.options.max_concurrent) else {
+            req.log(&format!(
+                "cgate: cgi: {} scripts already running; answering 503",
+                self.options.max_concurrent
+            ));
+            return answer(resp, 503);
+        };
+        let script = match self.prepare(req) {
+            Ok(s) => s,
+            Err(status) => return answer(resp, status),
+        };
+        let label = script.path.display().to_string();
+        let vars = env::ScriptVars {
+            script_filename: script.path.as_os_str().as_encoded_bytes().to_vec(),
+            script_name: script.script_name.clone(),
+            path_info: script.path_info.clone(),
+        };
+        let environment = env::build(&req.environ, &vars, &self.passed);
+        // From here the request waits on a child process: let the server move other work off.
+        crate::gateway::about_to_block();
+        let (run, pipes) = match Running::spawn(&script, environment) {
+            Ok(r) => r,
+            Err(e) => {
+                req.log(&format!("cgate: cgi: {label}: cannot run the script: {e}"));
+                return answer(resp, 500);
+            }
+        };
+        drop(script);
+        let ending = pump::exchange(&run, pipes, req, resp, self.limits(), &label);
+        self.conclude(ending, run, &label, req, resp)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// A script directory not writable by others (the temp dir itself is 1777).
     fn build(options: CgiOptions) -> io::Result<CgiDir> {
-        CgiDir::new(std::env::temp_dir(), options)
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("cgate-options-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
+        CgiDir::new(dir, options)
     }
 
     #[test]
