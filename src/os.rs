@@ -255,3 +255,90 @@ pub fn is_listening_socket(fd: impl std::os::fd::AsFd) -> bool {
 pub fn stdin_is_listener() -> bool {
     is_listening_socket(std::os::fd::AsFd::as_fd(&std::io::stdin()))
 }
+
+/// Most script groups the [`group_guard`] process tracks at once (beyond, new ones are not
+/// tracked: they still die with the thread that started them, not their children).
+const GUARD_SLOTS: usize = 4096;
+
+/// The write end of the pipe to the group guard, started on first use.
+static GUARD: std::sync::OnceLock<Option<OwnedFd>> = std::sync::OnceLock::new();
+
+/// Tells the group guard that script group `pgid` now runs (`true`) or is about to be
+/// reaped (`false`, sent before the reap, so the guard never signals a reused id).
+///
+/// The guard is a small process forked once, on the first script: it reads these 4-byte
+/// notes from a pipe only cgate holds, and when the pipe reaches end of file (cgate
+/// exited, however it died, SIGKILL included) it sends SIGKILL to every group still
+/// listed and exits. So a script's children die with cgate too, not only the script
+/// (which its parent-death signal already kills).
+pub fn group_guard(pgid: i32, running: bool) {
+    let Some(fd) = GUARD.get_or_init(start_guard) else {
+        return;
+    };
+    let note = if running { pgid } else { -pgid };
+    // A 4-byte write to a pipe is atomic; a failure only means no guard.
+    let _ = nix::unistd::write(fd, &note.to_ne_bytes());
+}
+
+fn start_guard() -> Option<OwnedFd> {
+    let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).ok()?;
+    // SAFETY: fork in a threaded process; the child only makes async-signal-safe system
+    // calls (guard_main) and never returns into Rust code that could take a lock or
+    // allocate. The parent just keeps the write end.
+    let pid = unsafe { libc::fork() };
+    match pid {
+        0 => guard_main(r.as_raw_fd()),
+        p if p > 0 => {
+            drop(r);
+            Some(w)
+        }
+        _ => None,
+    }
+}
+
+/// The guard's whole life: see [`group_guard`].
+fn guard_main(r: i32) -> ! {
+    // SAFETY: raw system calls on plain values and on this frame's arrays; runs in the
+    // forked child only, which exits here.
+    unsafe {
+        if r > 0 {
+            libc::close_range(0, r as u32 - 1, 0);
+        }
+        libc::close_range(r as u32 + 1, u32::MAX, 0);
+        libc::setsid();
+        for sig in [
+            libc::SIGTERM,
+            libc::SIGINT,
+            libc::SIGHUP,
+            libc::SIGQUIT,
+            libc::SIGPIPE,
+        ] {
+            libc::signal(sig, libc::SIG_IGN);
+        }
+        let mut groups = [0i32; GUARD_SLOTS];
+        let mut n = 0usize;
+        let mut notes = [0i32; 256];
+        loop {
+            let got = libc::read(r, notes.as_mut_ptr().cast(), std::mem::size_of_val(&notes));
+            if got < 0 && *libc::__errno_location() == libc::EINTR {
+                continue;
+            }
+            if got <= 0 {
+                break;
+            }
+            for &note in notes.iter().take(got as usize / 4) {
+                if note > 0 && n < GUARD_SLOTS {
+                    groups[n] = note;
+                    n += 1;
+                } else if let Some(i) = groups[..n].iter().position(|&g| g == -note) {
+                    n -= 1;
+                    groups[i] = groups[n];
+                }
+            }
+        }
+        for &g in &groups[..n] {
+            libc::kill(-g, libc::SIGKILL);
+        }
+        libc::_exit(0)
+    }
+}

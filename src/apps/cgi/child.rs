@@ -143,10 +143,12 @@ fn groups() -> std::sync::MutexGuard<'static, Vec<i32>> {
 
 fn register(pgid: i32) {
     groups().push(pgid);
+    crate::os::group_guard(pgid, true);
 }
 
 fn unregister(pgid: i32) {
     groups().retain(|&g| g != pgid);
+    crate::os::group_guard(pgid, false);
 }
 
 /// Signals every running script's process group.

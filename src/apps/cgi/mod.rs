@@ -147,6 +147,14 @@ impl CgiDir {
     }
 }
 
+/// Writes one log line in a single write, so the FastCGI error stream makes it one record.
+fn log_line(req: &mut Request<'_>, line: &str) {
+    let mut one = String::with_capacity(line.len() + 1);
+    one.push_str(line);
+    one.push('\n');
+    let _ = req.errors.write_all(one.as_bytes());
+}
+
 /// A concurrency slot, given back on drop.
 struct Slot<'a>(&'a AtomicUsize);
 
@@ -203,10 +211,10 @@ impl CgiDir {
     fn prepare(&self, req: &mut Request<'_>) -> Result<resolve::Script, u16> {
         let script = resolve::resolve(&self.root, &req.environ, self.options.extensions.as_deref());
         let script = script.map_err(|r| {
-            req.log(&format!(
-                "cgate: cgi: {}: {} ({})",
-                r.file, r.reason, r.status
-            ));
+            log_line(
+                req,
+                &format!("cgate: cgi: {}: {} ({})", r.file, r.reason, r.status),
+            );
             r.status
         })?;
         Ok(script)
@@ -232,7 +240,7 @@ impl CgiDir {
     ) -> Result<Body<'static>, AppError> {
         let pid = run.pid();
         let log = |req: &mut Request<'_>, what: &str| {
-            req.log(&format!("cgate: cgi: {label} (pid {pid}): {what}"));
+            log_line(req, &format!("cgate: cgi: {label} (pid {pid}): {what}"));
         };
         match ending {
             Ok(Ending::Complete { held_open }) => {
@@ -305,10 +313,13 @@ impl App for CgiDir {
         resp: &mut Response<'_>,
     ) -> Result<Body<'a>, AppError> {
         let Some(_slot) = Slot::take(&self.running, self.options.max_concurrent) else {
-            req.log(&format!(
-                "cgate: cgi: {} scripts already running; answering 503",
-                self.options.max_concurrent
-            ));
+            log_line(
+                req,
+                &format!(
+                    "cgate: cgi: {} scripts already running; answering 503",
+                    self.options.max_concurrent
+                ),
+            );
             return answer(resp, 503);
         };
         let script = match self.prepare(req) {
@@ -327,7 +338,10 @@ impl App for CgiDir {
         let (run, pipes) = match Running::spawn(&script, environment) {
             Ok(r) => r,
             Err(e) => {
-                req.log(&format!("cgate: cgi: {label}: cannot run the script: {e}"));
+                log_line(
+                    req,
+                    &format!("cgate: cgi: {label}: cannot run the script: {e}"),
+                );
                 return answer(resp, 500);
             }
         };
