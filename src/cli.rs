@@ -65,10 +65,10 @@ struct AppArgs {
 /// Options of the `cgi:DIR` script runner.
 #[derive(Args, Debug, Clone)]
 struct CgiArgs {
-    /// cgi:DIR: seconds a script may run in total (default 60).
+    /// cgi:DIR: seconds a script has to complete its reply head (default 60).
     #[arg(long, value_name = "SECS", default_value_t = CgiOptions::default().total_timeout.as_secs(), global = true)]
     cgi_timeout: u64,
-    /// cgi:DIR: seconds a script may go without output (default 30).
+    /// cgi:DIR: seconds a script may be silent while its output could be taken (default 30).
     #[arg(long, value_name = "SECS", default_value_t = CgiOptions::default().idle_timeout.as_secs(), global = true)]
     cgi_idle_timeout: u64,
     /// cgi:DIR: scripts running at once; more get 503 (default 64).

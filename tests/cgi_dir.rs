@@ -440,6 +440,8 @@ fn environment_is_exactly_the_allowlist() {
     let dir = app.dir().to_str().unwrap().to_owned();
     let mut want = vec![
         "DAEMON_PASSED=visible".to_owned(),
+        // a web-server param of that name passes; the daemon's own value never does
+        "DAEMON_SECRET=from-request".to_owned(),
         "DOCUMENT_ROOT=/srv/www".to_owned(),
         "GATEWAY_INTERFACE=CGI/1.1".to_owned(),
         "HTTP_HOST=example.com".to_owned(),

@@ -26,6 +26,7 @@
 pub mod child;
 pub mod env;
 pub mod lines;
+mod poll;
 pub mod pump;
 pub mod resolve;
 
@@ -46,10 +47,12 @@ use crate::gateway::{App, AppError, Body, Request, Response};
 /// Settings of a [`CgiDir`]; `Default` gives the documented defaults.
 #[derive(Debug, Clone)]
 pub struct CgiOptions {
-    /// Deadline for a whole script run (default 60 s): 504 if nothing was sent yet, else
-    /// the response is cut.
+    /// Deadline for the script's reply head (default 60 s): 504 when it passes. A reply
+    /// whose head is in runs as long as it keeps flowing (see `idle_timeout`).
     pub total_timeout: Duration,
-    /// Longest time without output on stdout (default 30 s), treated as the total timeout.
+    /// Longest silence on stdout while cgate could take output (default 30 s); time
+    /// blocked on the client never counts. 504 if nothing was sent yet, else the response
+    /// is cut.
     pub idle_timeout: Duration,
     /// Scripts running at once (default 64); requests beyond it get 503.
     pub max_concurrent: usize,

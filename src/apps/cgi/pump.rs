@@ -17,20 +17,18 @@
 //!   download at a slow steady rate completes.
 
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::AsFd;
 use std::process::{ChildStderr, ChildStdin, ChildStdout};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::poll::{PollFd, PollFlags, poll};
 
 use super::child::{Pipes, Running};
 use super::lines::LogLines;
+use super::poll::{Scratch, read_once, timeout_of, watch};
 use crate::cgi::reply::{BodyRule, Progress, ReplyHead, ReplyParser};
 use crate::gateway::{AppError, Head, Request, Response};
-
-/// Bytes moved per read or write on a pipe.
-const CHUNK: usize = 64 * 1024;
 
 /// The longest single wait when the transport has no descriptor to watch, so a departed
 /// client is still noticed while a script is silent.
@@ -69,76 +67,12 @@ pub enum Ending {
     TimedOut(&'static str),
 }
 
-thread_local! {
-    static SCRATCH: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// A [`CHUNK`]-byte buffer from this thread's small pool, given back on drop: scripts run on
-/// long-lived server threads, so the buffers are not allocated and zeroed per request.
-struct Scratch(Vec<u8>);
-
-impl Scratch {
-    fn new() -> Self {
-        let pooled = SCRATCH.with(|p| p.borrow_mut().pop());
-        Scratch(pooled.unwrap_or_else(|| vec![0; CHUNK]))
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let v = std::mem::take(&mut self.0);
-        if v.len() == CHUNK {
-            SCRATCH.with(|p| {
-                let mut pool = p.borrow_mut();
-                if pool.len() < 2 {
-                    pool.push(v);
-                }
-            });
-        }
-    }
-}
-
 fn gone(e: io::Error) -> AppError {
     AppError::Io(e)
 }
 
 fn client_left() -> AppError {
     gone(io::Error::new(io::ErrorKind::BrokenPipe, "client gone"))
-}
-
-fn timeout_of(wait: Duration) -> PollTimeout {
-    let ms = wait
-        .as_millis()
-        .saturating_add(u128::from(wait.subsec_nanos() % 1_000_000 != 0));
-    PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
-}
-
-/// Adds `fd` (when open) to the poll set; answers its index.
-fn watch<'f>(
-    fds: &mut Vec<PollFd<'f>>,
-    fd: Option<BorrowedFd<'f>>,
-    ev: PollFlags,
-) -> Option<usize> {
-    let fd = fd?;
-    fds.push(PollFd::new(fd, ev));
-    Some(fds.len() - 1)
-}
-
-/// Reads once from a non-blocking pipe: `Some(0)` at end of file, `None` when nothing is
-/// ready. A read error counts as end of file.
-fn read_once(r: &mut impl Read, buf: &mut [u8]) -> Option<usize> {
-    match r.read(buf) {
-        Ok(n) => Some(n),
-        Err(e)
-            if matches!(
-                e.kind(),
-                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-            ) =>
-        {
-            None
-        }
-        Err(_) => Some(0),
-    }
 }
 
 /// What one `poll` reported.
