@@ -229,3 +229,67 @@ fn huge_timeouts_do_not_panic() {
         ("200 OK", &b"Hello from CGI\n"[..])
     );
 }
+
+/// A transport whose descriptor stays readable while its client stays (it cannot consume
+/// what is pending): the pump must not spin on it.
+struct StuckSink {
+    inner: MemorySink,
+    watch: OwnedFd,
+    asked: usize,
+}
+
+impl Sink for StuckSink {
+    fn send_head(&mut self, head: &Head) -> io::Result<()> {
+        self.inner.send_head(head)
+    }
+    fn send_body(&mut self, chunk: &[u8]) -> io::Result<()> {
+        self.inner.send_body(chunk)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+    fn finish(&mut self) -> io::Result<()> {
+        self.inner.finish()
+    }
+    fn abort(&mut self) {
+        self.inner.abort()
+    }
+    fn client_gone(&mut self) -> bool {
+        self.asked += 1;
+        false
+    }
+    fn watch_fd(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.watch.as_fd())
+    }
+}
+
+#[test]
+fn a_readable_transport_that_stays_does_not_make_the_pump_spin() {
+    let s = Scripts::new();
+    script(
+        &s,
+        "late.sh",
+        "#!/bin/sh\nsleep 0.3\nprintf 'Content-Type: text/plain\\n\\nlate\\n'\n",
+    );
+    let app = s.app(CgiOptions::default());
+    let (r, w) = nix::unistd::pipe().unwrap();
+    nix::unistd::write(&w, b"pending").unwrap();
+    let mut sink = StuckSink {
+        inner: MemorySink::default(),
+        watch: r,
+        asked: 0,
+    };
+    let started = std::time::Instant::now();
+    let log = run_logged(&app, environ(&[("PATH_INFO", b"/late.sh")]), &mut sink);
+    let elapsed = started.elapsed();
+    assert_eq!(log, Vec::<String>::new());
+    assert_eq!(sink.inner.body, b"late\n");
+    // each "still here" answer rests the descriptor 5 ms: at most one question per rest
+    let most = elapsed.as_millis() / 5 + 2;
+    assert!(
+        sink.asked as u128 <= most,
+        "asked {} times in {elapsed:?}",
+        sink.asked
+    );
+    drop(w);
+}

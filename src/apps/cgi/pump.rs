@@ -101,7 +101,14 @@ struct Pump {
     idle: Duration,
     exited_at: Option<Instant>,
     gone_checked: Instant,
+    /// Set when the transport's descriptor was readable but the client still there: it
+    /// is left out of the poll set until then, so a transport that cannot consume what
+    /// made it readable never makes this loop spin.
+    watch_rest: Option<Instant>,
 }
+
+/// How long the transport's descriptor rests after a readable-but-still-here answer.
+const WATCH_REST: Duration = Duration::from_millis(5);
 
 impl Pump {
     /// Handles stdout bytes; answers an ending when the reply is refused.
@@ -224,7 +231,9 @@ impl Pump {
     }
 
     /// Polls the open pipes and the transport's descriptor for at most `wait`.
-    fn poll(&self, resp: &Response<'_>, wait: Duration) -> Result<Events, AppError> {
+    fn poll(&mut self, resp: &Response<'_>, wait: Duration) -> Result<Events, AppError> {
+        let resting = self.watch_rest.filter(|&t| Instant::now() < t);
+        self.watch_rest = resting;
         let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(4);
         let o = watch(
             &mut fds,
@@ -241,8 +250,16 @@ impl Pump {
             self.stdin.as_ref().map(AsFd::as_fd),
             PollFlags::POLLOUT,
         );
-        let c = watch(&mut fds, resp.watch_fd(), PollFlags::POLLIN);
-        let wait = if c.is_some() { wait } else { wait.min(SLICE) };
+        let c = watch(
+            &mut fds,
+            resp.watch_fd().filter(|_| resting.is_none()),
+            PollFlags::POLLIN,
+        );
+        let wait = match resting {
+            Some(t) => wait.min(t.saturating_duration_since(Instant::now())),
+            None if c.is_some() => wait,
+            None => wait.min(SLICE),
+        };
         match poll(&mut fds, timeout_of(wait)) {
             Ok(_) | Err(Errno::EINTR) => {}
             Err(e) => return Err(AppError::Io(e.into())),
@@ -268,7 +285,11 @@ impl Pump {
             return false;
         }
         self.gone_checked = Instant::now();
-        resp.client_gone()
+        let gone = resp.client_gone();
+        if readable && !gone {
+            self.watch_rest = Some(self.gone_checked + WATCH_REST);
+        }
+        gone
     }
 
     /// One round: wait, then move what is ready. `Some` ends the exchange.
@@ -416,6 +437,7 @@ pub fn exchange(
         idle: Duration::ZERO,
         exited_at: None,
         gone_checked: now,
+        watch_rest: None,
     };
     let head_by = now.checked_add(lim.total);
     let mut scratch = Scratch::new();
