@@ -1,5 +1,6 @@
 //! cgi:DIR run in process through `run_app`: exact statuses, headers, bytes, streaming and cleanup.
 
+#[allow(dead_code)] // the helpers are shared by the tests/cgi_dir*.rs files
 #[path = "cgi_dir/support.rs"]
 mod support;
 

@@ -5,58 +5,12 @@
 mod support;
 
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::fs::{PermissionsExt, symlink};
-use std::path::{Path, PathBuf};
 
 use cgate::apps::cgi::{CgiDir, CgiOptions};
-use cgate::gateway::{BodyLength, Environ, Input, MemorySink, Request, Sink, run_app};
+use cgate::gateway::MemorySink;
 use support::*;
-
-/// Writes an executable script `name` into the directory.
-fn script(s: &Scripts, name: &str, text: &str) -> PathBuf {
-    let p = s.0.join(name);
-    fs::write(&p, text).unwrap();
-    fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
-    p
-}
-
-fn canon(p: &Path) -> String {
-    fs::canonicalize(p).unwrap().display().to_string()
-}
-
-/// Records every write call to the error stream separately.
-#[derive(Default)]
-struct Writes(Vec<Vec<u8>>);
-
-impl Write for Writes {
-    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-        self.0.push(b.to_vec());
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Runs one request, keeping each write to the error stream apart.
-fn run_logged<S: Sink>(app: &CgiDir, env: Environ, sink: &mut S) -> Vec<String> {
-    let mut errors = Writes::default();
-    {
-        let mut empty = io::empty();
-        let mut req = Request::new(
-            env,
-            Input::new(&mut empty, BodyLength::Exact(0)),
-            &mut errors,
-        );
-        run_app(app, &mut req, sink);
-    }
-    errors
-        .0
-        .iter()
-        .map(|w| String::from_utf8_lossy(w).into_owned())
-        .collect()
-}
 
 #[test]
 fn web_server_params_reach_scripts_except_the_denied() {

@@ -4,57 +4,12 @@
 #[path = "cgi_dir/support.rs"]
 mod support;
 
-use std::fs;
-use std::io::{self, Write};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
+use std::io;
 use std::time::Duration;
 
-use cgate::apps::cgi::{CgiDir, CgiOptions};
-use cgate::gateway::{BodyLength, Environ, Head, Input, MemorySink, Request, Sink, run_app};
+use cgate::apps::cgi::CgiOptions;
+use cgate::gateway::{Head, MemorySink, Sink};
 use support::*;
-
-/// Writes an executable script `name` into the directory.
-fn script(s: &Scripts, name: &str, text: &str) -> PathBuf {
-    let p = s.0.join(name);
-    fs::write(&p, text).unwrap();
-    fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
-    p
-}
-
-/// Records every write call to the error stream separately.
-#[derive(Default)]
-struct Writes(Vec<Vec<u8>>);
-
-impl Write for Writes {
-    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-        self.0.push(b.to_vec());
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Runs one request, keeping each write to the error stream apart.
-fn run_logged<S: Sink>(app: &CgiDir, env: Environ, sink: &mut S) -> Vec<String> {
-    let mut errors = Writes::default();
-    {
-        let mut empty = io::empty();
-        let mut req = Request::new(
-            env,
-            Input::new(&mut empty, BodyLength::Exact(0)),
-            &mut errors,
-        );
-        run_app(app, &mut req, sink);
-    }
-    errors
-        .0
-        .iter()
-        .map(|w| String::from_utf8_lossy(w).into_owned())
-        .collect()
-}
 
 /// A client that takes each chunk only after `delay` (a reader on a slow link).
 struct SlowSink {
@@ -137,42 +92,6 @@ fn a_reply_still_flowing_outlives_the_total_timeout_and_a_cut_is_a_cut() {
     assert_eq!(group_left_after_wait(pid), 0);
 }
 
-/// A transport whose "socket" is a pipe: the client leaves when the test writes to it.
-struct WatchedSink {
-    inner: MemorySink,
-    watch: OwnedFd,
-    asked: usize,
-}
-
-impl Sink for WatchedSink {
-    fn send_head(&mut self, head: &Head) -> io::Result<()> {
-        self.inner.send_head(head)
-    }
-    fn send_body(&mut self, chunk: &[u8]) -> io::Result<()> {
-        self.inner.send_body(chunk)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-    fn finish(&mut self) -> io::Result<()> {
-        self.inner.finish()
-    }
-    fn abort(&mut self) {
-        self.inner.abort()
-    }
-    fn client_gone(&mut self) -> bool {
-        self.asked += 1;
-        let mut fds = [nix::poll::PollFd::new(
-            self.watch.as_fd(),
-            nix::poll::PollFlags::POLLIN,
-        )];
-        nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO).unwrap_or(0) > 0
-    }
-    fn watch_fd(&self) -> Option<BorrowedFd<'_>> {
-        Some(self.watch.as_fd())
-    }
-}
-
 #[test]
 fn a_departed_client_ends_a_silent_script_with_its_children() {
     let s = Scripts::new();
@@ -192,11 +111,7 @@ fn a_departed_client_ends_a_silent_script_with_its_children() {
         ..CgiOptions::default()
     });
     let (r, w) = nix::unistd::pipe().unwrap();
-    let mut sink = WatchedSink {
-        inner: MemorySink::default(),
-        watch: r,
-        asked: 0,
-    };
+    let mut sink = WatchedSink::new(r, false);
     let leaver = std::thread::spawn(move || {
         // once the script runs (it opened the gate), the client leaves
         open_gate(&gate);
@@ -230,39 +145,6 @@ fn huge_timeouts_do_not_panic() {
     );
 }
 
-/// A transport whose descriptor stays readable while its client stays (it cannot consume
-/// what is pending): the pump must not spin on it.
-struct StuckSink {
-    inner: MemorySink,
-    watch: OwnedFd,
-    asked: usize,
-}
-
-impl Sink for StuckSink {
-    fn send_head(&mut self, head: &Head) -> io::Result<()> {
-        self.inner.send_head(head)
-    }
-    fn send_body(&mut self, chunk: &[u8]) -> io::Result<()> {
-        self.inner.send_body(chunk)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-    fn finish(&mut self) -> io::Result<()> {
-        self.inner.finish()
-    }
-    fn abort(&mut self) {
-        self.inner.abort()
-    }
-    fn client_gone(&mut self) -> bool {
-        self.asked += 1;
-        false
-    }
-    fn watch_fd(&self) -> Option<BorrowedFd<'_>> {
-        Some(self.watch.as_fd())
-    }
-}
-
 #[test]
 fn a_readable_transport_that_stays_does_not_make_the_pump_spin() {
     let s = Scripts::new();
@@ -274,11 +156,8 @@ fn a_readable_transport_that_stays_does_not_make_the_pump_spin() {
     let app = s.app(CgiOptions::default());
     let (r, w) = nix::unistd::pipe().unwrap();
     nix::unistd::write(&w, b"pending").unwrap();
-    let mut sink = StuckSink {
-        inner: MemorySink::default(),
-        watch: r,
-        asked: 0,
-    };
+    // readable all along, the client staying: the pump must not spin on it
+    let mut sink = WatchedSink::new(r, true);
     let started = std::time::Instant::now();
     let log = run_logged(&app, environ(&[("PATH_INFO", b"/late.sh")]), &mut sink);
     let elapsed = started.elapsed();
