@@ -186,13 +186,18 @@ pub fn spawn_script(
     let (in_r, in_w) = pipe()?;
     let (out_r, out_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
-    let file = file.try_clone_to_owned().and_then(above_stdio)?;
+    // Only a descriptor on 0-2 (cgate started with those closed) needs a copy above them.
+    let moved = match file.as_raw_fd() {
+        0..=2 => Some(file.try_clone_to_owned().and_then(above_stdio)?),
+        _ => None,
+    };
+    let file_fd = moved.as_ref().map_or(file.as_raw_fd(), AsRawFd::as_raw_fd);
     let mut plan = ChildPlan {
         argv: [arg0.as_ptr().cast_mut(), std::ptr::null_mut()],
         envp: envp.as_ptr(),
         cwd: dir.as_ptr(),
         fds: [in_r.as_raw_fd(), out_w.as_raw_fd(), err_w.as_raw_fd()],
-        file: file.as_raw_fd(),
+        file: file_fd,
         interpreted,
         parent: nix::unistd::getpid().as_raw(),
         errno: 0,
@@ -208,7 +213,7 @@ pub fn spawn_script(
         let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
         return Err(io::Error::from_raw_os_error(errno));
     }
-    drop((in_r, out_w, err_w, file));
+    drop((in_r, out_w, err_w, moved));
     Ok(Spawned {
         pid,
         stdin: in_w,

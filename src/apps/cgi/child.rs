@@ -37,10 +37,10 @@ pub struct Pipes {
     pub stderr: Option<ChildStderr>,
 }
 
+/// Makes a fresh pipe end non-blocking: its only status flag then is O_NONBLOCK (the
+/// access mode is not changed by F_SETFL), so no F_GETFL is needed.
 fn nonblocking(fd: impl AsFd) -> io::Result<()> {
-    let flags = fcntl(fd.as_fd(), FcntlArg::F_GETFL).map_err(io::Error::from)?;
-    let flags = OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK;
-    fcntl(fd.as_fd(), FcntlArg::F_SETFL(flags)).map_err(io::Error::from)?;
+    fcntl(fd.as_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).map_err(io::Error::from)?;
     Ok(())
 }
 
