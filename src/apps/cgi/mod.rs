@@ -3,25 +3,28 @@
 //! [`CgiDir`] is an ordinary [`App`], so it runs under every gateway. Per request it:
 //! 1. takes a slot (at most [`CgiOptions::max_concurrent`] scripts at once, else 503);
 //! 2. finds the script ([`resolve`]): 400 for NUL/CR/LF in path variables, 404 when nothing
-//!    exists, 403 for anything that may not run (outside DIR after resolving links, not a
-//!    regular file, not executable, setuid/setgid, writable by group or others, below a
-//!    world-writable directory, extension not allowed);
-//! 3. runs it directly (never through a shell) with argv = its path, its directory as
-//!    working directory, a process group of its own, only fds 0-2 and a clean environment
-//!    ([`mod@env`]);
+//!    exists, 403 for anything that may not run (a link planted by another user than the
+//!    target's owner or root, not a regular file, not executable, setuid/setgid, writable by
+//!    group or others, a world-writable directory on the way, extension not allowed);
+//! 3. runs the very file it checked (its open descriptor, never the path again) directly,
+//!    never through a shell, with argv = its path, its directory as working directory, a
+//!    process group of its own, only fds 0-2 (and 3 for a `#!` script, see
+//!    [`crate::os::spawn_script`]) and a clean environment ([`mod@env`]);
 //! 4. exchanges data full-duplex ([`pump`]): the body streams to stdin while stdout streams
-//!    to the client chunk by chunk and stderr goes to the error log (bounded);
-//! 5. answers 502 for a refused reply head ([`crate::cgi::reply`], then the gateway's header
+//!    to the client chunk by chunk and stderr goes to the error log line by line
+//!    ([`lines`], bounded);
+//! 5. answers 502 for a refused reply ([`crate::cgi::reply`], then the gateway's header
 //!    rules), 504 when a deadline passes before anything was sent (after that the response
 //!    is cut), and kills the process group when the request ends early (client gone, body
 //!    error): SIGTERM, then SIGKILL after [`child::TERM_GRACE`].
 //!
-//! When the script exits while something it started keeps stdout open, reading goes on for
-//! at most the idle timeout after the last output (or after the exit was seen), then the
-//! response ends normally. Whatever is left in the script's process group when a request
-//! ends is killed with SIGKILL and the script is reaped: nothing outlives its request except
-//! processes that left the group (setsid). A non-zero exit status is logged; the response
-//! stands as the script wrote it.
+//! When the script exits while something it started keeps stdout open, reading goes on
+//! while output comes, until the idle timeout passes without any; then the response ends
+//! normally. Whatever is left in the script's process group when a request ends is killed
+//! with SIGKILL and the script is reaped: nothing outlives its request except processes
+//! that left the group (setsid). [`terminate_all`] stops every script for a server's exit,
+//! and scripts die with cgate even on SIGKILL ([`crate::os::group_guard`]). A non-zero
+//! exit status is logged; the response stands as the script wrote it.
 
 pub mod child;
 pub mod env;

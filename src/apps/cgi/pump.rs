@@ -99,7 +99,6 @@ struct Pump {
     fed: usize,
     input_done: bool,
     idle: Duration,
-    exited_at: Option<Instant>,
     gone_checked: Instant,
     /// Set when the transport's descriptor was readable but the client still there: it
     /// is left out of the poll set until then, so a transport that cannot consume what
@@ -214,9 +213,6 @@ impl Pump {
             return Err(Ending::TimedOut("total"));
         }
         let mut wait = self.lim.idle.saturating_sub(self.idle);
-        if let Some(t) = self.exited_at {
-            wait = wait.min(self.lim.idle.saturating_sub(now - t));
-        }
         if wait.is_zero() {
             return Err(if run.exited() {
                 Ending::Complete { held_open: true }
@@ -317,9 +313,6 @@ impl Pump {
             return Err(client_left());
         }
         if !ev.out && !ev.err && ev.input.is_none() {
-            if self.exited_at.is_none() && run.exited() {
-                self.exited_at = Some(Instant::now());
-            }
             return Ok(None);
         }
         if ev.err {
@@ -435,7 +428,6 @@ pub fn exchange(
         fed: 0,
         input_done: req.input.is_finished(),
         idle: Duration::ZERO,
-        exited_at: None,
         gone_checked: now,
         watch_rest: None,
     };
