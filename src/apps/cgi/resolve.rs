@@ -4,7 +4,7 @@
 //! at a time and stops at the first existing entry that is not a directory; the rest of the
 //! path goes to the script as PATH_INFO (as Apache does). Nothing is percent-decoded: the
 //! web server already did that once. [`check_script`] then decides whether that entry may
-//! run, on its canonical path and on the file actually opened.
+//! run, on the file actually opened (which must be the entry the walk checked).
 
 use std::ffi::OsStr;
 use std::fs::{self, File, Metadata, OpenOptions};
@@ -112,8 +112,9 @@ const MAX_HOPS: usize = 40;
 /// The one splitting function: walks `rel` below DIR segment by segment up to the first
 /// existing entry that is not a directory. `.` and `..` segments, NUL, CR and LF are refused;
 /// a path naming only directories is refused (403), as is a world-writable directory on the
-/// way. A link met on the way is followed as Apache's `SymLinksIfOwnerMatch` does
-/// ([`follow_link`]).
+/// way. A link met on the way (at any depth, through chains) is followed as Apache's
+/// `SymLinksIfOwnerMatch` does: every link of the chain must be owned by root or by the
+/// owner of what it finally names, and that target's directory may not be world-writable.
 pub fn split_script(root: &Root, rel: &[u8]) -> Result<Split, Refusal> {
     if has_bad_bytes(rel) {
         return Err(refuse(
