@@ -76,11 +76,12 @@ struct AppArgs {
 /// Options of the `cgi:DIR` script runner.
 #[derive(Args, Debug, Clone)]
 struct CgiArgs {
-    /// cgi:DIR: seconds a script may run in total (default 60, at most 86400).
+    /// cgi:DIR: seconds a script has to complete its reply head (default 60, at most 86400).
     #[arg(long, value_name = "SECS", default_value_t = CgiOptions::default().total_timeout.as_secs(), global = true,
         value_parser = clap::value_parser!(u64).range(1..=MAX_SECS))]
     cgi_timeout: u64,
-    /// cgi:DIR: seconds a script may go without output (default 30, at most 86400).
+    /// cgi:DIR: seconds a script may be silent while its output could be taken (default 30,
+    /// at most 86400).
     #[arg(long, value_name = "SECS", default_value_t = CgiOptions::default().idle_timeout.as_secs(), global = true,
         value_parser = clap::value_parser!(u64).range(1..=MAX_SECS))]
     cgi_idle_timeout: u64,

@@ -16,16 +16,39 @@
 //! - `Location` without `Status` is a redirect: `302 Found`, for absolute URLs (client
 //!   redirect) and for local paths (`/path`, answered as a client redirect too, not followed
 //!   inside the server).
-//! - Without `Content-Type`, a reply is valid only with `Location` or a 204/304 status; its
-//!   body is then discarded and any `Content-Length` dropped. Otherwise it is an error: a
-//!   content type is never invented.
+//! - Without `Content-Type`, a reply is valid with `Location` (its body is discarded), with
+//!   a 204/304 status, or with a `Status` and no body at all (RFC 3875 6.3: git-http-backend's
+//!   404, 403 and 405 look like that); a body after such a head is an error, as is a reply
+//!   with none of the three: a content type is never invented. A 204 or 304 never forwards
+//!   a body; `Content-Length` is dropped where no body is forwarded (kept on a 304).
+//! - `Content-Length` is one decimal number fitting 64 bits (`[0-9]+`): `+4`, `5G`, `1, 2`
+//!   or two different values are errors; the same value twice is kept once.
+//! - At most [`MAX_HEADER_LINES`] header lines.
 //! - Everything else passes through as the script wrote it, value trimmed of spaces and tabs;
 //!   the gateway's header validation (hop-by-hop headers and so on) comes after.
 
 use std::fmt;
 
+use crate::gateway::head::{self, is_field_value, is_token};
+use crate::gateway::input::parse_content_length;
+
 /// Default bound on a reply head, blank line included: 64 KiB.
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
+
+/// Most header lines a reply head may have: 100 (beyond, the reply is refused).
+pub const MAX_HEADER_LINES: usize = 100;
+
+/// What becomes of the script's body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyRule {
+    /// It goes to the client (the head has a `Content-Type`).
+    Forward,
+    /// It is read and dropped: a redirect without `Content-Type`, a 204 or a 304.
+    Discard,
+    /// A `Status` without `Content-Type` (RFC 3875 6.3): valid only with no body at all;
+    /// the first body byte makes the reply invalid.
+    MustBeEmpty,
+}
 
 /// A parsed, consistent reply head.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,9 +57,8 @@ pub struct ReplyHead {
     pub status: String,
     /// The headers other than `Status`, in the script's order.
     pub headers: Vec<(String, Vec<u8>)>,
-    /// Whether the script's body goes to the client. `false` for replies without a
-    /// `Content-Type` (redirects, 204, 304): their body is read and discarded.
-    pub forward_body: bool,
+    /// What becomes of the script's body.
+    pub body: BodyRule,
 }
 
 /// Why a reply head was refused.
@@ -56,8 +78,13 @@ pub enum ReplyError {
     BadValue(String),
     /// `Status` is not `NNN [reason]` with NNN in 200..=599.
     BadStatus(String),
-    /// `Status`, `Content-Type` or `Location` given twice.
+    /// `Status`, `Content-Type` or `Location` given twice, or two different
+    /// `Content-Length` values.
     Duplicate(&'static str),
+    /// A `Content-Length` that is not one decimal number fitting 64 bits.
+    BadLength(String),
+    /// More header lines than [`MAX_HEADER_LINES`].
+    TooManyLines(usize),
     /// `Content-Type` or `Location` is empty.
     Empty(&'static str),
     /// No `Content-Type`, no `Location`, and a status that may carry a body.
@@ -77,6 +104,8 @@ impl fmt::Display for ReplyError {
             ReplyError::BadValue(n) => write!(f, "control byte in the value of reply header {n:?}"),
             ReplyError::BadStatus(s) => write!(f, "invalid Status {s:?}"),
             ReplyError::Duplicate(n) => write!(f, "{n} given more than once"),
+            ReplyError::BadLength(v) => write!(f, "invalid Content-Length {v:?}"),
+            ReplyError::TooManyLines(n) => write!(f, "more than {n} reply header lines"),
             ReplyError::Empty(n) => write!(f, "empty {n}"),
             ReplyError::NoContentType => f.write_str("reply without Content-Type or Location"),
             ReplyError::Done => f.write_str("parser fed after it answered"),
@@ -172,10 +201,6 @@ impl ReplyParser {
     }
 }
 
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-}
-
 fn shown(b: &[u8]) -> String {
     String::from_utf8_lossy(b.get(..40).unwrap_or(b)).into_owned()
 }
@@ -190,43 +215,65 @@ fn trim(mut v: &[u8]) -> &[u8] {
     v
 }
 
-/// Parses the head lines (without the blank line) and applies the consistency rules.
-fn parse_head(head: &[u8]) -> Result<ReplyHead, ReplyError> {
-    let mut status: Option<String> = None;
-    let mut has_type = false;
-    let mut has_location = false;
-    let mut headers = Vec::new();
-    for line in head.split_inclusive(|&b| b == b'\n') {
-        let line = line.strip_suffix(b"\n").unwrap_or(line);
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if matches!(line.first(), Some(b' ' | b'\t')) {
-            return Err(ReplyError::Folded);
-        }
-        let colon = line
-            .iter()
-            .position(|&b| b == b':')
-            .ok_or(ReplyError::NoColon)?;
-        let (name, value) = (&line[..colon], trim(&line[colon + 1..]));
-        if name.is_empty() || !name.iter().all(|&b| is_tchar(b)) {
-            return Err(ReplyError::BadName(shown(name)));
-        }
-        let name = String::from_utf8_lossy(name).into_owned();
-        if !value
-            .iter()
-            .all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f))
-        {
-            return Err(ReplyError::BadValue(name));
-        }
+/// What the head said so far about the fields with rules of their own.
+#[derive(Default)]
+struct Seen {
+    status: Option<String>,
+    content_type: bool,
+    location: bool,
+    content_length: Option<Vec<u8>>,
+}
+
+/// Splits one head line into a checked name and trimmed value.
+fn split_line(line: &[u8]) -> Result<(String, &[u8]), ReplyError> {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if matches!(line.first(), Some(b' ' | b'\t')) {
+        return Err(ReplyError::Folded);
+    }
+    let colon = line
+        .iter()
+        .position(|&b| b == b':')
+        .ok_or(ReplyError::NoColon)?;
+    let (name, value) = (&line[..colon], trim(&line[colon + 1..]));
+    if !is_token(name) {
+        return Err(ReplyError::BadName(shown(name)));
+    }
+    let name = String::from_utf8_lossy(name).into_owned();
+    if !is_field_value(value) {
+        return Err(ReplyError::BadValue(name));
+    }
+    Ok((name, value))
+}
+
+impl Seen {
+    /// Records a field with a rule of its own; `false` when the line is not kept as a header.
+    fn note(&mut self, name: &str, value: &[u8]) -> Result<bool, ReplyError> {
         if name.eq_ignore_ascii_case("status") {
-            if status.is_some() {
+            if self.status.is_some() {
                 return Err(ReplyError::Duplicate("Status"));
             }
-            status = Some(parse_status(value)?);
-            continue;
+            self.status = Some(parse_status(value)?);
+            return Ok(false);
+        }
+        if name.eq_ignore_ascii_case("content-length") {
+            if value.is_empty() || value.contains(&b',') {
+                return Err(ReplyError::BadLength(shown(value)));
+            }
+            parse_content_length(Some(value)).map_err(|_| ReplyError::BadLength(shown(value)))?;
+            return match &self.content_length {
+                None => {
+                    self.content_length = Some(value.to_vec());
+                    Ok(true)
+                }
+                // The same value twice says one thing: it is kept once.
+                Some(first) if first == value => Ok(false),
+                Some(_) => Err(ReplyError::Duplicate("Content-Length")),
+            };
         }
         for (seen, which) in [
-            (&mut has_type, "Content-Type"),
-            (&mut has_location, "Location"),
+            (&mut self.content_type, "Content-Type"),
+            (&mut self.location, "Location"),
         ] {
             if name.eq_ignore_ascii_case(which) {
                 if *seen {
@@ -238,49 +285,81 @@ fn parse_head(head: &[u8]) -> Result<ReplyHead, ReplyError> {
                 *seen = true;
             }
         }
-        headers.push((name, value.to_vec()));
+        Ok(true)
     }
-    let status = match status {
+}
+
+/// Parses the head lines (without the blank line) and applies the consistency rules.
+fn parse_head(head: &[u8]) -> Result<ReplyHead, ReplyError> {
+    let mut seen = Seen::default();
+    let mut headers = Vec::new();
+    for (i, line) in head.split_inclusive(|&b| b == b'\n').enumerate() {
+        if i >= MAX_HEADER_LINES {
+            return Err(ReplyError::TooManyLines(MAX_HEADER_LINES));
+        }
+        let (name, value) = split_line(line)?;
+        if seen.note(&name, value)? {
+            headers.push((name, value.to_vec()));
+        }
+    }
+    let code_status = seen.status.take();
+    let given_status = code_status.is_some();
+    let status = match code_status {
         Some(s) => s,
-        None if has_location => "302 Found".to_owned(),
+        None if seen.location => "302 Found".to_owned(),
         None => "200 OK".to_owned(),
     };
     let bodiless = status.starts_with("204") || status.starts_with("304");
-    if !has_type {
-        if !has_location && !bodiless {
-            return Err(ReplyError::NoContentType);
-        }
+    let body = if bodiless {
+        BodyRule::Discard
+    } else if seen.content_type {
+        BodyRule::Forward
+    } else if seen.location {
+        BodyRule::Discard
+    } else if given_status {
+        BodyRule::MustBeEmpty
+    } else {
+        return Err(ReplyError::NoContentType);
+    };
+    let drop_length = !seen.content_type || status.starts_with("204");
+    if drop_length {
         headers.retain(|(n, _)| !n.eq_ignore_ascii_case("content-length"));
     }
     Ok(ReplyHead {
         status,
         headers,
-        forward_body: has_type,
+        body,
     })
 }
 
-/// `NNN` or `NNN reason`, NNN in 200..=599; returns the status line.
+/// `NNN` or `NNN reason`, NNN in 200..=599; returns the status line, checked by the
+/// gateway's status rule.
 fn parse_status(value: &[u8]) -> Result<String, ReplyError> {
     let bad = || ReplyError::BadStatus(shown(value));
-    let (code, reason) = match value.get(3) {
-        None => (value, &[][..]),
-        Some(b' ') => (&value[..3], trim(&value[4..])),
-        Some(_) => return Err(bad()),
+    let line = match value.get(3) {
+        None if value.len() == 3 => {
+            let code = std::str::from_utf8(value).map_err(|_| bad())?;
+            let n: u16 = code.parse().map_err(|_| bad())?;
+            format!("{code} {}", standard_reason(n))
+        }
+        Some(b' ') => {
+            let reason = trim(&value[4..]);
+            let reason = std::str::from_utf8(reason).map_err(|_| bad())?;
+            let code = std::str::from_utf8(&value[..3]).map_err(|_| bad())?;
+            let n: u16 = code.parse().map_err(|_| bad())?;
+            let reason = if reason.is_empty() {
+                standard_reason(n)
+            } else {
+                reason
+            };
+            format!("{code} {reason}")
+        }
+        _ => return Err(bad()),
     };
-    if code.len() != 3 || !code.iter().all(u8::is_ascii_digit) {
-        return Err(bad());
+    match head::parse_status(&line) {
+        Ok(code) if (200..=599).contains(&code) => Ok(line),
+        _ => Err(bad()),
     }
-    let code_str = std::str::from_utf8(code).map_err(|_| bad())?;
-    let n: u16 = code_str.parse().map_err(|_| bad())?;
-    if !(200..=599).contains(&n) {
-        return Err(bad());
-    }
-    let reason = if reason.is_empty() {
-        standard_reason(n).to_owned()
-    } else {
-        String::from_utf8(reason.to_vec()).map_err(|_| bad())?
-    };
-    Ok(format!("{code_str} {reason}"))
 }
 
 /// The standard reason phrase of a status code (empty for codes not listed).

@@ -3,6 +3,9 @@
 use super::*;
 
 const MAX: usize = 256;
+const F: BodyRule = BodyRule::Forward;
+const D: BodyRule = BodyRule::Discard;
+const E: BodyRule = BodyRule::MustBeEmpty;
 
 fn whole(input: &[u8]) -> Progress {
     let mut p = ReplyParser::new(MAX);
@@ -31,14 +34,14 @@ fn bytewise(input: &[u8]) -> Progress {
     p.finish()
 }
 
-fn head(status: &str, headers: &[(&str, &str)], forward_body: bool) -> ReplyHead {
+fn head(status: &str, headers: &[(&str, &str)], body: BodyRule) -> ReplyHead {
     ReplyHead {
         status: status.to_owned(),
         headers: headers
             .iter()
             .map(|(n, v)| ((*n).to_owned(), v.as_bytes().to_vec()))
             .collect(),
-        forward_body,
+        body,
     }
 }
 
@@ -58,42 +61,42 @@ fn table() -> Vec<(&'static [u8], Progress)> {
     vec![
         (
             b"Content-Type: text/plain\n\nhi\n",
-            ok(head("200 OK", &text, true), b"hi\n"),
+            ok(head("200 OK", &text, F), b"hi\n"),
         ),
         (
             b"Content-Type: text/plain\r\n\r\n",
-            ok(head("200 OK", &text, true), b""),
+            ok(head("200 OK", &text, F), b""),
         ),
         (
             b"Content-Type:text/plain  \r\n\nx",
-            ok(head("200 OK", &text, true), b"x"),
+            ok(head("200 OK", &text, F), b"x"),
         ),
         (
             b"Status: 404 Not Found\nContent-Type: text/plain\n\nno",
-            ok(head("404 Not Found", &text, true), b"no"),
+            ok(head("404 Not Found", &text, F), b"no"),
         ),
         (
             b"status: 404\ncontent-type: a/b\n\n",
-            ok(head("404 Not Found", &[("content-type", "a/b")], true), b""),
+            ok(head("404 Not Found", &[("content-type", "a/b")], F), b""),
         ),
         (
             b"Status: 299\nContent-Type: a/b\n\n",
-            ok(head("299 ", &[("Content-Type", "a/b")], true), b""),
+            ok(head("299 ", &[("Content-Type", "a/b")], F), b""),
         ),
         (
             b"Status:  201   Made it \nContent-Type: a/b\n\n",
-            ok(head("201 Made it", &[("Content-Type", "a/b")], true), b""),
+            ok(head("201 Made it", &[("Content-Type", "a/b")], F), b""),
         ),
         (
             b"Location: https://example.com/x\n\nignored",
             ok(
-                head("302 Found", &[("Location", "https://example.com/x")], false),
+                head("302 Found", &[("Location", "https://example.com/x")], D),
                 b"ignored",
             ),
         ),
         (
             b"Location: /local?q=1\nContent-Length: 7\n\n",
-            ok(head("302 Found", &[("Location", "/local?q=1")], false), b""),
+            ok(head("302 Found", &[("Location", "/local?q=1")], D), b""),
         ),
         (
             b"Status: 301 Moved\nLocation: /new\nContent-Type: text/html\n\n<a>",
@@ -101,18 +104,18 @@ fn table() -> Vec<(&'static [u8], Progress)> {
                 head(
                     "301 Moved",
                     &[("Location", "/new"), ("Content-Type", "text/html")],
-                    true,
+                    F,
                 ),
                 b"<a>",
             ),
         ),
         (
             b"Status: 204\nX-A: 1\n\n",
-            ok(head("204 No Content", &[("X-A", "1")], false), b""),
+            ok(head("204 No Content", &[("X-A", "1")], D), b""),
         ),
         (
             b"Status: 304 Not Modified\n\n",
-            ok(head("304 Not Modified", &[], false), b""),
+            ok(head("304 Not Modified", &[], D), b""),
         ),
         (
             b"Content-Type: a/b\nX-Multi: 1\nX-Multi: 2\nX-Empty:\n\n\n\n",
@@ -125,7 +128,7 @@ fn table() -> Vec<(&'static [u8], Progress)> {
                         ("X-Multi", "2"),
                         ("X-Empty", ""),
                     ],
-                    true,
+                    F,
                 ),
                 b"\n\n",
             ),
@@ -139,7 +142,7 @@ fn table() -> Vec<(&'static [u8], Progress)> {
                         ("Content-Type".into(), b"a/b".to_vec()),
                         ("X".into(), b"\xe9t\xe9".to_vec()),
                     ],
-                    forward_body: true,
+                    body: F,
                 },
                 b"",
             ),
@@ -153,7 +156,76 @@ fn table() -> Vec<(&'static [u8], Progress)> {
         ),
         (b"\n\nhello", err(ReplyError::NoContentType)),
         (b"X-Only: 1\n\nhello", err(ReplyError::NoContentType)),
-        (b"Status: 200 OK\n\nhello", err(ReplyError::NoContentType)),
+        (b"Status: 200 OK\n\n", ok(head("200 OK", &[], E), b"")),
+        (
+            b"Status: 404 Not Found\r\nExpires: Fri, 01 Jan 1980 00:00:00 GMT\r\n\r\n",
+            ok(
+                head(
+                    "404 Not Found",
+                    &[("Expires", "Fri, 01 Jan 1980 00:00:00 GMT")],
+                    E,
+                ),
+                b"",
+            ),
+        ),
+        (
+            b"Status: 403\nContent-Length: 0\n\n",
+            ok(head("403 Forbidden", &[], E), b""),
+        ),
+        (
+            b"Status: 304\nContent-Type: a/b\nContent-Length: 10\n\nbody",
+            ok(
+                head(
+                    "304 Not Modified",
+                    &[("Content-Type", "a/b"), ("Content-Length", "10")],
+                    D,
+                ),
+                b"body",
+            ),
+        ),
+        (
+            b"Status: 204\nContent-Type: a/b\nContent-Length: 3\n\n",
+            ok(head("204 No Content", &[("Content-Type", "a/b")], D), b""),
+        ),
+        (
+            b"Content-Type: a/b\nContent-Length: 4\ncontent-length: 4\n\nbody",
+            ok(
+                head(
+                    "200 OK",
+                    &[("Content-Type", "a/b"), ("Content-Length", "4")],
+                    F,
+                ),
+                b"body",
+            ),
+        ),
+        (
+            b"Content-Type: a/b\nContent-Length: 1\nContent-Length: 100\n\nbody",
+            err(ReplyError::Duplicate("Content-Length")),
+        ),
+        (
+            b"Content-Type: a/b\nContent-Length: abc\n\n",
+            err(ReplyError::BadLength("abc".into())),
+        ),
+        (
+            b"Content-Type: a/b\nContent-Length: +4\n\n",
+            err(ReplyError::BadLength("+4".into())),
+        ),
+        (
+            b"Content-Type: a/b\nContent-Length: 5G\n\n",
+            err(ReplyError::BadLength("5G".into())),
+        ),
+        (
+            b"Content-Type: a/b\nContent-Length: 1, 1\n\n",
+            err(ReplyError::BadLength("1, 1".into())),
+        ),
+        (
+            b"Content-Type: a/b\nContent-Length: 18446744073709551616\n\n",
+            err(ReplyError::BadLength("18446744073709551616".into())),
+        ),
+        (
+            b"Content-Type: a/b\nContent-Length:\n\n",
+            err(ReplyError::BadLength(String::new())),
+        ),
         (b"<html>\n\n", err(ReplyError::NoColon)),
         (b"Content-Type: a/b\n folded\n\n", err(ReplyError::Folded)),
         (
@@ -265,6 +337,27 @@ fn head_size_is_bounded() {
     assert!(p.buf.capacity() <= MAX);
     assert_eq!(p.feed(b"\n\n"), err(ReplyError::Done));
     assert_eq!(p.finish(), err(ReplyError::Done));
+}
+
+#[test]
+fn header_line_count_is_capped() {
+    let mut reply = b"Content-Type: a/b\n".to_vec();
+    for i in 1..MAX_HEADER_LINES {
+        reply.extend_from_slice(format!("X-{i}: v\n").as_bytes());
+    }
+    reply.push(b'\n');
+    let mut p = ReplyParser::new(usize::MAX);
+    match p.feed(&reply) {
+        Progress::Head { head, .. } => assert_eq!(head.headers.len(), MAX_HEADER_LINES),
+        other => panic!("{other:?}"),
+    }
+    reply.pop();
+    reply.extend_from_slice(b"X-Last: v\n\n");
+    let mut p = ReplyParser::new(usize::MAX);
+    assert_eq!(
+        p.feed(&reply),
+        err(ReplyError::TooManyLines(MAX_HEADER_LINES))
+    );
 }
 
 #[test]

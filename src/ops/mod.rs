@@ -12,7 +12,6 @@ pub mod notify;
 pub mod observe;
 pub mod privs;
 pub mod reload;
-pub mod scripts;
 pub mod signals;
 pub mod slow;
 pub mod status;
@@ -163,9 +162,9 @@ pub fn event(msg: &str) {
 
 /// Stops every script still running (TERM, then KILL after `grace`) and reaps them.
 pub fn terminate_scripts(grace: Duration) {
-    let n = scripts::terminate_all(grace);
-    if n > 0 {
-        event(&format!("{n} script(s) still running were stopped"));
+    let left = crate::apps::cgi::terminate_all(grace);
+    if left > 0 {
+        event(&format!("{left} script(s) still listed after SIGKILL"));
     }
 }
 

@@ -75,8 +75,7 @@ impl Handover {
         let mut child = cmd.spawn()?;
         drop((child_listen, child_ready));
         let pid = child.id();
-        // Not a script: never stopped with them, even before it is known to serve.
-        super::scripts::spare(pid);
+        // Not a script: the runner's list of script groups never holds it.
         match wait_ready(ready_r.as_fd()) {
             Ok(()) => {
                 super::notify(&format!("MAINPID={pid}\nREADY=1"));

@@ -327,3 +327,101 @@ impl Sink for GoneSink {
     }
     fn abort(&mut self) {}
 }
+
+/// Writes an executable script `name` into the directory.
+pub fn script(s: &Scripts, name: &str, text: &str) -> PathBuf {
+    let p = s.0.join(name);
+    fs::write(&p, text).unwrap();
+    fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+    p
+}
+
+/// The canonical path of `p`, as the runner names files in its log.
+pub fn canon(p: &Path) -> String {
+    fs::canonicalize(p).unwrap().display().to_string()
+}
+
+/// Records every write call to the error stream separately.
+#[derive(Default)]
+pub struct Writes(pub Vec<Vec<u8>>);
+
+impl Write for Writes {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        self.0.push(b.to_vec());
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Runs one GET, keeping each write to the error stream apart.
+pub fn run_logged<S: Sink>(app: &CgiDir, env: Environ, sink: &mut S) -> Vec<String> {
+    let mut errors = Writes::default();
+    {
+        let mut empty = io::empty();
+        let mut req = Request::new(
+            env,
+            Input::new(&mut empty, BodyLength::Exact(0)),
+            &mut errors,
+        );
+        run_app(app, &mut req, sink);
+    }
+    errors
+        .0
+        .iter()
+        .map(|w| String::from_utf8_lossy(w).into_owned())
+        .collect()
+}
+
+/// A transport whose "socket" is a pipe the test writes to. With `stays` unset the client
+/// is gone once the pipe is readable; with it set the client never goes, though the pipe
+/// may stay readable (a transport that cannot consume what is pending).
+pub struct WatchedSink {
+    pub inner: MemorySink,
+    pub watch: std::os::fd::OwnedFd,
+    pub stays: bool,
+    pub asked: usize,
+}
+
+impl WatchedSink {
+    pub fn new(watch: std::os::fd::OwnedFd, stays: bool) -> WatchedSink {
+        WatchedSink {
+            inner: MemorySink::default(),
+            watch,
+            stays,
+            asked: 0,
+        }
+    }
+}
+
+impl Sink for WatchedSink {
+    fn send_head(&mut self, head: &Head) -> io::Result<()> {
+        self.inner.send_head(head)
+    }
+    fn send_body(&mut self, chunk: &[u8]) -> io::Result<()> {
+        self.inner.send_body(chunk)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+    fn finish(&mut self) -> io::Result<()> {
+        self.inner.finish()
+    }
+    fn abort(&mut self) {
+        self.inner.abort()
+    }
+    fn client_gone(&mut self) -> bool {
+        use std::os::fd::AsFd;
+        self.asked += 1;
+        let mut fds = [nix::poll::PollFd::new(
+            self.watch.as_fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        !self.stays && nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO).unwrap_or(0) > 0
+    }
+    fn watch_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        Some(self.watch.as_fd())
+    }
+}

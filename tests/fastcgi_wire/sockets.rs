@@ -246,7 +246,9 @@ fn systemd_command_app(kind: &str, addr: &Addr, pid_mode: &str, app: &str) -> Co
 }
 
 /// The inherited listening socket (fd 3 under systemd) never reaches a CGI script: the
-/// script's process has exactly fds 0, 1 and 2 (`ls` adds 3 for its own directory read).
+/// script's process has exactly fds 0, 1 and 2, and 3, which is the script itself (a `#!`
+/// script is run from its checked descriptor as /dev/fd/3); `ls` adds 4 for its own
+/// directory read.
 #[test]
 fn inherited_listener_does_not_leak_into_scripts() {
     let dir = TempDir::new("systemd-fds");
@@ -254,7 +256,7 @@ fn inherited_listener_does_not_leak_into_scripts() {
     crate::support::write_script(
         &cgi,
         "fds",
-        "#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\n'\nexec /bin/ls /proc/self/fd\n",
+        "#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\n'\nreadlink /proc/$$/fd/3\nexec /bin/ls /proc/self/fd\n",
     );
     let addr = Addr::Unix(dir.join("sd.sock"));
     let app = format!("cgi:{}", cgi.display());
@@ -265,11 +267,9 @@ fn inherited_listener_does_not_leak_into_scripts() {
     );
     let r = addr.connect().roundtrip(1, &get(1, 0, "/fds"));
     let body = String::from_utf8_lossy(&r.stdout).into_owned();
-    assert!(
-        body.ends_with("\r\n\r\n0\n1\n2\n3\n"),
-        "{body:?}\n{}",
-        srv.output()
-    );
+    let script = std::fs::canonicalize(cgi.join("fds")).unwrap();
+    let want = format!("\r\n\r\n{}\n0\n1\n2\n3\n4\n", script.display());
+    assert!(body.ends_with(&want), "{body:?}\n{}", srv.output());
 }
 
 /// systemd socket activation: the socket on fd 3 with LISTEN_FDS=1 and LISTEN_PID=our pid is

@@ -5,6 +5,7 @@ use std::io;
 use std::os::fd::AsFd;
 use std::os::unix::process::ExitStatusExt;
 use std::process::{ChildStderr, ChildStdin, ChildStdout, ExitStatus};
+use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -12,6 +13,8 @@ use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::sys::signal::{Signal, killpg};
 use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid, waitpid};
 use nix::unistd::Pid;
+
+use super::resolve::Script;
 
 /// How long a script's process group has between SIGTERM and SIGKILL: 2 s.
 pub const TERM_GRACE: Duration = Duration::from_secs(2);
@@ -34,23 +37,23 @@ pub struct Pipes {
     pub stderr: Option<ChildStderr>,
 }
 
+/// Makes a fresh pipe end non-blocking: its only status flag then is O_NONBLOCK (the
+/// access mode is not changed by F_SETFL), so no F_GETFL is needed.
 fn nonblocking(fd: impl AsFd) -> io::Result<()> {
-    let flags = fcntl(fd.as_fd(), FcntlArg::F_GETFL).map_err(io::Error::from)?;
-    let flags = OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK;
-    fcntl(fd.as_fd(), FcntlArg::F_SETFL(flags)).map_err(io::Error::from)?;
+    fcntl(fd.as_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).map_err(io::Error::from)?;
     Ok(())
 }
 
 impl Running {
-    /// Runs `program` directly (no shell) with argv = its path only, in `cwd`, in a new
-    /// process group, with exactly `env` and pipes on fds 0, 1 and 2 (everything else the
-    /// process opens is close-on-exec), through `posix_spawn` (see [`crate::os`]).
-    pub fn spawn(
-        program: &std::path::Path,
-        cwd: &std::path::Path,
-        env: Vec<(OsString, OsString)>,
-    ) -> io::Result<(Running, Pipes)> {
-        let spawned = crate::os::spawn_in_group(program, cwd, &env)?;
+    /// Runs the checked script's open file directly (no shell, never by path again) with
+    /// argv = its path only, in its directory, in a new process group, with exactly `env`
+    /// and pipes on fds 0, 1 and 2 (see [`crate::os::spawn_script`]); registers its group
+    /// for [`terminate_all`].
+    pub fn spawn(script: &Script, env: Vec<(OsString, OsString)>) -> io::Result<(Running, Pipes)> {
+        let fd = script.file.as_fd();
+        let spawned =
+            crate::os::spawn_script(fd, script.interpreted, &script.path, &script.dir, &env)?;
+        register(spawned.pid);
         let running = Running {
             pgid: Pid::from_raw(spawned.pid),
             status: None,
@@ -94,6 +97,8 @@ impl Running {
             return Ok(s);
         }
         let _ = killpg(self.pgid, Signal::SIGKILL);
+        // Out of the registry while still unreaped: the group id cannot be reused yet.
+        unregister(self.pgid.as_raw());
         let s = loop {
             match waitpid(self.pgid, None) {
                 Ok(WaitStatus::Exited(_, code)) => break ExitStatus::from_raw((code & 0xff) << 8),
@@ -124,6 +129,63 @@ impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.finish();
     }
+}
+
+/// Process groups of the scripts running now (their leaders unreaped, so no id is reused
+/// while listed).
+static GROUPS: Mutex<Vec<i32>> = Mutex::new(Vec::new());
+
+fn groups() -> std::sync::MutexGuard<'static, Vec<i32>> {
+    GROUPS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn register(pgid: i32) {
+    groups().push(pgid);
+    crate::os::group_guard(pgid, true);
+}
+
+fn unregister(pgid: i32) {
+    groups().retain(|&g| g != pgid);
+    crate::os::group_guard(pgid, false);
+}
+
+/// Signals every running script's process group.
+fn signal_all(sig: Signal) -> usize {
+    let list = groups();
+    for &g in list.iter() {
+        let _ = killpg(Pid::from_raw(g), sig);
+    }
+    list.len()
+}
+
+/// Waits up to `grace` for the registry to empty (each request reaps its own script once
+/// its output ends); answers how many are left.
+fn wait_empty(grace: Duration) -> usize {
+    let until = Instant::now() + grace.min(Duration::from_secs(3600));
+    loop {
+        let left = groups().len();
+        if left == 0 || Instant::now() >= until {
+            return left;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Stops every running script: SIGTERM to each process group, up to `grace` for them to
+/// end, then SIGKILL to the groups still listed, and up to 2 s more for their requests to
+/// reap them. Answers how many scripts were still listed at the end (0 normally). For a
+/// server's exit paths: the requests waiting on those scripts end with their output.
+pub fn terminate_all(grace: Duration) -> usize {
+    if signal_all(Signal::SIGTERM) == 0 {
+        return 0;
+    }
+    if wait_empty(grace) == 0 {
+        return 0;
+    }
+    signal_all(Signal::SIGKILL);
+    wait_empty(Duration::from_secs(2))
 }
 
 /// A short description of an exit status for the log.

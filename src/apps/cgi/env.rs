@@ -8,31 +8,109 @@ use crate::gateway::Environ;
 /// The fixed PATH a script gets (unless `pass_env` names PATH).
 pub const SCRIPT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
-/// Meta-variables copied from the request when present (RFC 3875 section 4.1 and common
-/// extras). GATEWAY_INTERFACE, SCRIPT_NAME, PATH_INFO, PATH_TRANSLATED and SCRIPT_FILENAME
-/// are set by the runner instead.
-pub const META_VARS: [&str; 20] = [
-    "AUTH_TYPE",
-    "CONTENT_LENGTH",
-    "CONTENT_TYPE",
-    "QUERY_STRING",
-    "REMOTE_ADDR",
-    "REMOTE_HOST",
-    "REMOTE_IDENT",
-    "REMOTE_USER",
-    "REQUEST_METHOD",
-    "SERVER_NAME",
-    "SERVER_PORT",
-    "SERVER_PROTOCOL",
-    "SERVER_SOFTWARE",
-    "REQUEST_URI",
-    "DOCUMENT_ROOT",
-    "HTTPS",
-    "REQUEST_SCHEME",
-    "REMOTE_PORT",
-    "SERVER_ADDR",
-    "REDIRECT_STATUS",
+/// Variables the runner sets itself: a request parameter never replaces them.
+pub const RUNNER_VARS: [&str; 6] = [
+    "PATH",
+    "GATEWAY_INTERFACE",
+    "SCRIPT_NAME",
+    "SCRIPT_FILENAME",
+    "PATH_INFO",
+    "PATH_TRANSLATED",
 ];
+
+/// Names a request parameter may not set: they make the dynamic loader, the C library, a
+/// shell or an interpreter load or run other code, or read other files, before the script
+/// itself runs. Gathered from glibc's list of variables removed for setuid programs
+/// (`unsecvars.h`), sudo's `env_reset` defaults and the interpreters scripts are written
+/// in. The operator can still give the daemon's own value with `--pass-env`.
+pub const DENIED_VARS: [&str; 43] = [
+    // glibc (unsecvars.h) and the C library
+    "GCONV_PATH",
+    "GETCONF_DIR",
+    "GLIBC_TUNABLES",
+    "HOSTALIASES",
+    "LOCALDOMAIN",
+    "LOCPATH",
+    "NIS_PATH",
+    "NLSPATH",
+    "PATH_LOCALE",
+    "RESOLV_HOST_CONF",
+    "RES_OPTIONS",
+    "TMPDIR",
+    "TZDIR",
+    // other loaders
+    "SHLIB_PATH",
+    "LIBPATH",
+    // shells (sudo's env_reset defaults)
+    "BASH_ENV",
+    "ENV",
+    "IFS",
+    "CDPATH",
+    "PS4",
+    "SHELLOPTS",
+    "BASHOPTS",
+    "GLOBIGNORE",
+    "FPATH",
+    "NULLCMD",
+    "READNULLCMD",
+    "ZDOTDIR",
+    "TMPPREFIX",
+    "TERMINFO",
+    "TERMINFO_DIRS",
+    "TERMPATH",
+    "TERMCAP",
+    // interpreters and runtimes
+    "JAVA_TOOL_OPTIONS",
+    "_JAVA_OPTIONS",
+    "JDK_JAVA_OPTIONS",
+    "CLASSPATH",
+    "PHPRC",
+    "PHP_INI_SCAN_DIR",
+    "TCLLIBPATH",
+    "EMACSLOADPATH",
+    "OPENSSL_CONF",
+    "OPENSSL_ENGINES",
+    "HTTP_PROXY",
+];
+
+/// Name prefixes a request parameter may not use (same reasons as [`DENIED_VARS`]):
+/// `LD_*` (the dynamic loader), `DYLD_*`, `_RLD*`, `LDR_*`, `MALLOC_*`, `BASH_FUNC_*`
+/// (exported shell functions), `PERL*` (PERL5OPT, PERL5LIB, PERLLIB, PERL5DB, PERLIO...),
+/// `PYTHON*`, `RUBY*`, `GEM_*`, `NODE_*`, `LUA_*`.
+pub const DENIED_PREFIXES: [&str; 12] = [
+    "LD_",
+    "DYLD_",
+    "_RLD",
+    "LDR_",
+    "MALLOC_",
+    "BASH_FUNC_",
+    "PERL",
+    "PYTHON",
+    "RUBY",
+    "GEM_",
+    "NODE_",
+    "LUA_",
+];
+
+/// `true` for a request parameter that may reach a script: a valid name (see
+/// [`valid_name`]), not `HTTP_*` (client headers are passed on their own rule), not one the
+/// runner sets, not denied (compared ignoring case, as some loaders do).
+pub fn passes_param(name: &[u8]) -> bool {
+    if !valid_name(name) || starts_with_ignore_case(name, "HTTP_") {
+        return false;
+    }
+    let is = |n: &&str| name.eq_ignore_ascii_case(n.as_bytes());
+    !RUNNER_VARS.iter().any(is)
+        && !DENIED_VARS.iter().any(is)
+        && !DENIED_PREFIXES
+            .iter()
+            .any(|p| starts_with_ignore_case(name, p))
+}
+
+fn starts_with_ignore_case(name: &[u8], prefix: &str) -> bool {
+    name.get(..prefix.len())
+        .is_some_and(|h| h.eq_ignore_ascii_case(prefix.as_bytes()))
+}
 
 /// `true` for a name matching `[A-Za-z_][A-Za-z0-9_]*`.
 pub fn valid_name(name: &[u8]) -> bool {
@@ -57,10 +135,13 @@ pub struct ScriptVars {
 }
 
 /// Builds the complete environment of one script run, in order: the fixed PATH, the
-/// operator's `pass_env` values (snapshotted from the daemon at start-up), the copied
-/// meta-variables, the runner's own variables, then the request's valid `HTTP_*` headers
-/// (never `HTTP_PROXY`, in any case). Later entries replace earlier ones of the same name;
-/// values holding NUL are left out (they cannot be passed).
+/// operator's `pass_env` values (snapshotted from the daemon at start-up), the request's
+/// parameters that [`passes_param`] (the RFC 3875 meta-variables and whatever the web
+/// server adds, as fcgiwrap passes nginx's `fastcgi_param` and Apache `SetEnv`: e.g.
+/// GIT_PROJECT_ROOT, GITWEB_CONFIG, DOCUMENT_URI), the runner's own variables, then the
+/// request's valid `HTTP_*` headers (never `HTTP_PROXY`, in any case). Later entries
+/// replace earlier ones of the same name; values holding NUL are left out (they cannot be
+/// passed).
 pub fn build(
     req: &Environ,
     script: &ScriptVars,
@@ -82,9 +163,9 @@ pub fn build(
     for (n, v) in pass_env {
         put(n.as_bytes(), v.as_bytes());
     }
-    for name in META_VARS {
-        if let Some(v) = req.get(name) {
-            put(name.as_bytes(), v);
+    for (name, value) in req.iter() {
+        if passes_param(name) {
+            put(name, value);
         }
     }
     put(b"GATEWAY_INTERFACE", b"CGI/1.1");
@@ -146,6 +227,39 @@ mod tests {
     }
 
     #[test]
+    fn denied_params() {
+        for ok in [
+            &b"GIT_PROJECT_ROOT"[..],
+            b"GITWEB_CONFIG",
+            b"CGIT_CONFIG",
+            b"REMOTE_USER",
+        ] {
+            assert!(passes_param(ok), "{ok:?}");
+        }
+        for bad in [
+            &b"LD_PRELOAD"[..],
+            b"Ld_Library_Path",
+            b"PERL5LIB",
+            b"PERLLIB",
+            b"PYTHONPATH",
+            b"RUBYOPT",
+            b"RUBYLIB",
+            b"NODE_OPTIONS",
+            b"ENV",
+            b"IFS",
+            b"GLIBC_TUNABLES",
+            b"BASH_FUNC_x",
+            b"HTTP_PROXY",
+            b"HTTP_HOST",
+            b"PATH",
+            b"SCRIPT_NAME",
+            b"A B",
+        ] {
+            assert!(!passes_param(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn names() {
         for good in [&b"A"[..], b"_", b"HTTP_X_Y2", b"a1"] {
             assert!(valid_name(good), "{good:?}");
@@ -173,7 +287,17 @@ mod tests {
             (b"http_proxy", b"http://evil/"),
             (b"HTTP_X_NUL", b"a\0b"),
             (b"LD_PRELOAD", b"/tmp/evil.so"),
-            (b"DAEMON_SECRET", b"hunter2"),
+            (b"ld_preload", b"/tmp/evil.so"),
+            (b"GIT_PROJECT_ROOT", b"/srv/git"),
+            (b"PERL5OPT", b"-Mevil"),
+            (b"PYTHONSTARTUP", b"/tmp/evil.py"),
+            (b"BASH_ENV", b"/tmp/evil.sh"),
+            (b"IFS", b"/"),
+            (b"NODE_OPTIONS", b"--require /tmp/evil.js"),
+            (b"GCONV_PATH", b"/tmp"),
+            (b"BAD-NAME", b"dropped"),
+            (b"SCRIPT_FILENAME", b"/elsewhere"),
+            (b"DOCUMENT_URI", b"/cgi/s.sh/more"),
             (b"PATH", b"/tmp/evil"),
         ]);
         let script = ScriptVars {
@@ -186,10 +310,12 @@ mod tests {
         let want: Vec<(String, String)> = [
             ("PATH", "/usr/local/bin:/usr/bin:/bin"),
             ("TZ", "UTC"),
-            ("CONTENT_LENGTH", "5"),
-            ("QUERY_STRING", "a=1"),
             ("REQUEST_METHOD", "POST"),
+            ("QUERY_STRING", "a=1"),
+            ("CONTENT_LENGTH", "5"),
             ("DOCUMENT_ROOT", "/srv/www/"),
+            ("GIT_PROJECT_ROOT", "/srv/git"),
+            ("DOCUMENT_URI", "/cgi/s.sh/more"),
             ("GATEWAY_INTERFACE", "CGI/1.1"),
             ("SCRIPT_NAME", "/cgi/s.sh"),
             ("SCRIPT_FILENAME", "/srv/cgi/s.sh"),

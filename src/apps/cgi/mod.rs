@@ -3,30 +3,37 @@
 //! [`CgiDir`] is an ordinary [`App`], so it runs under every gateway. Per request it:
 //! 1. takes a slot (at most [`CgiOptions::max_concurrent`] scripts at once, else 503);
 //! 2. finds the script ([`resolve`]): 400 for NUL/CR/LF in path variables, 404 when nothing
-//!    exists, 403 for anything that may not run (outside DIR after resolving links, not a
-//!    regular file, not executable, setuid/setgid, writable by group or others, below a
-//!    world-writable directory, extension not allowed);
-//! 3. runs it directly (never through a shell) with argv = its path, its directory as
-//!    working directory, a process group of its own, only fds 0-2 and a clean environment
-//!    ([`mod@env`]);
+//!    exists, 403 for anything that may not run (a link planted by another user than the
+//!    target's owner or root, not a regular file, not executable, setuid/setgid, writable by
+//!    group or others, a world-writable directory on the way, extension not allowed);
+//! 3. runs the very file it checked (its open descriptor, never the path again) directly,
+//!    never through a shell, with argv = its path, its directory as working directory, a
+//!    process group of its own, only fds 0-2 (and 3 for a `#!` script, see
+//!    [`crate::os::spawn_script`]) and a clean environment ([`mod@env`]);
 //! 4. exchanges data full-duplex ([`pump`]): the body streams to stdin while stdout streams
-//!    to the client chunk by chunk and stderr goes to the error log (bounded);
-//! 5. answers 502 for a refused reply head ([`crate::cgi::reply`], then the gateway's header
+//!    to the client chunk by chunk and stderr goes to the error log line by line
+//!    ([`lines`], bounded);
+//! 5. answers 502 for a refused reply ([`crate::cgi::reply`], then the gateway's header
 //!    rules), 504 when a deadline passes before anything was sent (after that the response
 //!    is cut), and kills the process group when the request ends early (client gone, body
 //!    error): SIGTERM, then SIGKILL after [`child::TERM_GRACE`].
 //!
-//! When the script exits while something it started keeps stdout open, reading goes on for
-//! at most the idle timeout after the last output (or after the exit was seen), then the
-//! response ends normally. Whatever is left in the script's process group when a request
-//! ends is killed with SIGKILL and the script is reaped: nothing outlives its request except
-//! processes that left the group (setsid). A non-zero exit status is logged; the response
-//! stands as the script wrote it.
+//! When the script exits while something it started keeps stdout open, reading goes on
+//! while output comes, until the idle timeout passes without any; then the response ends
+//! normally. Whatever is left in the script's process group when a request ends is killed
+//! with SIGKILL and the script is reaped: nothing outlives its request except processes
+//! that left the group (setsid). [`terminate_all`] stops every script for a server's exit,
+//! and scripts die with cgate even on SIGKILL ([`crate::os::group_guard`]). A non-zero
+//! exit status is logged; the response stands as the script wrote it.
 
 pub mod child;
 pub mod env;
+pub mod lines;
+mod poll;
 pub mod pump;
 pub mod resolve;
+
+pub use self::child::terminate_all;
 
 use std::ffi::OsString;
 use std::io;
@@ -43,10 +50,12 @@ use crate::gateway::{App, AppError, Body, Request, Response};
 /// Settings of a [`CgiDir`]; `Default` gives the documented defaults.
 #[derive(Debug, Clone)]
 pub struct CgiOptions {
-    /// Deadline for a whole script run (default 60 s): 504 if nothing was sent yet, else
-    /// the response is cut.
+    /// Deadline for the script's reply head (default 60 s): 504 when it passes. A reply
+    /// whose head is in runs as long as it keeps flowing (see `idle_timeout`).
     pub total_timeout: Duration,
-    /// Longest time without output on stdout (default 30 s), treated as the total timeout.
+    /// Longest silence on stdout while cgate could take output (default 30 s); time
+    /// blocked on the client never counts. 504 if nothing was sent yet, else the response
+    /// is cut.
     pub idle_timeout: Duration,
     /// Scripts running at once (default 64); requests beyond it get 503.
     pub max_concurrent: usize,
@@ -144,6 +153,14 @@ impl CgiDir {
     }
 }
 
+/// Writes one log line in a single write, so the FastCGI error stream makes it one record.
+fn log_line(req: &mut Request<'_>, line: &str) {
+    let mut one = String::with_capacity(line.len() + 1);
+    one.push_str(line);
+    one.push('\n');
+    let _ = req.errors.write_all(one.as_bytes());
+}
+
 /// A concurrency slot, given back on drop.
 struct Slot<'a>(&'a AtomicUsize);
 
@@ -195,64 +212,41 @@ fn answer_now(resp: &mut Response<'_>, code: u16) -> Result<(), AppError> {
     Ok(())
 }
 
-impl App for CgiDir {
-    fn call<'a>(
-        &self,
-        req: &'a mut Request<'_>,
-        resp: &mut Response<'_>,
-    ) -> Result<Body<'a>, AppError> {
-        let Some(_slot) = Slot::take(&self.running, self.options.max_concurrent) else {
-            req.log(&format!(
-                "cgate: cgi: {} scripts already running; answering 503",
-                self.options.max_concurrent
-            ));
-            return answer(resp, 503);
-        };
-        let script =
-            match resolve::resolve(&self.root, &req.environ, self.options.extensions.as_deref()) {
-                Ok(s) => s,
-                Err(r) => {
-                    let asked = [req.environ.script_name(), req.environ.path_info()].concat();
-                    req.log(&format!(
-                        "cgate: cgi: {:?}: {} ({})",
-                        String::from_utf8_lossy(&asked),
-                        r.reason,
-                        r.status
-                    ));
-                    return answer(resp, r.status);
-                }
-            };
-        let name = format!("{:?}", String::from_utf8_lossy(&script.script_name));
-        let vars = env::ScriptVars {
-            script_filename: script.path.as_os_str().as_encoded_bytes().to_vec(),
-            script_name: script.script_name.clone(),
-            path_info: script.path_info.clone(),
-        };
-        let environment = env::build(&req.environ, &vars, &self.passed);
-        if let Err(r) = script.verify_unchanged() {
-            req.log(&format!("cgate: cgi: {name}: {} ({})", r.reason, r.status));
-            return answer(resp, r.status);
-        }
-        // From here the request waits on a child process: let the server move other work off.
-        crate::gateway::about_to_block();
-        let (mut run, pipes) = match Running::spawn(&script.path, &script.dir, environment) {
-            Ok(r) => r,
-            Err(e) => {
-                req.log(&format!("cgate: cgi: {name}: cannot run the script: {e}"));
-                return answer(resp, 500);
-            }
-        };
-        drop(script);
-        let limits = Limits {
+impl CgiDir {
+    /// Finds and checks the script and builds its environment; a refusal is answered here.
+    fn prepare(&self, req: &mut Request<'_>) -> Result<resolve::Script, u16> {
+        let script = resolve::resolve(&self.root, &req.environ, self.options.extensions.as_deref());
+        let script = script.map_err(|r| {
+            log_line(
+                req,
+                &format!("cgate: cgi: {}: {} ({})", r.file, r.reason, r.status),
+            );
+            r.status
+        })?;
+        Ok(script)
+    }
+
+    fn limits(&self) -> Limits {
+        Limits {
             total: self.options.total_timeout,
             idle: self.options.idle_timeout,
             max_stderr: self.options.max_stderr_per_request,
             max_header: self.options.max_header_bytes,
-        };
-        let ending = pump::exchange(&run, pipes, req, resp, limits);
+        }
+    }
+
+    /// Answers what the exchange's ending calls for and stops the script.
+    fn conclude(
+        &self,
+        ending: Result<Ending, AppError>,
+        mut run: Running,
+        label: &str,
+        req: &mut Request<'_>,
+        resp: &mut Response<'_>,
+    ) -> Result<Body<'static>, AppError> {
         let pid = run.pid();
         let log = |req: &mut Request<'_>, what: &str| {
-            req.log(&format!("cgate: cgi: {name} (pid {pid}): {what}"));
+            log_line(req, &format!("cgate: cgi: {label} (pid {pid}): {what}"));
         };
         match ending {
             Ok(Ending::Complete { held_open }) => {
@@ -278,6 +272,14 @@ impl App for CgiDir {
                 }
                 Ok(Body::Empty)
             }
+            Ok(Ending::Short { missing }) => {
+                log(
+                    req,
+                    &format!("reply {missing} bytes shorter than its Content-Length; cutting it"),
+                );
+                let _ = run.terminate(TERM_GRACE);
+                Err(AppError::msg(format!("script {label} sent a short reply")))
+            }
             Ok(Ending::BadReply(why)) => {
                 log(req, &format!("bad reply, answering 502: {why}"));
                 let sent = answer_now(resp, 502);
@@ -295,7 +297,7 @@ impl App for CgiDir {
                 );
                 if resp.headers_sent() {
                     let _ = run.terminate(TERM_GRACE);
-                    return Err(AppError::msg(format!("script {name} timed out")));
+                    return Err(AppError::msg(format!("script {label} timed out")));
                 }
                 let sent = answer_now(resp, 504);
                 let _ = run.terminate(TERM_GRACE);
@@ -310,12 +312,62 @@ impl App for CgiDir {
     }
 }
 
+impl App for CgiDir {
+    fn call<'a>(
+        &self,
+        req: &'a mut Request<'_>,
+        resp: &mut Response<'_>,
+    ) -> Result<Body<'a>, AppError> {
+        let Some(_slot) = Slot::take(&self.running, self.options.max_concurrent) else {
+            log_line(
+                req,
+                &format!(
+                    "cgate: cgi: {} scripts already running; answering 503",
+                    self.options.max_concurrent
+                ),
+            );
+            return answer(resp, 503);
+        };
+        let script = match self.prepare(req) {
+            Ok(s) => s,
+            Err(status) => return answer(resp, status),
+        };
+        let label = script.path.display().to_string();
+        let vars = env::ScriptVars {
+            script_filename: script.path.as_os_str().as_encoded_bytes().to_vec(),
+            script_name: script.script_name.clone(),
+            path_info: script.path_info.clone(),
+        };
+        let environment = env::build(&req.environ, &vars, &self.passed);
+        // From here the request waits on a child process: let the server move other work off.
+        crate::gateway::about_to_block();
+        let (run, pipes) = match Running::spawn(&script, environment) {
+            Ok(r) => r,
+            Err(e) => {
+                log_line(
+                    req,
+                    &format!("cgate: cgi: {label}: cannot run the script: {e}"),
+                );
+                return answer(resp, 500);
+            }
+        };
+        drop(script);
+        let ending = pump::exchange(&run, pipes, req, resp, self.limits(), &label);
+        self.conclude(ending, run, &label, req, resp)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// A script directory not writable by others (the temp dir itself is 1777).
     fn build(options: CgiOptions) -> io::Result<CgiDir> {
-        CgiDir::new(std::env::temp_dir(), options)
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("cgate-options-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
+        CgiDir::new(dir, options)
     }
 
     #[test]

@@ -72,6 +72,23 @@ fn tree() -> (TempDir, Root) {
     symlink("../cgi-evil", c.join("dirlink-out")).unwrap();
     symlink("sub", c.join("dirlink-in")).unwrap();
     symlink("loop", c.join("loop")).unwrap();
+    let nobody = |p: &Path| std::os::unix::fs::lchown(p, Some(65534), None).unwrap();
+    symlink("../outside.sh", c.join("planted")).unwrap();
+    nobody(&c.join("planted"));
+    symlink("../../outside.sh", c.join("sub/planted-deep")).unwrap();
+    nobody(&c.join("sub/planted-deep"));
+    symlink("../cgi-evil", c.join("dirplanted")).unwrap();
+    nobody(&c.join("dirplanted"));
+    symlink("chain2", c.join("chain")).unwrap();
+    symlink("hello.sh", c.join("chain2")).unwrap();
+    nobody(&c.join("chain2"));
+    file(&b.join("theirs.sh"), 0o755);
+    std::os::unix::fs::chown(b.join("theirs.sh"), Some(65534), None).unwrap();
+    symlink("../theirs.sh", c.join("owned-by-target-owner")).unwrap();
+    nobody(&c.join("owned-by-target-owner"));
+    dir(&b.join("open-out"), 0o777);
+    file(&b.join("open-out/x.sh"), 0o755);
+    symlink("../open-out/x.sh", c.join("link-to-open")).unwrap();
     let root = Root::new(c).unwrap();
     (t, root)
 }
@@ -95,10 +112,14 @@ type Outcome = Result<(String, String, String), u16>;
 fn run(root: &Root, e: &Environ, ext: Option<&[String]>) -> Outcome {
     match resolve(root, e, ext) {
         Ok(s) => {
-            let rel = s.path.strip_prefix(&root.canonical).unwrap();
             assert_eq!(s.dir, s.path.parent().unwrap());
+            let base = root.canonical.parent().unwrap();
+            let rel = match s.path.strip_prefix(&root.canonical) {
+                Ok(inside) => inside.to_string_lossy().into_owned(),
+                Err(_) => format!("../{}", s.path.strip_prefix(base).unwrap().display()),
+            };
             Ok((
-                rel.to_string_lossy().into_owned(),
+                rel,
                 String::from_utf8(s.script_name).unwrap(),
                 String::from_utf8(s.path_info).unwrap(),
             ))
@@ -163,9 +184,31 @@ fn script_name_and_path_info_walk() {
         (b"/", b"", Err(403)),
         (b"", b"", Err(403)),
         (b"/open/x.sh", b"", Err(403)),
-        (b"/link-out", b"", Err(403)),
-        (b"/link-evil", b"", Err(403)),
-        (b"/dirlink-out/evil.sh", b"", Err(403)),
+        // links owned by root (the test runs as root) are followed wherever they lead
+        (b"/link-out", b"/x", ok("../outside.sh", "/link-out", "/x")),
+        (
+            b"/link-evil",
+            b"",
+            ok("../cgi-evil/evil.sh", "/link-evil", ""),
+        ),
+        (
+            b"/dirlink-out/evil.sh",
+            b"",
+            ok("../cgi-evil/evil.sh", "/dirlink-out/evil.sh", ""),
+        ),
+        // planted by another user: refused at any depth, in a chain too
+        (b"/planted", b"", Err(403)),
+        (b"/sub/planted-deep", b"", Err(403)),
+        (b"/dirplanted/evil.sh", b"", Err(403)),
+        (b"/chain", b"", Err(403)),
+        // a link owned by the owner of its target is followed
+        (
+            b"/owned-by-target-owner",
+            b"",
+            ok("../theirs.sh", "/owned-by-target-owner", ""),
+        ),
+        // a target in a world-writable directory is refused
+        (b"/link-to-open", b"", Err(403)),
         (b"/loop", b"", Err(403)),
     ];
     for (name, info, want) in cases {
@@ -217,7 +260,13 @@ fn script_filename_must_lie_inside_dir() {
         (f("cgi-evil/evil.sh"), b"/evil.sh", b"", Err(403)),
         (f("cgi/../outside.sh"), b"/x", b"", Err(404)),
         (f("cgi/../cgi-evil/evil.sh"), b"/x", b"", Err(404)),
-        (f("cgi/link-evil"), b"/x", b"", Err(403)),
+        (
+            f("cgi/link-evil"),
+            b"/x",
+            b"",
+            ok("../cgi-evil/evil.sh", "/x", ""),
+        ),
+        (f("cgi/planted"), b"/x", b"", Err(403)),
         (f("cgi"), b"/", b"", Err(403)),
         (f("cgi/hello.sh\n"), b"/x", b"", Err(400)),
         (b"/etc/passwd".to_vec(), b"/x", b"", Err(403)),
@@ -294,9 +343,54 @@ fn extension_allowlist() {
 #[test]
 fn swapped_file_is_refused() {
     let (t, root) = tree();
-    let e = env(GatewayKind::Local, &[("PATH_INFO", b"/hello.sh")]);
-    let script = resolve(&root, &e, None).unwrap();
-    assert_eq!(script.verify_unchanged(), Ok(()));
+    let split = split_script(&root, b"/hello.sh").unwrap();
+    assert!(check_script(&split, None).is_ok());
     fs::rename(t.0.join("outside.sh"), t.0.join("cgi/hello.sh")).unwrap();
-    assert_eq!(script.verify_unchanged().map_err(|r| r.status), Err(403));
+    let refused = check_script(&split, None).unwrap_err();
+    assert_eq!(
+        (refused.status, refused.reason.as_str()),
+        (403, "script changed while it was being checked")
+    );
+    // swapped for a link: not followed when opening
+    fs::remove_file(t.0.join("cgi/hello.sh")).unwrap();
+    symlink("sub/deep.sh", t.0.join("cgi/hello.sh")).unwrap();
+    assert_eq!(
+        check_script(&split, None).map_err(|r| r.status).err(),
+        Some(403)
+    );
+}
+
+#[test]
+fn refusals_name_the_file_and_the_rule() {
+    let (t, root) = tree();
+    let e = env(GatewayKind::Local, &[("PATH_INFO", b"/sub/planted-deep/x")]);
+    let r = resolve(&root, &e, None).unwrap_err();
+    let link = root.canonical.join("sub/planted-deep");
+    assert_eq!(r.file, link.display().to_string());
+    let outside = fs::canonicalize(t.0.join("outside.sh")).unwrap();
+    assert_eq!(
+        r.reason,
+        format!(
+            "symlink owned by uid 65534 names {} owned by uid 0 (links are followed only \
+             when owned by root or by the target's owner)",
+            outside.display()
+        )
+    );
+    let e = env(GatewayKind::Local, &[("PATH_INFO", b"/open/x.sh")]);
+    let r = resolve(&root, &e, None).unwrap_err();
+    assert_eq!(r.file, root.canonical.join("open").display().to_string());
+    assert_eq!(r.reason, "world-writable directory on the way");
+}
+
+#[test]
+fn world_writable_dir_is_refused_at_start() {
+    let t = TempDir::new("root-mode");
+    for mode in [0o777, 0o1777, 0o757] {
+        fs::set_permissions(&t.0, fs::Permissions::from_mode(mode)).unwrap();
+        let e = Root::new(t.0.clone()).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        assert!(e.to_string().contains("world-writable"), "{e}");
+    }
+    fs::set_permissions(&t.0, fs::Permissions::from_mode(0o775)).unwrap();
+    assert!(Root::new(t.0.clone()).is_ok());
 }
