@@ -4,7 +4,7 @@
 //! the app through the gateway driver.
 
 pub mod proto;
-pub mod server;
+pub(crate) mod server;
 
 pub use proto::{
     CodecError, Connection, Event, Limits, ManagementValues, PairLimits, PairRange, PairsError,

@@ -1,9 +1,12 @@
 //! Ready-made sinks: CGI-style output to any writer, and an in-memory sink for tests.
 
+use std::fs::File;
 use std::io::{self, Write};
+use std::os::fd::OwnedFd;
 
+use super::error::AppError;
 use super::head::Head;
-use super::response::Sink;
+use super::response::{Sink, copy_file};
 
 /// Sends a small complete plain-text response straight to a sink: for answers the gateway
 /// gives itself (a 400 before any app runs, the 500 that replaces a failed app's head).
@@ -22,11 +25,32 @@ pub fn send_plain(sink: &mut dyn Sink, status: &str, body: &str) -> io::Result<(
     sink.finish()
 }
 
+/// Sends the answer for an app error: its status, its extra headers (invalid ones dropped)
+/// and `body` as plain text.
+pub(crate) fn send_error(sink: &mut dyn Sink, error: &AppError, body: &str) -> io::Result<()> {
+    let mut head = Head::new(
+        error.status(),
+        (
+            ("Content-Type", "text/plain; charset=utf-8"),
+            ("Content-Length", body.len()),
+        ),
+    )
+    .map_err(io::Error::other)?;
+    for (n, v) in error.headers() {
+        let _ = head.push(n, v);
+    }
+    sink.send_head(&head)?;
+    sink.send_body(body.as_bytes())?;
+    sink.finish()
+}
+
 /// Writes the CGI response format (`Status:` block, blank line, body) to a writer: stdout for
 /// the CGI gateway and for `cgate request`. Small responses leave in one write.
 pub struct CgiSink<W: Write> {
     out: W,
     buf: Vec<u8>,
+    /// The same output as a descriptor for sendfile (CGI stdout), if it is one.
+    raw: Option<OwnedFd>,
     /// Set when the response was cut by an error after the first byte.
     pub aborted: bool,
 }
@@ -37,8 +61,16 @@ impl<W: Write> CgiSink<W> {
         CgiSink {
             out,
             buf: Vec::with_capacity(1024),
+            raw: None,
             aborted: false,
         }
+    }
+
+    /// Lets file bodies go out with sendfile on `fd`, which must be the descriptor `out`
+    /// writes to.
+    pub fn with_sendfile(mut self, fd: OwnedFd) -> Self {
+        self.raw = Some(fd);
+        self
     }
 
     /// The writer back.
@@ -83,6 +115,36 @@ impl<W: Write> Sink for CgiSink<W> {
         let _ = self.drain();
         self.aborted = true;
     }
+
+    fn send_file(&mut self, file: &mut File, len: u64) -> io::Result<()> {
+        self.drain()?;
+        let mut left = len;
+        if let Some(fd) = &self.raw {
+            left -= send_file(fd, file, len)?;
+        }
+        copy_file(file, left, &mut |chunk| self.out.write_all(chunk))
+    }
+}
+
+/// Sends up to `len` bytes of `file` from its offset to `out` with sendfile(2), advancing the
+/// offset; returns how many went. Stops early (for the caller's read fallback) where the
+/// kernel refuses this pair of descriptors; a file that ends early is an error.
+fn send_file(out: &OwnedFd, file: &File, len: u64) -> io::Result<u64> {
+    use nix::errno::Errno;
+    let mut sent = 0u64;
+    while sent < len {
+        let want = usize::try_from(len - sent)
+            .unwrap_or(usize::MAX)
+            .min(1 << 30);
+        match nix::sys::sendfile::sendfile(out, file, None, want) {
+            Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank")),
+            Ok(n) => sent += n as u64,
+            Err(Errno::EINTR) => {}
+            Err(Errno::EINVAL | Errno::ENOSYS | Errno::EAGAIN) => break,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(sent)
 }
 
 /// Records a response in memory: the head, each flushed chunk separately, and how it ended.

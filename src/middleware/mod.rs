@@ -1,9 +1,11 @@
-//! Middleware: apps that wrap apps (prefix router, gzip, contract validation).
+//! Middleware: apps that wrap apps (prefix router, compression, validation, error pages) and the transform hook they build on.
 
-pub mod gzip;
+pub mod compress;
 pub mod router;
+pub mod transform;
 pub mod validate;
 
-pub use gzip::Gzip;
+pub use compress::{Coding, Compress};
 pub use router::Router;
+pub use transform::{ErrorPage, Filter, Transform};
 pub use validate::Validate;

@@ -69,7 +69,7 @@ impl Done<MemorySink> {
 }
 
 pub fn headers(head: &Head) -> Vec<(String, String)> {
-    head.headers
+    head.headers()
         .iter()
         .map(|h| {
             (

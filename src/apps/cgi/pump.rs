@@ -14,6 +14,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use super::child::{Pipes, Running};
 use crate::cgi::reply::{Progress, ReplyHead, ReplyParser};
+use crate::gateway::head::from_pairs;
 use crate::gateway::{AppError, Head, Request, Response};
 
 /// Bytes moved per read or write on a pipe.
@@ -92,7 +93,7 @@ impl Drop for Scratch {
 }
 
 fn gone(e: io::Error) -> AppError {
-    AppError::Io(e)
+    AppError::from(e)
 }
 
 fn timeout_of(wait: Duration) -> PollTimeout {
@@ -183,7 +184,7 @@ impl Pump {
         resp: &mut Response<'_>,
     ) -> Result<Option<Ending>, AppError> {
         let pairs = head.headers.iter().map(|(n, v)| (n.as_str(), v.as_slice()));
-        match Head::new(&head.status, pairs) {
+        match Head::new(&head.status, from_pairs(pairs)) {
             Ok(h) => {
                 resp.start_head(h)?;
                 self.forward = head.forward_body;
@@ -209,7 +210,7 @@ impl Pump {
                 }
                 Ok(n) => self.feed_len = n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(true),
-                Err(e) => return Err(AppError::Io(e)),
+                Err(e) => return Err(AppError::from(e)),
             }
         }
         match stdin.write(&self.feed.0[self.fed..self.feed_len]) {
@@ -307,7 +308,7 @@ pub fn exchange(
             );
             match poll(&mut fds, timeout_of(wait.min(SLICE))) {
                 Ok(_) | Err(Errno::EINTR) => {}
-                Err(e) => return Err(AppError::Io(e.into())),
+                Err(e) => return Err(AppError::from(io::Error::from(e))),
             }
             let ev = |i: Option<usize>| {
                 i.and_then(|i| fds.get(i))

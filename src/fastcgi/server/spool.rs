@@ -58,6 +58,7 @@ impl Spool {
     }
 
     /// Whether nothing was written.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
