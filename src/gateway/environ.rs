@@ -52,14 +52,24 @@ impl GatewayFacts {
         }
     }
 
-    /// The FastCGI responder: threads and possibly several processes, many requests each.
+    /// The FastCGI responder: one process, many threads, many requests each.
     pub const fn fastcgi() -> Self {
         GatewayFacts {
             kind: GatewayKind::FastCgi,
             https: false,
             multithread: true,
-            multiprocess: true,
+            multiprocess: false,
             run_once: false,
+        }
+    }
+
+    /// The facts of the gateway `kind` (one of [`GatewayFacts::cgi`], [`GatewayFacts::fastcgi`],
+    /// [`GatewayFacts::local`]).
+    pub const fn new(kind: GatewayKind) -> Self {
+        match kind {
+            GatewayKind::Cgi => GatewayFacts::cgi(),
+            GatewayKind::FastCgi => GatewayFacts::fastcgi(),
+            GatewayKind::Local => GatewayFacts::local(),
         }
     }
 

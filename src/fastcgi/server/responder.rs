@@ -18,7 +18,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use super::spool::Spool;
 use crate::fastcgi::proto::connection::{Connection, Event, Limits, ManagementValues, Params};
-use crate::gateway::{App, GatewayFacts, GatewayKind};
+use crate::gateway::{App, GatewayFacts};
 use crate::net::listener::Stream;
 
 /// Initial receive buffer; it grows to [`RBUF_MAX`] only for large records.
@@ -49,13 +49,7 @@ pub struct ConnConfig {
 }
 
 /// The gateway facts of the FastCGI server: threads in one process, many requests.
-pub const FASTCGI_FACTS: GatewayFacts = GatewayFacts {
-    kind: GatewayKind::FastCgi,
-    https: false,
-    multithread: true,
-    multiprocess: false,
-    run_once: false,
-};
+pub const FASTCGI_FACTS: GatewayFacts = GatewayFacts::fastcgi();
 
 pub(super) enum Step {
     NeedMore,
