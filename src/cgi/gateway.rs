@@ -35,17 +35,7 @@ pub fn environ_from_vars(vars: impl IntoIterator<Item = (OsString, OsString)>) -
 ///
 /// A malformed CONTENT_LENGTH gets a 400 without calling the app. Without CONTENT_LENGTH the
 /// request has no body (RFC 3875 4.1.2). A closed stdout ends the run quietly.
-pub fn serve(
-    app: &dyn App,
-    env: Environ,
-    stdin: &mut dyn Read,
-    stdout: &mut dyn Write,
-    stderr: &mut dyn Write,
-) -> i32 {
-    serve_on(app, env, stdin, CgiSink::new(stdout), stderr)
-}
-
-fn serve_on(
+fn serve(
     app: &dyn App,
     env: Environ,
     stdin: &mut dyn Read,
@@ -88,7 +78,7 @@ pub fn run(app: &dyn App) -> i32 {
         sink = sink.with_sendfile(fd);
     }
     let mut stderr = io::stderr().lock();
-    serve_on(app, env, &mut stdin, sink, &mut stderr)
+    serve(app, env, &mut stdin, sink, &mut stderr)
 }
 
 #[cfg(test)]

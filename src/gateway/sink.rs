@@ -192,3 +192,63 @@ impl Sink for MemorySink {
         self.aborted = true;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Seek, SeekFrom};
+
+    /// A writer that refuses every write: bytes that still arrive went by sendfile.
+    struct Refuse;
+    impl Write for Refuse {
+        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+            Err(io::Error::other("write refused"))
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn file_with(data: &[u8]) -> File {
+        let path = std::env::temp_dir().join(format!("cgate-sendfile-{}", std::process::id()));
+        let mut f = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
+        let _ = std::fs::remove_file(&path);
+        f.write_all(data).unwrap();
+        f.seek(SeekFrom::Start(3)).unwrap();
+        f
+    }
+
+    #[test]
+    fn file_bodies_use_sendfile_on_a_descriptor() {
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let mut file = file_with(&data);
+        let (rx, tx) = nix::unistd::pipe().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            File::from(rx).read_to_end(&mut got).unwrap();
+            got
+        });
+        let mut sink = CgiSink::new(Refuse).with_sendfile(tx);
+        sink.send_file(&mut file, 100_000).unwrap();
+        drop(sink);
+        assert!(reader.join().unwrap() == data[3..100_003]);
+    }
+
+    #[test]
+    fn file_bodies_fall_back_to_reads() {
+        let mut file = file_with(b"abcdefgh");
+        let mut sink = MemorySink::default();
+        sink.send_file(&mut file, 4).unwrap();
+        assert_eq!(sink.body, b"defg");
+        let err = CgiSink::new(Vec::new())
+            .send_file(&mut file, 10)
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+    }
+}
