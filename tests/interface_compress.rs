@@ -83,7 +83,8 @@ fn q_values_choose_the_coding_and_the_body_decodes_exactly() {
 
 #[test]
 fn replies_that_must_stay_as_they_are() {
-    let cases: [(u16, &'static [(&'static str, &'static str)], bool); 6] = [
+    type Case = (u16, &'static [(&'static str, &'static str)], bool);
+    let cases: [Case; 6] = [
         (
             200,
             &[("Content-Type", "text/plain"), ("Content-Encoding", "br")],
