@@ -1,6 +1,7 @@
 //! Server-sent events on cgate: `cargo run --example sse -- request '/events?n=3&ms=200'`.
 //!
-//! `GET /events?n=N&ms=MS` sends N `tick` events MS apart as `text/event-stream`; each event
+//! `GET /events?n=N&ms=MS` (any path ending in `/events`, e.g. `/stream/events` behind the
+//! unbuffered location of conf/nginx) sends N `tick` events MS apart as `text/event-stream`; each event
 //! reaches the client as soon as it is produced (also behind `--compress zstd,gzip`), and the
 //! stream stops early when the client goes away.
 
@@ -21,7 +22,7 @@ impl App for Ticks {
         req: &'a mut Request<'_>,
         resp: &mut Response<'_>,
     ) -> Result<Body<'a>, AppError> {
-        if req.environ.path_info() != b"/events" {
+        if !req.environ.path_info().ends_with(b"/events") {
             return Err(AppError::not_found());
         }
         let (n, ms) = (num(req, "n", 3, 1000), num(req, "ms", 200, 10_000));
