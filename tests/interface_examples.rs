@@ -206,7 +206,7 @@ fn server_sent_events_behind_nginx_arrive_event_by_event() {
     assert!(all.ends_with(b"id: 3\nevent: tick\ndata: {\"n\": 3}\n\n"));
     // The app waits 2 x 700 ms between its first and last event: the first piece that arrived
     // cannot hold the last event unless something buffered the stream.
-    let first = body.arrivals().first().expect("some body arrived").clone();
+    let first = *body.arrivals().first().expect("some body arrived");
     assert!(
         first.offset + first.len < all.len(),
         "{:?}",
