@@ -8,7 +8,7 @@ use crate::gateway::{App, BodyLength, CgiSink, Environ, GatewayFacts, Input, Req
 
 /// A request described on the command line.
 #[derive(Debug, Clone, Default)]
-pub struct LocalRequest {
+pub(crate) struct LocalRequest {
     /// HTTP method (default GET, or POST when there is a body).
     pub method: Option<String>,
     /// `Name: value` header lines.
@@ -23,7 +23,7 @@ pub struct LocalRequest {
 
 /// Why a local request could not be built.
 #[derive(Debug, thiserror::Error)]
-pub enum LocalError {
+pub(crate) enum LocalError {
     /// A `-H` value is not `Name: value` with a token name and a clean value.
     #[error("invalid header {0:?} (expected 'Name: value')")]
     Header(String),
@@ -36,7 +36,7 @@ pub enum LocalError {
 }
 
 /// Decodes `%XX` escapes; refuses NUL and malformed escapes.
-pub fn percent_decode(s: &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn percent_decode(s: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(s.len());
     let mut i = 0;
     while i < s.len() {
@@ -54,7 +54,7 @@ pub fn percent_decode(s: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// The gateway facts of `cgate request`.
-pub const LOCAL_FACTS: GatewayFacts = GatewayFacts::local();
+pub(crate) const LOCAL_FACTS: GatewayFacts = GatewayFacts::local();
 
 /// A request as parts, turned into the environ a local run gives an app (shared by
 /// `cgate request` and the test client).

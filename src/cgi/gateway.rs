@@ -13,14 +13,14 @@ use crate::gateway::{
 };
 
 /// Exit code when the app failed (a 500 or a cut response was sent).
-pub const EXIT_APP_ERROR: i32 = 1;
+pub(crate) const EXIT_APP_ERROR: i32 = 1;
 
 /// Gateway facts of a CGI run: one request per process.
-pub const CGI_FACTS: GatewayFacts = GatewayFacts::cgi();
+pub(crate) const CGI_FACTS: GatewayFacts = GatewayFacts::cgi();
 
 /// Builds the environ from environment variables (later duplicates win; the names in
 /// [`DROPPED_ON_INPUT`] are dropped).
-pub fn environ_from_vars(vars: impl IntoIterator<Item = (OsString, OsString)>) -> Environ {
+pub(crate) fn environ_from_vars(vars: impl IntoIterator<Item = (OsString, OsString)>) -> Environ {
     let mut env = Environ::new(CGI_FACTS);
     for (n, v) in vars {
         if !DROPPED_ON_INPUT.contains(&n.as_bytes()) {
@@ -61,7 +61,7 @@ fn serve(
 /// stdin is read unbuffered (each read asks for at most what CONTENT_LENGTH still allows), so
 /// the bytes after the body stay on fd 0 for whoever reads it next. File bodies go to stdout
 /// with sendfile.
-pub fn run(app: &dyn App) -> i32 {
+pub(crate) fn run(app: &dyn App) -> i32 {
     let env = environ_from_vars(std::env::vars_os());
     let mut stdin: Box<dyn Read> = match io::stdin().as_fd().try_clone_to_owned() {
         Ok(fd) => Box::new(File::from(fd)),
