@@ -239,3 +239,55 @@ fn app_errors_still_get_the_plain_answer() {
     assert_eq!(r.body, b"Bad Request\n");
     assert_eq!(r.status(), Some(Status::BAD_REQUEST));
 }
+
+#[test]
+fn the_command_line_offers_codings_in_order() {
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_cgate"))
+            .arg("request")
+            .args(args)
+            .env_remove("CGATE_APP")
+            .output()
+            .expect("cgate runs")
+    };
+    let head = |out: &std::process::Output| {
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.split("\r\n\r\n").next().unwrap_or("").to_owned()
+    };
+    let out = run(&[
+        "--compress",
+        "zstd,gzip",
+        "-H",
+        "Accept-Encoding: gzip, zstd",
+        "/",
+    ]);
+    assert!(
+        head(&out).contains("\r\nContent-Encoding: zstd\r\n"),
+        "{}",
+        head(&out)
+    );
+    let out = run(&[
+        "--compress",
+        "gzip,zstd",
+        "-H",
+        "Accept-Encoding: gzip, zstd",
+        "/",
+    ]);
+    assert!(
+        head(&out).contains("\r\nContent-Encoding: gzip\r\n"),
+        "{}",
+        head(&out)
+    );
+    let out = run(&["--gzip", "-H", "Accept-Encoding: zstd", "/"]);
+    assert!(!head(&out).contains("Content-Encoding"), "{}", head(&out));
+    assert!(
+        head(&out).contains("\r\nVary: Accept-Encoding"),
+        "{}",
+        head(&out)
+    );
+    let out = run(&["--compress", "br", "/"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--compress \"br\": expected gzip or zstd")
+    );
+}
