@@ -58,6 +58,11 @@ fn errors_carry_statuses_and_sources() {
 
     let wrong = TestRequest::get("/").run(&JsonApi);
     assert_eq!(wrong.status, 405);
+    assert!(
+        wrong.errors.is_empty(),
+        "a bare client error is not logged: {:?}",
+        wrong.errors
+    );
     assert_eq!(wrong.header("Allow"), Some("POST"));
     assert_eq!(wrong.text(), "Method Not Allowed\n");
 

@@ -38,16 +38,18 @@ pub fn run_app(app: &dyn App, req: &mut Request<'_>, sink: &mut dyn Sink) -> Out
         None => resp.outcome(true),
         Some(e) => {
             let sent = resp.headers_sent();
-            if !e.is_disconnect() {
-                let _ = writeln!(
-                    req.errors,
-                    "cgate: app error{}: {e}",
-                    if sent {
-                        " after the response started (response cut)"
-                    } else {
-                        ""
-                    }
-                );
+            if sent {
+                if !e.is_disconnect() {
+                    let _ = writeln!(
+                        req.errors,
+                        "cgate: app error after the response started (response cut): {e}"
+                    );
+                }
+            } else if !e.status().is_client_error() {
+                let _ = writeln!(req.errors, "cgate: app error: {e}");
+            } else if e.has_detail() {
+                // A client error the app chose: one line with its cause, none for a bare 404.
+                let _ = writeln!(req.errors, "cgate: answered {}: {e}", e.status());
             }
             resp.fail(&e);
             resp.outcome(false)

@@ -186,6 +186,11 @@ impl AppError {
         AppError::build(Status::INTERNAL_SERVER_ERROR, Kind::Panic, Some(m), None)
     }
 
+    /// `true` when there is a message or a source to log.
+    pub(crate) fn has_detail(&self) -> bool {
+        self.0.message.is_some() || self.0.source.is_some()
+    }
+
     /// `true` when the cause is the client going away (broken pipe, reset): not logged.
     pub(crate) fn is_disconnect(&self) -> bool {
         use io::ErrorKind::*;
