@@ -86,6 +86,7 @@ impl TestRequest {
     /// # Panics
     /// When the request itself is invalid (a target not starting with `/`, a header name
     /// that is not a token): a mistake in the test.
+    #[must_use]
     pub fn run(&self, app: &dyn App) -> TestResponse {
         let headers: Vec<(&str, &str)> = self
             .headers

@@ -53,10 +53,20 @@ impl<T: App + ?Sized> App for std::sync::Arc<T> {
 }
 
 /// An app made from a closure (see [`app_fn`]).
-pub struct FnApp<F>(F);
+struct FnApp<F>(F);
 
-/// Wraps a closure as an [`App`]; the closure's body may not borrow the request.
-pub fn app_fn<F>(f: F) -> FnApp<F>
+/// Wraps a closure as an [`App`]; the closure's body may not borrow the request (an app
+/// whose body borrows from itself or from the request implements [`App`] on a type).
+///
+/// ```
+/// let app = cgate::app_fn(|req, resp| {
+///     let n = req.query().get("n").unwrap_or("0").to_owned();
+///     resp.start(200, [("Content-Type", "text/plain")])?;
+///     Ok(format!("n={n}\n").into())
+/// });
+/// assert_eq!(cgate::testing::TestRequest::get("/?n=4").run(&app).text(), "n=4\n");
+/// ```
+pub fn app_fn<F>(f: F) -> impl App
 where
     F: Fn(&mut Request<'_>, &mut Response<'_>) -> Result<Body<'static>, AppError> + Send + Sync,
 {
@@ -81,6 +91,7 @@ pub type Chunks<'a> = Box<dyn Iterator<Item = io::Result<Vec<u8>>> + 'a>;
 
 /// What an app returns after `start` (PEP 3333's returned iterable).
 #[must_use = "a body does nothing until it is returned from App::call"]
+#[non_exhaustive]
 pub enum Body<'a> {
     /// No more body than what was passed to [`Response::write`].
     Empty,

@@ -38,13 +38,13 @@ pub fn run_app(app: &dyn App, req: &mut Request<'_>, sink: &mut dyn Sink) -> Out
         None => resp.outcome(true),
         Some(e) => {
             let sent = resp.headers_sent();
-            if sent {
-                if !e.is_disconnect() {
-                    let _ = writeln!(
-                        req.errors,
-                        "cgate: app error after the response started (response cut): {e}"
-                    );
-                }
+            if e.is_disconnect() {
+                // The client is gone: nothing to tell it, nothing worth a log line.
+            } else if sent {
+                let _ = writeln!(
+                    req.errors,
+                    "cgate: app error after the response started (response cut): {e}"
+                );
             } else if !e.status().is_client_error() {
                 let _ = writeln!(req.errors, "cgate: app error: {e}");
             } else if e.has_detail() {

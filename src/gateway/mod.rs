@@ -12,7 +12,7 @@ pub mod response;
 pub mod sink;
 pub mod status;
 
-pub use app::{App, Body, Chunks, FnApp, app_fn};
+pub use app::{App, Body, Chunks, app_fn};
 pub use blocking::about_to_block;
 pub use driver::run_app;
 pub use environ::{Environ, GatewayFacts, GatewayKind};
