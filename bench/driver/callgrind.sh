@@ -1,16 +1,15 @@
 #!/usr/bin/env bash
-# callgrind.sh: instructions per `hello` request, two revisions side by side (the interface's
-# hot path: driver, Response, head validation).
+# callgrind.sh: instructions per in-process `hello` request, two revisions side by side (the
+# interface's hot path without the server: environ, driver, Response, head validation).
 #
 #   bash bench/driver/callgrind.sh REV_BEFORE REV_AFTER [N]
 #
 # For each revision: exports it to a temp dir, builds a release driver loop (hello.rs: N
-# in-process requests through run_app over a CgiSink) and the cgate binary, then counts
-# instructions with valgrind --tool=callgrind for the loop and for N requests over one
-# kept-alive FastCGI connection (fcgi_keepalive.py). Prints instructions per request.
-# Everything started is stopped by PID; the temp dir is removed at exit.
+# in-process requests through run_app over a CgiSink) and counts its instructions with
+# valgrind --tool=callgrind. The FastCGI keep-alive figure is bench/callgrind.sh. The temp
+# dir is removed at exit.
 set -euo pipefail
-before=${1:?REV_BEFORE}; after=${2:?REV_AFTER}; n=${3:-20000}
+before=${1:?REV_BEFORE}; after=${2:?REV_AFTER}; n=${3:-100000}
 here=$(cd "$(dirname "$0")" && pwd); root=$(cd "$here/../.." && pwd)
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 for rev in "$before" "$after"; do
@@ -29,16 +28,7 @@ lto = "fat"
 codegen-units = 1
 TOML
   (cd "$work/drv-$rev" && CARGO_TARGET_DIR="$work/t-$rev" cargo build -q --release)
-  (cd "$src" && CARGO_TARGET_DIR="$work/t-$rev" cargo build -q --release --bin cgate)
   loop=$(valgrind --tool=callgrind --callgrind-out-file="$work/loop-$rev.out" \
     "$work/t-$rev/release/drv" "$n" 2>&1 | sed -n 's/.*Collected : //p')
-  sock="$work/$rev.sock"
-  valgrind --tool=callgrind --callgrind-out-file="$work/fcgi-$rev.out" \
-    "$work/t-$rev/release/cgate" fastcgi --listen "unix:$sock" --app hello --workers 1 \
-    > "$work/fcgi-$rev.log" 2>&1 &
-  pid=$!
-  python3 "$here/fcgi_keepalive.py" "$sock" "$n" > /dev/null
-  kill -TERM "$pid"; wait "$pid" || true
-  fcgi=$(sed -n 's/.*Collected : //p' "$work/fcgi-$rev.log")
-  echo "$rev driver-loop $((loop / n)) fastcgi-keepalive $((fcgi / n)) instructions/request"
+  echo "$rev driver-loop $((loop / n)) instructions/request"
 done
