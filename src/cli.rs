@@ -10,7 +10,7 @@ use crate::apps::cgi::CgiOptions;
 use crate::apps::from_spec_with;
 use crate::gateway::App;
 use crate::local::LocalRequest;
-use crate::middleware::{Gzip, Router, Validate};
+use crate::middleware::{Coding, Compress, Router, Validate};
 
 /// Exit code for usage errors (bad flags, out-of-range values, nothing to do).
 pub const EXIT_USAGE: i32 = 2;
@@ -62,9 +62,13 @@ struct AppArgs {
     /// Mount an app at a URL prefix (repeatable): PREFIX=SPEC, e.g. /api=echo.
     #[arg(long, value_name = "PREFIX=SPEC", global = true)]
     mount: Vec<String>,
-    /// Gzip responses for clients that accept it.
+    /// Gzip responses for clients that accept it (same as --compress gzip).
     #[arg(long, global = true)]
     gzip: bool,
+    /// Compress responses with these codings, in order of preference (gzip, zstd), as each
+    /// client's Accept-Encoding allows: e.g. --compress zstd,gzip.
+    #[arg(long, value_name = "CODINGS", value_delimiter = ',', global = true)]
+    compress: Vec<String>,
     /// Check on every request that the gateway and the app keep the interface contract
     /// (a broken rule becomes a 500 and a `validate:` log line); for testing.
     #[arg(long, global = true)]
@@ -179,8 +183,18 @@ fn build_app(args: &AppArgs, custom: Option<Arc<dyn App>>) -> Result<Arc<dyn App
             Arc::new(router)
         }
     };
-    if args.gzip {
-        app = Arc::new(Gzip::new(app));
+    let mut codings = Vec::new();
+    for token in &args.compress {
+        codings.push(
+            Coding::from_token(token)
+                .ok_or_else(|| format!("--compress {token:?}: expected gzip or zstd"))?,
+        );
+    }
+    if args.gzip && !codings.contains(&Coding::Gzip) {
+        codings.push(Coding::Gzip);
+    }
+    if !codings.is_empty() {
+        app = Arc::new(Compress::new(app, &codings));
     }
     if args.validate {
         app = Arc::new(Validate::new(app));

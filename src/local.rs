@@ -3,13 +3,12 @@
 use std::fs::File;
 use std::io::{self, Read, Write};
 
-use crate::gateway::{
-    App, BodyLength, CgiSink, Environ, GatewayFacts, GatewayKind, Input, Request, run_app,
-};
+use crate::gateway::head::{is_field_value, is_token};
+use crate::gateway::{App, BodyLength, CgiSink, Environ, GatewayFacts, Input, Request, run_app};
 
 /// A request described on the command line.
 #[derive(Debug, Clone, Default)]
-pub struct LocalRequest {
+pub(crate) struct LocalRequest {
     /// HTTP method (default GET, or POST when there is a body).
     pub method: Option<String>,
     /// `Name: value` header lines.
@@ -24,7 +23,7 @@ pub struct LocalRequest {
 
 /// Why a local request could not be built.
 #[derive(Debug, thiserror::Error)]
-pub enum LocalError {
+pub(crate) enum LocalError {
     /// A `-H` value is not `Name: value` with a token name and a clean value.
     #[error("invalid header {0:?} (expected 'Name: value')")]
     Header(String),
@@ -37,7 +36,7 @@ pub enum LocalError {
 }
 
 /// Decodes `%XX` escapes; refuses NUL and malformed escapes.
-pub fn percent_decode(s: &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn percent_decode(s: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(s.len());
     let mut i = 0;
     while i < s.len() {
@@ -55,13 +54,74 @@ pub fn percent_decode(s: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// The gateway facts of `cgate request`.
-pub const LOCAL_FACTS: GatewayFacts = GatewayFacts {
-    kind: GatewayKind::Local,
-    https: false,
-    multithread: false,
-    multiprocess: false,
-    run_once: true,
-};
+pub(crate) const LOCAL_FACTS: GatewayFacts = GatewayFacts::local();
+
+/// A request as parts, turned into the environ a local run gives an app (shared by
+/// `cgate request` and the test client).
+pub(crate) struct Parts<'p> {
+    pub(crate) method: Option<&'p str>,
+    pub(crate) target: &'p str,
+    pub(crate) script_name: &'p str,
+    pub(crate) headers: &'p [(&'p str, &'p str)],
+    pub(crate) body_len: Option<u64>,
+}
+
+impl Parts<'_> {
+    /// The environ: CGI variables from the target, one `HTTP_*` per header (a name given
+    /// twice, look-alikes included, marks it ambiguous: the driver answers 400).
+    pub(crate) fn environ(&self, facts: GatewayFacts) -> Result<Environ, LocalError> {
+        let bad_target = || LocalError::Target(self.target.to_owned());
+        if !self.target.starts_with('/') {
+            return Err(bad_target());
+        }
+        let (path, query) = self.target.split_once('?').unwrap_or((self.target, ""));
+        let path_info = percent_decode(path.as_bytes()).ok_or_else(bad_target)?;
+        let mut env = Environ::new(facts);
+        let default = if self.body_len.is_some() {
+            "POST"
+        } else {
+            "GET"
+        };
+        env.set("GATEWAY_INTERFACE", "CGI/1.1");
+        env.set(
+            "SERVER_SOFTWARE",
+            concat!("cgate/", env!("CARGO_PKG_VERSION")),
+        );
+        env.set("SERVER_PROTOCOL", "HTTP/1.1");
+        env.set("SERVER_NAME", "localhost");
+        env.set("SERVER_PORT", if facts.https { "443" } else { "80" });
+        env.set("REQUEST_SCHEME", facts.url_scheme());
+        if facts.https {
+            env.set("HTTPS", "on");
+        }
+        env.set("REMOTE_ADDR", "127.0.0.1");
+        env.set("REQUEST_METHOD", self.method.unwrap_or(default));
+        env.set("REQUEST_URI", self.target);
+        env.set("SCRIPT_NAME", self.script_name);
+        env.set("PATH_INFO", path_info);
+        env.set("QUERY_STRING", query);
+        if let Some(n) = self.body_len {
+            env.set("CONTENT_LENGTH", n.to_string());
+        }
+        for &(name, value) in self.headers {
+            if !is_token(name.as_bytes()) || !is_field_value(value.as_bytes()) {
+                return Err(LocalError::Header(format!("{name}: {value}")));
+            }
+            let key = name.to_ascii_uppercase().replace('-', "_");
+            match key.as_str() {
+                "CONTENT_TYPE" => env.set("CONTENT_TYPE", value),
+                "CONTENT_LENGTH" => {}
+                "HOST" => {
+                    env.add_header_var("HTTP_HOST", value);
+                    let host = value.rsplit_once(':').map_or(value, |(h, _)| h);
+                    env.set("SERVER_NAME", host);
+                }
+                _ => env.add_header_var(format!("HTTP_{key}"), value),
+            }
+        }
+        Ok(env)
+    }
+}
 
 enum Data {
     None,
@@ -95,61 +155,22 @@ impl LocalRequest {
 
     /// The environ this request gives an app.
     pub fn environ(&self, body_len: Option<u64>) -> Result<Environ, LocalError> {
-        let bad_target = || LocalError::Target(self.target.clone());
-        if !self.target.starts_with('/') {
-            return Err(bad_target());
-        }
-        let (path, query) = self
-            .target
-            .split_once('?')
-            .unwrap_or((self.target.as_str(), ""));
-        let path_info = percent_decode(path.as_bytes()).ok_or_else(bad_target)?;
-        let mut env = Environ::new(LOCAL_FACTS);
-        let method = self
-            .method
-            .clone()
-            .unwrap_or_else(|| if body_len.is_some() { "POST" } else { "GET" }.to_owned());
-        env.set("GATEWAY_INTERFACE", "CGI/1.1");
-        env.set(
-            "SERVER_SOFTWARE",
-            concat!("cgate/", env!("CARGO_PKG_VERSION")),
-        );
-        env.set("SERVER_PROTOCOL", "HTTP/1.1");
-        env.set("SERVER_NAME", "localhost");
-        env.set("SERVER_PORT", "80");
-        env.set("REQUEST_SCHEME", "http");
-        env.set("REMOTE_ADDR", "127.0.0.1");
-        env.set("REQUEST_METHOD", method);
-        env.set("REQUEST_URI", &self.target);
-        env.set("SCRIPT_NAME", &self.script_name);
-        env.set("PATH_INFO", path_info);
-        env.set("QUERY_STRING", query);
-        if let Some(n) = body_len {
-            env.set("CONTENT_LENGTH", n.to_string());
-        }
+        let mut headers = Vec::with_capacity(self.headers.len());
         for h in &self.headers {
             let (name, value) = h
                 .split_once(':')
                 .ok_or_else(|| LocalError::Header(h.clone()))?;
-            let value = value.trim_matches([' ', '\t']);
-            if !crate::gateway::head::is_token(name.as_bytes())
-                || !crate::gateway::head::is_field_value(value.as_bytes())
-            {
-                return Err(LocalError::Header(h.clone()));
-            }
-            let key = name.to_ascii_uppercase().replace('-', "_");
-            match key.as_str() {
-                "CONTENT_TYPE" => env.set("CONTENT_TYPE", value),
-                "CONTENT_LENGTH" => {}
-                "HOST" => {
-                    env.set("HTTP_HOST", value);
-                    let host = value.rsplit_once(':').map_or(value, |(h, _)| h);
-                    env.set("SERVER_NAME", host);
-                }
-                _ => env.set(format!("HTTP_{key}"), value),
-            }
+            headers.push((name, value.trim_matches([' ', '\t'])));
         }
-        Ok(env)
+        let method = self.method.as_deref();
+        let parts = Parts {
+            method,
+            target: &self.target,
+            script_name: &self.script_name,
+            headers: &headers,
+            body_len,
+        };
+        parts.environ(LOCAL_FACTS)
     }
 
     /// Runs `app` on this request, writing the CGI response to `out` and log lines to `err`.

@@ -1,5 +1,5 @@
-//! The `cgate` binary: hands the command line to `cgate::cli` and exits with its code.
+//! The `cgate` binary: hands the command line to the library and exits with its code.
 
 fn main() {
-    std::process::exit(cgate::cli::main());
+    std::process::exit(cgate::main());
 }

@@ -320,3 +320,45 @@ fn request_exit_codes() {
         assert!(out.stdout.is_empty());
     }
 }
+
+#[test]
+fn cgi_reads_exactly_content_length_and_leaves_the_rest_of_stdin() {
+    // One pipe as stdin for cgate and then for `cat`: what cgate did not need must still be
+    // there for the next reader of the same descriptor.
+    let tail: Vec<u8> = (0..100_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    let mut input = b"hello".to_vec();
+    input.extend_from_slice(&tail);
+    let mut env = base_env();
+    env.push(("REQUEST_METHOD", b"POST"));
+    env.push(("CONTENT_LENGTH", b"5"));
+    let bin = cgate_bin();
+    let script = format!("'{}' cgi --app echo; /bin/cat", bin.display());
+    let out = cgi(
+        std::path::Path::new("/bin/sh"),
+        &["-c", &script],
+        &env,
+        &input,
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (head, rest) = split_cgi(&out.stdout);
+    assert!(head.starts_with("Status: 200 OK\r\n"), "{head}");
+    let body_end = rest
+        .iter()
+        .position(|&b| b == b'\n')
+        .expect("one JSON line")
+        + 1;
+    let json: serde_json::Value = serde_json::from_slice(&rest[..body_end]).expect("JSON");
+    assert_eq!(json["input"]["length"], 5);
+    assert_eq!(json["input"]["sha256"], sha256_hex(b"hello"));
+    assert_eq!(
+        rest.len() - body_end,
+        tail.len(),
+        "bytes left for the next reader"
+    );
+    assert!(rest[body_end..] == tail[..], "the rest of stdin, unchanged");
+}

@@ -4,19 +4,11 @@ use std::io::{self, Read};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use cgate::gateway::{
-    BodyLength, Environ, GatewayFacts, GatewayKind, Input, MemorySink, Outcome, run_app,
-};
-use cgate::middleware::{Gzip, Router, Validate};
-use cgate::{App, AppError, Body, Request, Response, app_fn};
+use cgate::gateway::{BodyLength, Environ, GatewayFacts, Input, MemorySink, Outcome, run_app};
+use cgate::middleware::{Coding, Compress, Filter, Router, Transform, Validate};
+use cgate::{App, AppError, Body, Head, HeadError, Request, app_fn};
 
-const FACTS: GatewayFacts = GatewayFacts {
-    kind: GatewayKind::Local,
-    https: false,
-    multithread: false,
-    multiprocess: false,
-    run_once: true,
-};
+const FACTS: GatewayFacts = GatewayFacts::local();
 
 struct Run {
     sink: MemorySink,
@@ -34,7 +26,7 @@ impl Run {
     }
     fn header_names(&self) -> Vec<String> {
         let h = self.sink.head.as_ref().expect("a head was sent");
-        h.headers.iter().map(|h| h.name.clone()).collect()
+        h.headers().iter().map(|h| h.name.clone()).collect()
     }
 }
 
@@ -150,10 +142,11 @@ fn start_after_headers_sent_is_refused() {
     let app = app_fn(|_req, resp| {
         resp.start("200 OK", [("Content-Type", "text/plain")])?;
         resp.write(b"a")?;
-        assert!(matches!(
-            resp.start("500 Oops", Vec::<(&str, &str)>::new()),
-            Err(AppError::HeadersSent)
-        ));
+        let refused = resp.start("500 Oops", ()).unwrap_err();
+        assert_eq!(
+            refused.to_string(),
+            "start() called after the response head was sent"
+        );
         Ok(Body::Empty)
     });
     let r = run(&app);
@@ -348,8 +341,8 @@ fn environ_is_byte_safe_last_wins_no_httpoxy() {
     assert_eq!(env.get("HTTP_PROXY"), None);
 }
 
-fn path_echo() -> Arc<dyn App> {
-    Arc::new(app_fn(|req, resp| {
+fn path_echo() -> impl App {
+    app_fn(|req, resp| {
         let s = format!(
             "{}|{}",
             String::from_utf8_lossy(req.environ.script_name()),
@@ -357,23 +350,20 @@ fn path_echo() -> Arc<dyn App> {
         );
         resp.start("200 OK", [("Content-Type", "text/plain")])?;
         Ok(Body::from(s))
-    }))
+    })
+}
+
+struct Tag(&'static str);
+
+impl Transform for Tag {
+    fn head(&mut self, head: &mut Head) -> Result<(), HeadError> {
+        head.push("X-App", self.0)
+    }
 }
 
 #[test]
 fn router_longest_segment_aligned_prefix() {
-    let tagged = |tag: &'static str| -> Arc<dyn App> {
-        let inner = path_echo();
-        Arc::new(app_fn(move |req, resp| {
-            resp.start("200 OK", [("X-App", tag)])?;
-            let mut sink = MemorySink::default();
-            {
-                let mut sub = Response::new(&mut sink);
-                cgate::gateway::driver::drive(&*inner, req, &mut sub)?;
-            }
-            Ok(Body::from(sink.body))
-        }))
-    };
+    let tagged = |tag: &'static str| Filter::new(path_echo(), move |_req| Some(Tag(tag)));
     let router = Router::new()
         .mount("/app", tagged("app"))
         .mount("/app/admin/", tagged("admin"))
@@ -410,14 +400,17 @@ fn gunzip(data: &[u8]) -> Vec<u8> {
 
 #[test]
 fn gzip_compresses_streams_chunk_by_chunk() {
-    let app = Gzip::new(app_fn(|_req, resp| {
-        resp.start(
-            "200 OK",
-            [("Content-Type", "text/plain"), ("Content-Length", "12")],
-        )?;
-        let chunks = ["hello ", "world!"].map(|c| Ok(c.as_bytes().to_vec()));
-        Ok(Body::stream(chunks.into_iter()))
-    }));
+    let app = Compress::new(
+        app_fn(|_req, resp| {
+            resp.start(
+                "200 OK",
+                [("Content-Type", "text/plain"), ("Content-Length", "12")],
+            )?;
+            let chunks = ["hello ", "world!"].map(|c| Ok(c.as_bytes().to_vec()));
+            Ok(Body::stream(chunks.into_iter()))
+        }),
+        &[Coding::Gzip],
+    );
     let mut env = base_env();
     env.set("HTTP_ACCEPT_ENCODING", "deflate, gzip;q=0.5");
     let r = run_with(&app, env, b"", BodyLength::Exact(0));
@@ -446,19 +439,25 @@ fn gzip_compresses_streams_chunk_by_chunk() {
 
 #[test]
 fn gzip_leaves_images_and_keeps_500_on_errors() {
-    let img = Gzip::new(app_fn(|_req, resp| {
-        resp.start("200 OK", [("Content-Type", "image/png")])?;
-        Ok(Body::from(&b"\x89PNG"[..]))
-    }));
+    let img = Compress::new(
+        app_fn(|_req, resp| {
+            resp.start("200 OK", [("Content-Type", "image/png")])?;
+            Ok(Body::from(&b"\x89PNG"[..]))
+        }),
+        &[Coding::Gzip],
+    );
     let mut env = base_env();
     env.set("HTTP_ACCEPT_ENCODING", "gzip");
     let r = run_with(&img, env.clone(), b"", BodyLength::Exact(0));
     assert_eq!(r.header("Content-Encoding"), None);
     assert_eq!(r.sink.body, b"\x89PNG");
-    let failing = Gzip::new(app_fn(|_req, resp| {
-        resp.start("200 OK", [("Content-Type", "text/plain")])?;
-        Err(AppError::msg("nope"))
-    }));
+    let failing = Compress::new(
+        app_fn(|_req, resp| {
+            resp.start("200 OK", [("Content-Type", "text/plain")])?;
+            Err(AppError::msg("nope"))
+        }),
+        &[Coding::Gzip],
+    );
     let r = run_with(&failing, env, b"", BodyLength::Exact(0));
     assert_clean_500(&r);
 }

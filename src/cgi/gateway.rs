@@ -8,25 +8,19 @@ use std::os::unix::ffi::OsStrExt;
 
 use crate::gateway::environ::DROPPED_ON_INPUT;
 use crate::gateway::{
-    App, BodyLength, CgiSink, Environ, GatewayFacts, GatewayKind, Input, Request,
-    parse_content_length, run_app, send_plain,
+    App, BodyLength, CgiSink, Environ, GatewayFacts, Input, Request, parse_content_length, run_app,
+    send_plain,
 };
 
 /// Exit code when the app failed (a 500 or a cut response was sent).
-pub const EXIT_APP_ERROR: i32 = 1;
+pub(crate) const EXIT_APP_ERROR: i32 = 1;
 
 /// Gateway facts of a CGI run: one request per process.
-pub const CGI_FACTS: GatewayFacts = GatewayFacts {
-    kind: GatewayKind::Cgi,
-    https: false,
-    multithread: false,
-    multiprocess: true,
-    run_once: true,
-};
+pub(crate) const CGI_FACTS: GatewayFacts = GatewayFacts::cgi();
 
 /// Builds the environ from environment variables (later duplicates win; the names in
 /// [`DROPPED_ON_INPUT`] are dropped).
-pub fn environ_from_vars(vars: impl IntoIterator<Item = (OsString, OsString)>) -> Environ {
+pub(crate) fn environ_from_vars(vars: impl IntoIterator<Item = (OsString, OsString)>) -> Environ {
     let mut env = Environ::new(CGI_FACTS);
     for (n, v) in vars {
         if !DROPPED_ON_INPUT.contains(&n.as_bytes()) {
@@ -41,14 +35,13 @@ pub fn environ_from_vars(vars: impl IntoIterator<Item = (OsString, OsString)>) -
 ///
 /// A malformed CONTENT_LENGTH gets a 400 without calling the app. Without CONTENT_LENGTH the
 /// request has no body (RFC 3875 4.1.2). A closed stdout ends the run quietly.
-pub fn serve(
+fn serve(
     app: &dyn App,
     env: Environ,
     stdin: &mut dyn Read,
-    stdout: &mut dyn Write,
+    mut sink: CgiSink<&mut dyn Write>,
     stderr: &mut dyn Write,
 ) -> i32 {
-    let mut sink = CgiSink::new(stdout);
     let length = match parse_content_length(env.get("CONTENT_LENGTH")) {
         Ok(n) => n.unwrap_or(0),
         Err(e) => {
@@ -64,16 +57,28 @@ pub fn serve(
 }
 
 /// Runs the CGI gateway on this process's environment and standard streams.
-pub fn run(app: &dyn App) -> i32 {
+///
+/// stdin is read unbuffered (each read asks for at most what CONTENT_LENGTH still allows), so
+/// the bytes after the body stay on fd 0 for whoever reads it next. File bodies go to stdout
+/// with sendfile.
+pub(crate) fn run(app: &dyn App) -> i32 {
     let env = environ_from_vars(std::env::vars_os());
-    let mut stdin = io::stdin().lock();
-    // Raw stdout (not Rust's line-buffered one): the sink already writes whole blocks.
-    let mut stdout: Box<dyn Write> = match io::stdout().as_fd().try_clone_to_owned() {
+    let mut stdin: Box<dyn Read> = match io::stdin().as_fd().try_clone_to_owned() {
         Ok(fd) => Box::new(File::from(fd)),
-        Err(_) => Box::new(io::stdout().lock()),
+        Err(_) => Box::new(io::empty()),
     };
+    // Raw stdout (not Rust's line-buffered one): the sink already writes whole blocks.
+    let raw = io::stdout().as_fd().try_clone_to_owned();
+    let mut stdout: Box<dyn Write> = match raw.as_ref().map(|fd| fd.try_clone()) {
+        Ok(Ok(fd)) => Box::new(File::from(fd)),
+        _ => Box::new(io::stdout().lock()),
+    };
+    let mut sink = CgiSink::new(&mut *stdout as &mut dyn Write);
+    if let Ok(fd) = raw {
+        sink = sink.with_sendfile(fd);
+    }
     let mut stderr = io::stderr().lock();
-    serve(app, env, &mut stdin, &mut stdout, &mut stderr)
+    serve(app, env, &mut stdin, sink, &mut stderr)
 }
 
 #[cfg(test)]

@@ -1,11 +1,10 @@
-//! The application trait, the request an app receives, the body it returns and its errors.
+//! The application trait and the body an app returns.
 
 use std::borrow::Cow;
-use std::io::{self, Write};
+use std::io;
 
-use super::environ::Environ;
-use super::head::HeadError;
-use super::input::Input;
+use super::error::AppError;
+use super::request::Request;
 use super::response::Response;
 
 /// An application: called once per request, from any thread (PEP 3333's application object).
@@ -14,9 +13,10 @@ use super::response::Response;
 /// with [`Response::write`] (the escape hatch) before returning. Apps compose: middleware is
 /// an app holding apps.
 pub trait App: Send + Sync {
-    /// Handles one request.
+    /// Handles one request. The body may borrow from the app (`&'a self`) and from the
+    /// request (its input stream), as the lifetimes say.
     fn call<'a>(
-        &self,
+        &'a self,
         req: &'a mut Request<'_>,
         resp: &mut Response<'_>,
     ) -> Result<Body<'a>, AppError>;
@@ -24,7 +24,17 @@ pub trait App: Send + Sync {
 
 impl<T: App + ?Sized> App for Box<T> {
     fn call<'a>(
-        &self,
+        &'a self,
+        req: &'a mut Request<'_>,
+        resp: &mut Response<'_>,
+    ) -> Result<Body<'a>, AppError> {
+        (**self).call(req, resp)
+    }
+}
+
+impl<T: App + ?Sized> App for &T {
+    fn call<'a>(
+        &'a self,
         req: &'a mut Request<'_>,
         resp: &mut Response<'_>,
     ) -> Result<Body<'a>, AppError> {
@@ -34,7 +44,7 @@ impl<T: App + ?Sized> App for Box<T> {
 
 impl<T: App + ?Sized> App for std::sync::Arc<T> {
     fn call<'a>(
-        &self,
+        &'a self,
         req: &'a mut Request<'_>,
         resp: &mut Response<'_>,
     ) -> Result<Body<'a>, AppError> {
@@ -43,10 +53,20 @@ impl<T: App + ?Sized> App for std::sync::Arc<T> {
 }
 
 /// An app made from a closure (see [`app_fn`]).
-pub struct FnApp<F>(F);
+struct FnApp<F>(F);
 
-/// Wraps a closure as an [`App`]; the closure's body may not borrow the request.
-pub fn app_fn<F>(f: F) -> FnApp<F>
+/// Wraps a closure as an [`App`]; the closure's body may not borrow the request (an app
+/// whose body borrows from itself or from the request implements [`App`] on a type).
+///
+/// ```
+/// let app = cgate::app_fn(|req, resp| {
+///     let n = req.query().get("n").unwrap_or("0").to_owned();
+///     resp.start(200, [("Content-Type", "text/plain")])?;
+///     Ok(format!("n={n}\n").into())
+/// });
+/// assert_eq!(cgate::testing::TestRequest::get("/?n=4").run(&app).text(), "n=4\n");
+/// ```
+pub fn app_fn<F>(f: F) -> impl App
 where
     F: Fn(&mut Request<'_>, &mut Response<'_>) -> Result<Body<'static>, AppError> + Send + Sync,
 {
@@ -66,52 +86,12 @@ where
     }
 }
 
-/// One request as an app sees it.
-pub struct Request<'r> {
-    /// CGI meta-variables and gateway facts.
-    pub environ: Environ,
-    /// The request body, ending at CONTENT_LENGTH.
-    pub input: Input<'r>,
-    /// The error stream (stderr for CGI, FCGI_STDERR for FastCGI): for log lines.
-    pub errors: &'r mut dyn Write,
-    cleanups: Vec<Box<dyn FnOnce() + 'r>>,
-}
-
-impl<'r> Request<'r> {
-    /// A request from its parts.
-    pub fn new(environ: Environ, input: Input<'r>, errors: &'r mut dyn Write) -> Self {
-        Request {
-            environ,
-            input,
-            errors,
-            cleanups: Vec::new(),
-        }
-    }
-
-    /// Registers cleanup that runs when the request ends, whatever happens: normal end,
-    /// app error, panic or client abort (PEP 3333's `close()`). Runs in reverse order.
-    pub fn on_close(&mut self, f: impl FnOnce() + 'r) {
-        self.cleanups.push(Box::new(f));
-    }
-
-    /// Writes one line to the error stream, ignoring failures.
-    pub fn log(&mut self, line: &str) {
-        let _ = writeln!(self.errors, "{line}");
-    }
-
-    pub(crate) fn run_cleanups(&mut self) {
-        while let Some(f) = self.cleanups.pop() {
-            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_err() {
-                let _ = writeln!(self.errors, "cgate: a cleanup function panicked");
-            }
-        }
-    }
-}
-
 /// A chunk iterator used as a streamed body.
 pub type Chunks<'a> = Box<dyn Iterator<Item = io::Result<Vec<u8>>> + 'a>;
 
 /// What an app returns after `start` (PEP 3333's returned iterable).
+#[must_use = "a body does nothing until it is returned from App::call"]
+#[non_exhaustive]
 pub enum Body<'a> {
     /// No more body than what was passed to [`Response::write`].
     Empty,
@@ -120,24 +100,49 @@ pub enum Body<'a> {
     /// A streamed body: each chunk goes to the client as it is produced. Dropping the
     /// iterator is its cleanup, and it is dropped on every path.
     Stream(Chunks<'a>),
+    /// `len` bytes of a file from its current offset (PEP 3333's `wsgi.file_wrapper`): sent
+    /// with sendfile on CGI stdout, read in blocks elsewhere, with Content-Length from `len`.
+    File {
+        /// The open file.
+        file: std::fs::File,
+        /// How many bytes to send.
+        len: u64,
+    },
 }
 
 impl<'a> Body<'a> {
+    /// The rest of `file` (from its offset to its end) as the body.
+    pub fn file(mut file: std::fs::File) -> io::Result<Self> {
+        use std::io::Seek;
+        let len = file.metadata()?.len();
+        let pos = file.stream_position()?;
+        Ok(Body::File {
+            file,
+            len: len.saturating_sub(pos),
+        })
+    }
+
     /// A streamed body from any iterator of chunks.
     pub fn stream(it: impl Iterator<Item = io::Result<Vec<u8>>> + 'a) -> Self {
         Body::Stream(Box::new(it))
     }
 }
 
-impl From<&'static str> for Body<'_> {
-    fn from(s: &'static str) -> Self {
+impl<'a> From<&'a str> for Body<'a> {
+    fn from(s: &'a str) -> Self {
         Body::Full(Cow::Borrowed(s.as_bytes()))
     }
 }
 
-impl From<&'static [u8]> for Body<'_> {
-    fn from(s: &'static [u8]) -> Self {
+impl<'a> From<&'a [u8]> for Body<'a> {
+    fn from(s: &'a [u8]) -> Self {
         Body::Full(Cow::Borrowed(s))
+    }
+}
+
+impl<'a> From<&'a String> for Body<'a> {
+    fn from(s: &'a String) -> Self {
+        Body::from(s.as_str())
     }
 }
 
@@ -150,36 +155,5 @@ impl From<String> for Body<'_> {
 impl From<Vec<u8>> for Body<'_> {
     fn from(v: Vec<u8>) -> Self {
         Body::Full(Cow::Owned(v))
-    }
-}
-
-/// An application error. Before the first body byte it becomes a clean 500; after it, the
-/// response is cut.
-#[derive(Debug, thiserror::Error)]
-pub enum AppError {
-    /// `start` was given an invalid status or header.
-    #[error("invalid response head: {0}")]
-    Head(#[from] HeadError),
-    /// `start` was called after the head had been sent.
-    #[error("start() called after the response head was sent")]
-    HeadersSent,
-    /// The app returned without calling `start`.
-    #[error("the app returned without calling start()")]
-    NotStarted,
-    /// An I/O error (reading the body, writing the response).
-    #[error("I/O error: {0}")]
-    Io(#[from] io::Error),
-    /// The app panicked; the payload's message.
-    #[error("the app panicked: {0}")]
-    Panic(String),
-    /// Any other failure, described.
-    #[error("{0}")]
-    Other(String),
-}
-
-impl AppError {
-    /// An error with a message.
-    pub fn msg(m: impl Into<String>) -> Self {
-        AppError::Other(m.into())
     }
 }

@@ -23,6 +23,6 @@ pub fn about_to_block() {
 
 /// Installs (or with `None`, removes) the current thread's handler for [`about_to_block`];
 /// used by servers.
-pub fn set_hook(hook: Option<Box<dyn Fn()>>) {
+pub(crate) fn set_hook(hook: Option<Box<dyn Fn()>>) {
     HOOK.with(|h| *h.borrow_mut() = hook);
 }

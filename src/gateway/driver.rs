@@ -3,7 +3,9 @@
 use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use super::app::{App, AppError, Body, Request};
+use super::app::{App, Body};
+use super::error::AppError;
+use super::request::Request;
 use super::response::{Outcome, Response, Sink};
 
 /// Runs `app` for `req`, writing the response to `sink`.
@@ -12,30 +14,44 @@ use super::response::{Outcome, Response, Sink};
 /// is cut with [`Sink::abort`]. Errors go to the request's error stream. The body iterator is
 /// dropped and the request's cleanup functions run on every path.
 pub fn run_app(app: &dyn App, req: &mut Request<'_>, sink: &mut dyn Sink) -> Outcome {
+    if let Some(name) = req.environ.ambiguous_header() {
+        let _ = writeln!(
+            req.errors,
+            "cgate: 400 Bad Request: request header {} given twice (a repeated header, or \
+             look-alike names such as X-Forwarded-For and X_Forwarded_For)",
+            String::from_utf8_lossy(name)
+        );
+        let _ = super::sink::send_plain(sink, "400 Bad Request", "Bad Request\n");
+        req.run_cleanups();
+        let mut resp = Response::new(sink);
+        resp.set_code(400);
+        return resp.outcome(true);
+    }
     let mut resp = Response::new(sink);
     let result = catch_unwind(AssertUnwindSafe(|| drive(app, req, &mut resp)));
     let error = match result {
         Ok(Ok(())) => None,
         Ok(Err(e)) => Some(e),
-        Err(payload) => Some(AppError::Panic(panic_message(&*payload))),
+        Err(payload) => Some(AppError::panic(panic_message(&*payload))),
     };
     let outcome = match error {
         None => resp.outcome(true),
         Some(e) => {
             let sent = resp.headers_sent();
-            let gone = matches!(&e, AppError::Io(io) if is_disconnect(io));
-            if !gone {
+            if e.is_disconnect() {
+                // The client is gone: nothing to tell it, nothing worth a log line.
+            } else if sent {
                 let _ = writeln!(
                     req.errors,
-                    "cgate: app error{}: {e}",
-                    if sent {
-                        " after the response started (response cut)"
-                    } else {
-                        ""
-                    }
+                    "cgate: app error after the response started (response cut): {e}"
                 );
+            } else if !e.status().is_client_error() {
+                let _ = writeln!(req.errors, "cgate: app error: {e}");
+            } else if e.has_detail() {
+                // A client error the app chose: one line with its cause, none for a bare 404.
+                let _ = writeln!(req.errors, "cgate: answered {}: {e}", e.status());
             }
-            resp.fail();
+            resp.fail(&e);
             resp.outcome(false)
         }
     };
@@ -47,7 +63,7 @@ pub fn run_app(app: &dyn App, req: &mut Request<'_>, sink: &mut dyn Sink) -> Out
 /// that can still be handled (a body shorter or longer than its Content-Length) is logged to
 /// the error stream. Middleware that runs an inner app over its own [`Response`] uses this;
 /// errors are returned for the caller to handle (the outermost driver is [`run_app`]).
-pub fn drive(
+pub(crate) fn drive(
     app: &dyn App,
     req: &mut Request<'_>,
     resp: &mut Response<'_>,
@@ -77,16 +93,12 @@ fn send_body(resp: &mut Response<'_>, body: Body<'_>) -> Result<(), AppError> {
             }
             Ok(())
         }
+        Body::File { mut file, len } => Ok(resp.write_file(&mut file, len)?),
     }
 }
 
-fn is_disconnect(e: &std::io::Error) -> bool {
-    use std::io::ErrorKind::*;
-    matches!(e.kind(), BrokenPipe | ConnectionReset | ConnectionAborted)
-}
-
 /// The text of a panic payload.
-pub fn panic_message(payload: &(dyn Any + Send)) -> String {
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_owned()
     } else if let Some(s) = payload.downcast_ref::<String>() {

@@ -4,6 +4,7 @@ use std::ops::Range;
 
 /// Which gateway produced a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum GatewayKind {
     /// Classic CGI (RFC 3875): environment variables and stdin.
     Cgi,
@@ -40,6 +41,56 @@ pub struct GatewayFacts {
 }
 
 impl GatewayFacts {
+    /// A CGI run: one request per process, maybe several processes.
+    pub const fn cgi() -> Self {
+        GatewayFacts {
+            kind: GatewayKind::Cgi,
+            https: false,
+            multithread: false,
+            multiprocess: true,
+            run_once: true,
+        }
+    }
+
+    /// The FastCGI responder: one process, many threads, many requests each.
+    pub const fn fastcgi() -> Self {
+        GatewayFacts {
+            kind: GatewayKind::FastCgi,
+            https: false,
+            multithread: true,
+            multiprocess: false,
+            run_once: false,
+        }
+    }
+
+    /// The facts of the gateway `kind` (one of [`GatewayFacts::cgi`], [`GatewayFacts::fastcgi`],
+    /// [`GatewayFacts::local`]).
+    pub const fn new(kind: GatewayKind) -> Self {
+        match kind {
+            GatewayKind::Cgi => GatewayFacts::cgi(),
+            GatewayKind::FastCgi => GatewayFacts::fastcgi(),
+            GatewayKind::Local => GatewayFacts::local(),
+        }
+    }
+
+    /// `cgate request` and the test client: one request in this process.
+    pub const fn local() -> Self {
+        GatewayFacts {
+            kind: GatewayKind::Local,
+            https: false,
+            multithread: false,
+            multiprocess: false,
+            run_once: true,
+        }
+    }
+
+    /// The same facts with `https` set.
+    #[must_use]
+    pub const fn with_https(mut self, https: bool) -> Self {
+        self.https = https;
+        self
+    }
+
     /// `"https"` or `"http"`.
     pub fn url_scheme(&self) -> &'static str {
         if self.https { "https" } else { "http" }
@@ -50,12 +101,17 @@ impl GatewayFacts {
 ///
 /// Names and values may hold any bytes (non-UTF-8 survives); [`Environ::get_str`] gives a
 /// `&str` view where the bytes are valid UTF-8. Setting a name that is already present
-/// replaces it, so for duplicate names the last one wins. `HTTP_PROXY` is never stored
+/// replaces it. From a gateway, a repeated variable follows the operator's last word (the
+/// last one wins) except a request header: an `HTTP_*` name that arrives twice (a repeated
+/// header, or look-alikes such as `X-Forwarded-For` and `X_Forwarded_For`) is ambiguous, and
+/// the request is refused with 400 before any app runs. `HTTP_PROXY` is never stored
 /// (httpoxy). All pairs live in one buffer, so building an environ costs two allocations.
 #[derive(Debug, Clone)]
 pub struct Environ {
     buf: Vec<u8>,
     vars: VarIndex,
+    /// The first request-header name that arrived twice.
+    ambiguous: Option<Range<usize>>,
     /// Facts about the gateway that produced this request.
     pub gateway: GatewayFacts,
 }
@@ -78,17 +134,21 @@ impl Environ {
         Environ {
             buf: Vec::new(),
             vars: Vec::new(),
+            ambiguous: None,
             gateway,
         }
     }
 
     /// Builds an environ from a buffer and an index of `(name, value)` ranges into it, as the
-    /// FastCGI params decoder produces them, without copying. Later duplicates win; ranges
-    /// outside the buffer and the names in [`DROPPED_ON_INPUT`] are dropped.
+    /// FastCGI params decoder produces them, without copying. Later duplicates win, but an
+    /// `HTTP_*` name given twice keeps its first value and marks the environ ambiguous (see
+    /// [`Environ::ambiguous_header`]); ranges outside the buffer and the names in
+    /// [`DROPPED_ON_INPUT`] are dropped.
     pub fn from_indexed(buf: Vec<u8>, pairs: VarIndex, gateway: GatewayFacts) -> Self {
         let mut env = Environ {
             buf,
             vars: Vec::with_capacity(pairs.len()),
+            ambiguous: None,
             gateway,
         };
         for (n, v) in pairs {
@@ -99,11 +159,36 @@ impl Environ {
                 continue;
             }
             if let Some(i) = env.position(name) {
+                if name.starts_with(b"HTTP_") {
+                    env.ambiguous.get_or_insert(n);
+                    continue;
+                }
                 env.vars.remove(i);
             }
             env.vars.push((n, v));
         }
         env
+    }
+
+    /// Sets a request header's `HTTP_*` variable as a gateway does: a name already present
+    /// is not replaced and marks the environ ambiguous.
+    pub fn add_header_var(&mut self, name: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
+        let name = name.as_ref();
+        if self.position(name).is_some() {
+            if self.ambiguous.is_none() {
+                let start = self.buf.len();
+                self.buf.extend_from_slice(name);
+                self.ambiguous = Some(start..self.buf.len());
+            }
+            return;
+        }
+        self.set(name, value);
+    }
+
+    /// The first `HTTP_*` name that a gateway received twice, if any: such a request is
+    /// answered 400 without calling the app, since either copy may be a client's look-alike.
+    pub fn ambiguous_header(&self) -> Option<&[u8]> {
+        self.buf.get(self.ambiguous.clone()?)
     }
 
     /// Gives back the buffer and the index (emptied) so a gateway can reuse their memory.
@@ -211,13 +296,7 @@ mod tests {
     use super::*;
 
     fn facts() -> GatewayFacts {
-        GatewayFacts {
-            kind: GatewayKind::Local,
-            https: false,
-            multithread: false,
-            multiprocess: false,
-            run_once: true,
-        }
+        GatewayFacts::local()
     }
 
     #[test]
@@ -254,6 +333,27 @@ mod tests {
         let e = Environ::from_indexed(buf, pairs, facts());
         let all: Vec<_> = e.iter().collect();
         assert_eq!(all, vec![(&b"CONTENT_LENGTH"[..], &b"5"[..])]);
+    }
+
+    #[test]
+    fn request_header_given_twice_is_ambiguous() {
+        let buf = b"HTTP_X_FORWARDED_FOR10.0.0.1HTTP_X_FORWARDED_FOR6.6.6.6AxAy".to_vec();
+        let pairs = vec![
+            (0..20, 20..28),
+            (28..48, 48..55),
+            (55..56, 56..57),
+            (57..58, 58..59),
+        ];
+        let e = Environ::from_indexed(buf, pairs, facts());
+        assert_eq!(e.ambiguous_header(), Some(&b"HTTP_X_FORWARDED_FOR"[..]));
+        assert_eq!(e.get("HTTP_X_FORWARDED_FOR"), Some(&b"10.0.0.1"[..]));
+        assert_eq!(e.get("A"), Some(&b"y"[..]), "other names: the last wins");
+        let mut e = Environ::new(facts());
+        e.add_header_var("HTTP_A", "1");
+        assert_eq!(e.ambiguous_header(), None);
+        e.add_header_var("HTTP_A", "2");
+        assert_eq!(e.ambiguous_header(), Some(&b"HTTP_A"[..]));
+        assert_eq!(e.get("HTTP_A"), Some(&b"1"[..]));
     }
 
     #[test]

@@ -1,6 +1,10 @@
 //! Status line and response header validation (the one boundary) and CGI-style serialization.
 
+use std::borrow::Cow;
 use std::fmt;
+
+use super::status::IntoStatus;
+pub use super::status::parse_status;
 
 /// Hop-by-hop headers an application may not send (RFC 9110 7.6.1 and PEP 3333).
 pub const HOP_BY_HOP: [&str; 7] = [
@@ -15,6 +19,7 @@ pub const HOP_BY_HOP: [&str; 7] = [
 
 /// Why a status or a header was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum HeadError {
     /// The status is not `NNN Reason` with a 3-digit code 100..=599 and a clean reason.
     #[error("invalid status line {0:?} (expected e.g. \"200 OK\")")]
@@ -31,6 +36,9 @@ pub enum HeadError {
     /// `Status` given as a header: the status belongs in the status argument.
     #[error("\"Status\" must be given as the status, not as a header")]
     StatusHeader,
+    /// A Content-Length that is not `[0-9]+` within `u64`, or two that differ.
+    #[error("invalid Content-Length {0:?} (one decimal value is allowed)")]
+    ContentLength(String),
 }
 
 /// One validated response header.
@@ -43,12 +51,159 @@ pub struct Header {
 }
 
 /// A validated status and header list, ready for the wire.
+///
+/// Middleware sees it in [`Transform::head`](crate::middleware::Transform::head) and may
+/// change it with [`Head::push`], [`Head::set`] and [`Head::remove`]; every change is
+/// validated again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Head {
     code: u16,
-    status: String,
-    /// The headers in the order the app gave them.
-    pub headers: Vec<Header>,
+    /// The status line, `NNN Reason`.
+    status: Cow<'static, str>,
+    headers: Vec<Header>,
+}
+
+/// A header value: text, bytes or a number (`("X-Count", 3)`).
+pub trait HeaderValue {
+    /// Appends the value's bytes to `out`.
+    fn append_to(&self, out: &mut Vec<u8>);
+}
+
+impl<T: HeaderValue + ?Sized> HeaderValue for &T {
+    fn append_to(&self, out: &mut Vec<u8>) {
+        (**self).append_to(out);
+    }
+}
+
+macro_rules! bytes_value {
+    ($($t:ty),*) => {$(
+        impl HeaderValue for $t {
+            fn append_to(&self, out: &mut Vec<u8>) {
+                out.extend_from_slice(AsRef::<[u8]>::as_ref(self));
+            }
+        }
+    )*};
+}
+bytes_value!(str, String, [u8], Vec<u8>, Cow<'_, [u8]>);
+
+impl HeaderValue for Cow<'_, str> {
+    fn append_to(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.as_bytes());
+    }
+}
+
+impl<const N: usize> HeaderValue for [u8; N] {
+    fn append_to(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self);
+    }
+}
+
+macro_rules! number_value {
+    ($($t:ty),*) => {$(
+        impl HeaderValue for $t {
+            fn append_to(&self, out: &mut Vec<u8>) {
+                use std::io::Write as _;
+                let _ = write!(out, "{self}");
+            }
+        }
+    )*};
+}
+number_value!(u8, u16, u32, u64, usize, i8, i16, i32, i64, isize);
+
+/// A list of headers for [`Response::start`](crate::Response::start): an array, slice or
+/// `Vec` of `(name, value)` pairs, `()` for none, or a tuple of pairs whose value types
+/// differ: `(("Content-Type", "application/json"), ("X-Count", n))`.
+pub trait IntoHeaders {
+    /// Calls `f` with each name and value, in order, until it fails.
+    fn each(
+        self,
+        f: &mut dyn FnMut(&str, &dyn HeaderValue) -> Result<(), HeadError>,
+    ) -> Result<(), HeadError>;
+}
+
+impl IntoHeaders for () {
+    fn each(
+        self,
+        _: &mut dyn FnMut(&str, &dyn HeaderValue) -> Result<(), HeadError>,
+    ) -> Result<(), HeadError> {
+        Ok(())
+    }
+}
+
+macro_rules! list_headers {
+    ($([$($g:tt)*] $t:ty;)*) => {$(
+        impl<$($g)* N: AsRef<str>, V: HeaderValue> IntoHeaders for $t {
+            fn each(
+                self,
+                f: &mut dyn FnMut(&str, &dyn HeaderValue) -> Result<(), HeadError>,
+            ) -> Result<(), HeadError> {
+                for (n, v) in self {
+                    f(n.as_ref(), &v)?;
+                }
+                Ok(())
+            }
+        }
+    )*};
+}
+list_headers! {
+    [const K: usize,] [(N, V); K];
+    [] Vec<(N, V)>;
+    ['a,] &'a [(N, V)];
+    ['a,] &'a Vec<(N, V)>;
+}
+
+/// Headers from any iterator of `(name, value)` pairs (see [`from_pairs`]).
+#[derive(Debug, Clone)]
+pub struct Pairs<I>(I);
+
+/// Wraps an iterator of `(name, value)` pairs as a header list:
+/// `Head::new(200, from_pairs(map.iter()))`.
+pub fn from_pairs<I>(iter: I) -> Pairs<I::IntoIter>
+where
+    I: IntoIterator,
+{
+    Pairs(iter.into_iter())
+}
+
+impl<I, N, V> IntoHeaders for Pairs<I>
+where
+    I: Iterator<Item = (N, V)>,
+    N: AsRef<str>,
+    V: HeaderValue,
+{
+    fn each(
+        self,
+        f: &mut dyn FnMut(&str, &dyn HeaderValue) -> Result<(), HeadError>,
+    ) -> Result<(), HeadError> {
+        for (n, v) in self.0 {
+            f(n.as_ref(), &v)?;
+        }
+        Ok(())
+    }
+}
+
+macro_rules! tuple_headers {
+    ($(($($n:ident $v:ident $i:tt),*);)*) => {$(
+        impl<$($n: AsRef<str>, $v: HeaderValue),*> IntoHeaders for ($(($n, $v),)*) {
+            fn each(
+                self,
+                f: &mut dyn FnMut(&str, &dyn HeaderValue) -> Result<(), HeadError>,
+            ) -> Result<(), HeadError> {
+                $(f(self.$i.0.as_ref(), &self.$i.1)?;)*
+                Ok(())
+            }
+        }
+    )*};
+}
+tuple_headers! {
+    (N0 V0 0);
+    (N0 V0 0, N1 V1 1);
+    (N0 V0 0, N1 V1 1, N2 V2 2);
+    (N0 V0 0, N1 V1 1, N2 V2 2, N3 V3 3);
+    (N0 V0 0, N1 V1 1, N2 V2 2, N3 V3 3, N4 V4 4);
+    (N0 V0 0, N1 V1 1, N2 V2 2, N3 V3 3, N4 V4 4, N5 V5 5);
+    (N0 V0 0, N1 V1 1, N2 V2 2, N3 V3 3, N4 V4 4, N5 V5 5, N6 V6 6);
+    (N0 V0 0, N1 V1 1, N2 V2 2, N3 V3 3, N4 V4 4, N5 V5 5, N6 V6 6, N7 V7 7);
 }
 
 fn is_tchar(b: u8) -> bool {
@@ -65,46 +220,26 @@ pub fn is_field_value(v: &[u8]) -> bool {
     v.iter().all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f))
 }
 
-/// Checks a status line `NNN Reason`; returns the code.
-pub fn parse_status(status: &str) -> Result<u16, HeadError> {
-    let bad = || HeadError::Status(status.chars().take(80).collect());
-    let b = status.as_bytes();
-    if b.len() < 4 || b[3] != b' ' || !b[..3].iter().all(u8::is_ascii_digit) {
-        return Err(bad());
-    }
-    let code = u16::from(b[0] - b'0') * 100 + u16::from(b[1] - b'0') * 10 + u16::from(b[2] - b'0');
-    if !(100..=599).contains(&code) || !is_field_value(&b[4..]) {
-        return Err(bad());
-    }
-    Ok(code)
+/// `true` for a Content-Length value `[0-9]+` within `u64`.
+fn numeric_length(v: &[u8]) -> bool {
+    matches!(
+        crate::gateway::input::parse_content_length(Some(v)),
+        Ok(Some(_))
+    )
 }
 
 impl Head {
     /// Validates a status and headers. Nothing invalid is kept: an error means no header of
     /// this call may reach the wire.
-    pub fn new<N, V>(
-        status: &str,
-        headers: impl IntoIterator<Item = (N, V)>,
-    ) -> Result<Head, HeadError>
-    where
-        N: AsRef<str>,
-        V: AsRef<[u8]>,
-    {
-        let code = parse_status(status)?;
-        let mut out = Vec::new();
-        for (n, v) in headers {
-            let (n, v) = (n.as_ref(), v.as_ref());
-            check_header(n, v)?;
-            out.push(Header {
-                name: n.to_owned(),
-                value: v.to_owned(),
-            });
-        }
-        Ok(Head {
+    pub fn new(status: impl IntoStatus, headers: impl IntoHeaders) -> Result<Head, HeadError> {
+        let (code, status) = status.into_status()?;
+        let mut head = Head {
             code,
-            status: status.to_owned(),
-            headers: out,
-        })
+            status,
+            headers: Vec::new(),
+        };
+        headers.each(&mut |n, v| head.push(n, v))?;
+        Ok(head)
     }
 
     /// The numeric status code.
@@ -112,9 +247,19 @@ impl Head {
         self.code
     }
 
+    /// The reason phrase as given (the standard one for a numeric status).
+    pub fn reason(&self) -> &str {
+        &self.status[4..]
+    }
+
     /// The whole status line, e.g. `200 OK`.
     pub fn status(&self) -> &str {
         &self.status
+    }
+
+    /// The headers in the order the app gave them.
+    pub fn headers(&self) -> &[Header] {
+        &self.headers
     }
 
     /// The first value of header `name` (case-insensitive).
@@ -125,39 +270,66 @@ impl Head {
             .map(|h| h.value.as_slice())
     }
 
+    /// `true` when a header `name` holds `token` as one of its comma-separated elements
+    /// (case-insensitive): `head.has_token("vary", "accept-encoding")`.
+    pub fn has_token(&self, name: &str, token: &str) -> bool {
+        self.headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case(name))
+            .flat_map(|h| h.value.split(|&b| b == b','))
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+    }
+
     /// Removes every header called `name` (case-insensitive).
     pub fn remove(&mut self, name: &str) {
         self.headers.retain(|h| !h.name.eq_ignore_ascii_case(name));
     }
 
-    /// Appends a header after validating it.
-    pub fn push(&mut self, name: &str, value: impl AsRef<[u8]>) -> Result<(), HeadError> {
-        let value = value.as_ref();
-        check_header(name, value)?;
+    /// Replaces every header called `name` with one holding `value`.
+    pub fn set(&mut self, name: &str, value: impl HeaderValue) -> Result<(), HeadError> {
+        let mut v = Vec::new();
+        value.append_to(&mut v);
+        check_header(name, &v)?;
+        self.remove(name);
+        self.push_checked(name, v)
+    }
+
+    /// Appends a header after validating it. A second Content-Length with the same value is
+    /// dropped; one with a different value is refused.
+    pub fn push(&mut self, name: &str, value: impl HeaderValue) -> Result<(), HeadError> {
+        let mut v = Vec::new();
+        value.append_to(&mut v);
+        check_header(name, &v)?;
+        self.push_checked(name, v)
+    }
+
+    fn push_checked(&mut self, name: &str, value: Vec<u8>) -> Result<(), HeadError> {
+        if name.eq_ignore_ascii_case("content-length") {
+            if !numeric_length(&value) {
+                return Err(HeadError::ContentLength(shown_bytes(&value)));
+            }
+            match self.get("content-length") {
+                Some(old) if old == value => return Ok(()),
+                Some(_) => return Err(HeadError::ContentLength(shown_bytes(&value))),
+                None => {}
+            }
+        }
         self.headers.push(Header {
             name: name.to_owned(),
-            value: value.to_owned(),
+            value,
         });
         Ok(())
     }
 
-    /// The declared Content-Length, if there is exactly one well-formed value.
+    /// The declared Content-Length (validated: at most one, numeric).
     pub fn content_length(&self) -> Option<u64> {
-        let mut it = self
-            .headers
-            .iter()
-            .filter(|h| h.name.eq_ignore_ascii_case("content-length"));
-        let first = it.next()?;
-        if it.next().is_some() {
-            return None;
-        }
-        crate::gateway::input::parse_content_length(Some(&first.value))
+        crate::gateway::input::parse_content_length(self.get("content-length"))
             .ok()
             .flatten()
     }
 
     /// Appends the CGI response header block (`Status:` line, headers, blank line; CRLF).
-    pub fn write_cgi(&self, out: &mut Vec<u8>) {
+    pub(crate) fn write_cgi(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(b"Status: ");
         out.extend_from_slice(self.status.as_bytes());
         out.extend_from_slice(b"\r\n");
@@ -169,6 +341,10 @@ impl Head {
         }
         out.extend_from_slice(b"\r\n");
     }
+}
+
+fn shown_bytes(v: &[u8]) -> String {
+    String::from_utf8_lossy(&v[..v.len().min(80)]).into_owned()
 }
 
 fn check_header(name: &str, value: &[u8]) -> Result<(), HeadError> {
@@ -199,17 +375,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn statuses() {
-        assert_eq!(parse_status("200 OK"), Ok(200));
-        assert_eq!(parse_status("404 "), Ok(404));
-        for bad in [
-            "200", "20 OK", "2000 OK", "099 X", "600 X", "200\tOK", "200 O\rK", "abc OK",
-        ] {
-            assert!(parse_status(bad).is_err(), "{bad:?}");
-        }
-    }
-
-    #[test]
     fn header_rules() {
         assert!(Head::new("200 OK", [("X-A", "a\tb \u{e9}")]).is_ok());
         let cases: [(&str, &str); 6] = [
@@ -226,6 +391,43 @@ mod tests {
     }
 
     #[test]
+    fn content_length_is_one_number() {
+        for bad in ["abc", "+4", "5G", "", " 4", "-1", "18446744073709551616"] {
+            assert_eq!(
+                Head::new(200, [("Content-Length", bad)]),
+                Err(HeadError::ContentLength(bad.into())),
+                "{bad:?}"
+            );
+        }
+        let two = Head::new(200, [("Content-Length", "1"), ("content-length", "100")]);
+        assert_eq!(two, Err(HeadError::ContentLength("100".into())));
+        let same = Head::new(200, [("Content-Length", "4"), ("Content-Length", "4")]).unwrap();
+        assert_eq!(same.headers().len(), 1);
+        assert_eq!(same.content_length(), Some(4));
+        let max = Head::new(200, [("Content-Length", u64::MAX)]).unwrap();
+        assert_eq!(max.content_length(), Some(u64::MAX));
+    }
+
+    #[test]
+    fn mixed_values_and_empty_lists() {
+        let n = 3usize;
+        let h = Head::new(
+            Status::OK,
+            (
+                ("Content-Type", "text/plain"),
+                ("X-Count", n),
+                ("X-S", n.to_string()),
+            ),
+        )
+        .unwrap();
+        let names: Vec<_> = h.headers().iter().map(|h| h.value.clone()).collect();
+        assert_eq!(names, [&b"text/plain"[..], b"3", b"3"]);
+        assert!(Head::new(204, ()).unwrap().headers().is_empty());
+        let none: [(&str, &str); 0] = [];
+        assert!(Head::new("204 No Content", none).is_ok());
+    }
+
+    #[test]
     fn cgi_bytes() {
         let h = Head::new("201 Created", [("Content-Type", "text/plain"), ("X", "1")]).unwrap();
         let mut out = Vec::new();
@@ -234,5 +436,10 @@ mod tests {
             out,
             b"Status: 201 Created\r\nContent-Type: text/plain\r\nX: 1\r\n\r\n"
         );
+        out.clear();
+        Head::new("299 ", ()).unwrap().write_cgi(&mut out);
+        assert_eq!(out, b"Status: 299 \r\n\r\n");
     }
+
+    use super::super::status::Status;
 }

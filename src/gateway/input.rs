@@ -199,8 +199,18 @@ mod tests {
     fn to_end_is_bounded() {
         let mut src: &[u8] = &[7u8; 100];
         let mut input = Input::new(&mut src, BodyLength::ToEnd { max: 50 });
-        let mut out = Vec::new();
-        assert!(input.read_to_end(&mut out).is_err());
-        assert!(out.len() <= 100);
+        let mut buf = [0u8; 40];
+        assert_eq!(input.read(&mut buf).unwrap(), 40);
+        assert!(!input.is_finished());
+        let err = input.read(&mut buf).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "request body larger than the 50-byte limit"
+        );
+        assert_eq!(input.consumed(), 80);
+        assert!(input.is_finished());
+        let again = input.read(&mut buf).unwrap_err();
+        assert_eq!(again.to_string(), "request body stream failed earlier");
+        assert_eq!(src.len(), 20, "nothing read after the failure");
     }
 }

@@ -1,9 +1,11 @@
 //! The start-response handle: validated, deferred headers, streamed body, Content-Length rules.
 
-use std::io;
+use std::fs::File;
+use std::io::{self, Read};
 
-use super::app::AppError;
-use super::head::{Head, HeadError};
+use super::error::AppError;
+use super::head::{Head, HeadError, HeaderValue, IntoHeaders};
+use super::status::IntoStatus;
 
 /// A transport's side of a response (stdout for CGI, STDOUT records for FastCGI).
 ///
@@ -31,6 +33,33 @@ pub trait Sink {
     fn watch_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
         None
     }
+    /// Queues `len` bytes of `file` from its current offset (PEP 3333's `wsgi.file_wrapper`).
+    /// The default reads the file in blocks; a transport on a plain descriptor may use
+    /// sendfile.
+    fn send_file(&mut self, file: &mut File, len: u64) -> io::Result<()> {
+        copy_file(file, len, &mut |chunk| self.send_body(chunk))
+    }
+}
+
+/// Reads `len` bytes of `file` in 64 KiB blocks into `out`; a file shorter than `len` is an
+/// `UnexpectedEof` error.
+pub(crate) fn copy_file(
+    file: &mut File,
+    len: u64,
+    out: &mut dyn FnMut(&[u8]) -> io::Result<()>,
+) -> io::Result<()> {
+    let mut buf = vec![0u8; len.min(64 * 1024) as usize];
+    let mut left = len;
+    while left > 0 {
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let n = file.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank"));
+        }
+        out(&buf[..n])?;
+        left -= n as u64;
+    }
+    Ok(())
 }
 
 #[derive(Debug)]
@@ -63,6 +92,7 @@ pub struct Response<'s> {
 
 /// What happened to a response, for logs and for the transport.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Outcome {
     /// The status code sent (0 if nothing was sent).
     pub status: u16,
@@ -72,11 +102,9 @@ pub struct Outcome {
     pub complete: bool,
 }
 
-const ERROR_BODY: &str = "Internal Server Error\n";
-
 impl<'s> Response<'s> {
     /// A response writing to `sink`.
-    pub fn new(sink: &'s mut dyn Sink) -> Self {
+    pub(crate) fn new(sink: &'s mut dyn Sink) -> Self {
         Response {
             sink,
             state: State::Pending,
@@ -86,19 +114,20 @@ impl<'s> Response<'s> {
         }
     }
 
-    /// Sets the status (`"200 OK"`) and headers. Refused headers are an app error and none of
-    /// them will be sent. May be called again until the first body byte has gone out.
-    pub fn start<N, V>(
+    /// Sets the status and headers (PEP 3333's `start_response`).
+    ///
+    /// The status is a [`Status`](crate::Status) (`Status::OK`), a code (`200`) or a
+    /// `"200 OK"` string; the headers an array, slice or `Vec` of `(name, value)` pairs, `()`
+    /// for none, or a tuple of pairs of mixed types. Values may be text, bytes or numbers.
+    /// Refused headers are an app error and none of them will be sent. May be called again
+    /// until the first body byte has gone out.
+    pub fn start(
         &mut self,
-        status: &str,
-        headers: impl IntoIterator<Item = (N, V)>,
-    ) -> Result<(), AppError>
-    where
-        N: AsRef<str>,
-        V: AsRef<[u8]>,
-    {
+        status: impl IntoStatus,
+        headers: impl IntoHeaders,
+    ) -> Result<(), AppError> {
         if matches!(self.state, State::Sent { .. } | State::Failed) {
-            return Err(AppError::HeadersSent);
+            return Err(AppError::headers_sent());
         }
         match Head::new(status, headers) {
             Ok(head) => {
@@ -107,15 +136,28 @@ impl<'s> Response<'s> {
             }
             Err(e) => {
                 self.state = State::Invalid(e.clone());
-                Err(AppError::Head(e))
+                Err(AppError::from(e))
             }
+        }
+    }
+
+    /// Adds one header to the head set by `start` (before the first body byte).
+    pub fn header(&mut self, name: &str, value: impl HeaderValue) -> Result<(), AppError> {
+        match &mut self.state {
+            State::Started(head) => head.push(name, value).map_err(|e| {
+                self.state = State::Invalid(e.clone());
+                AppError::from(e)
+            }),
+            State::Pending => Err(AppError::msg("header() called before start()")),
+            State::Invalid(e) => Err(AppError::from(e.clone())),
+            State::Sent { .. } | State::Failed => Err(AppError::headers_sent()),
         }
     }
 
     /// Sets an already validated head (used by middleware that rewrites headers).
     pub fn start_head(&mut self, head: Head) -> Result<(), AppError> {
         if matches!(self.state, State::Sent { .. } | State::Failed) {
-            return Err(AppError::HeadersSent);
+            return Err(AppError::headers_sent());
         }
         self.state = State::Started(head);
         Ok(())
@@ -169,25 +211,53 @@ impl<'s> Response<'s> {
         self.send(body)
     }
 
-    fn send(&mut self, chunk: &[u8]) -> io::Result<()> {
-        let mut remaining = match std::mem::replace(&mut self.state, State::Failed) {
-            State::Sent { remaining } => remaining,
+    /// Sends `len` bytes of `file` from its offset as the rest of the body (sendfile where
+    /// the transport allows it); adds Content-Length when nothing was sent and none was set.
+    pub(crate) fn write_file(&mut self, file: &mut File, len: u64) -> io::Result<()> {
+        if let State::Started(head) = &mut self.state {
+            if head.get("content-length").is_none() && allows_body(head.code()) {
+                let _ = head.push("Content-Length", len);
+            }
+        }
+        let mut remaining = self.send_head_once()?;
+        let allowed = remaining.map_or(len, |left| left.min(len));
+        self.truncated |= allowed < len;
+        if let Some(left) = remaining.as_mut() {
+            *left -= allowed;
+        }
+        if allowed > 0 {
+            self.sink.send_file(file, allowed)?;
+            self.sent += allowed;
+        }
+        self.state = State::Sent { remaining };
+        Ok(())
+    }
+
+    /// Sends the head if it has not gone yet; returns what Content-Length still allows. The
+    /// state is `Failed` until the caller sets it back.
+    fn send_head_once(&mut self) -> io::Result<Option<u64>> {
+        match std::mem::replace(&mut self.state, State::Failed) {
+            State::Sent { remaining } => Ok(remaining),
             State::Started(head) => {
                 self.code = head.code();
                 let remaining = head.content_length();
                 self.sink.send_head(&head)?;
-                remaining
+                Ok(remaining)
             }
             State::Pending => {
                 self.state = State::Pending;
-                return Err(io::Error::other("body written without calling start()"));
+                Err(io::Error::other("body written without calling start()"))
             }
             State::Invalid(e) => {
                 self.state = State::Invalid(e.clone());
-                return Err(io::Error::other(e));
+                Err(io::Error::other(e))
             }
-            State::Failed => return Err(io::Error::other("response already failed")),
-        };
+            State::Failed => Err(io::Error::other("response already failed")),
+        }
+    }
+
+    fn send(&mut self, chunk: &[u8]) -> io::Result<()> {
+        let mut remaining = self.send_head_once()?;
         let mut chunk = chunk;
         if let Some(left) = remaining.as_mut() {
             let allowed = usize::try_from(*left)
@@ -214,11 +284,11 @@ impl<'s> Response<'s> {
         match std::mem::replace(&mut self.state, State::Failed) {
             State::Pending => {
                 self.state = State::Pending;
-                return Err(AppError::NotStarted);
+                return Err(AppError::not_started());
             }
             State::Invalid(e) => {
                 self.state = State::Invalid(e.clone());
-                return Err(AppError::Head(e));
+                return Err(AppError::from(e));
             }
             State::Started(mut head) => {
                 if head.get("content-length").is_none() && allows_body(head.code()) {
@@ -234,7 +304,7 @@ impl<'s> Response<'s> {
                     ));
                 }
             }
-            State::Failed => return Err(AppError::Io(io::Error::other("response failed"))),
+            State::Failed => return Err(AppError::from(io::Error::other("response failed"))),
         }
         if self.truncated {
             note = Some("response longer than its Content-Length: truncated".to_owned());
@@ -244,8 +314,9 @@ impl<'s> Response<'s> {
         Ok(note)
     }
 
-    /// Ends the response after an app error: a clean 500 if nothing was sent, else a cut.
-    pub(crate) fn fail(&mut self) -> bool {
+    /// Ends the response after an app error: the error's status with a short plain page if
+    /// nothing was sent (the reason phrase; never the message), else a cut.
+    pub(crate) fn fail(&mut self, error: &AppError) -> bool {
         match self.state {
             State::Sent { .. } | State::Failed => {
                 self.sink.abort();
@@ -253,14 +324,11 @@ impl<'s> Response<'s> {
                 false
             }
             _ => {
-                self.code = 500;
-                let ok = super::sink::send_plain(
-                    &mut *self.sink,
-                    "500 Internal Server Error",
-                    ERROR_BODY,
-                )
-                .is_ok();
-                self.sent = ERROR_BODY.len() as u64;
+                let status = error.status();
+                self.code = status.code();
+                let body = format!("{}\n", status.reason());
+                let ok = super::sink::send_error(&mut *self.sink, error, &body).is_ok();
+                self.sent = body.len() as u64;
                 self.state = if ok {
                     State::Sent { remaining: None }
                 } else {
@@ -271,8 +339,13 @@ impl<'s> Response<'s> {
         }
     }
 
+    /// Records the status of an answer sent around this response (the gateway's 400).
+    pub(crate) fn set_code(&mut self, code: u16) {
+        self.code = code;
+    }
+
     /// What was sent so far.
-    pub fn outcome(&self, complete: bool) -> Outcome {
+    pub(crate) fn outcome(&self, complete: bool) -> Outcome {
         Outcome {
             status: self.code,
             body_bytes: self.sent,

@@ -20,7 +20,9 @@ impl Router {
     }
 
     /// Mounts `app` at `prefix` (normalised: leading `/`, no trailing `/`).
-    pub fn mount(mut self, prefix: &str, app: Arc<dyn App>) -> Self {
+    #[must_use]
+    pub fn mount(mut self, prefix: &str, app: impl App + 'static) -> Self {
+        let app: Arc<dyn App> = Arc::new(app);
         let trimmed = prefix.trim_end_matches('/');
         let prefix = if trimmed.is_empty() || trimmed.starts_with('/') {
             trimmed.to_owned()
@@ -45,7 +47,7 @@ impl Router {
 
 impl App for Router {
     fn call<'a>(
-        &self,
+        &'a self,
         req: &'a mut Request<'_>,
         resp: &mut Response<'_>,
     ) -> Result<Body<'a>, AppError> {

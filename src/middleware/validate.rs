@@ -61,7 +61,7 @@ pub fn check_environ(req: &Request<'_>) -> Result<(), String> {
 
 impl<A: App> App for Validate<A> {
     fn call<'a>(
-        &self,
+        &'a self,
         req: &'a mut Request<'_>,
         resp: &mut Response<'_>,
     ) -> Result<Body<'a>, AppError> {

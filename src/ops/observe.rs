@@ -248,13 +248,14 @@ impl Sink for Forward<'_, '_> {
 }
 
 fn outcome_of(r: &Result<(), AppError>, head_sent: bool) -> Outcome {
+    let io_kind = |e: &AppError| e.downcast_ref::<io::Error>().map(io::Error::kind);
     match r {
         Ok(()) => Outcome::Complete,
-        Err(AppError::Io(e)) if e.kind() == io::ErrorKind::ConnectionAborted => Outcome::Aborted,
-        Err(AppError::Io(e))
+        Err(e) if io_kind(e) == Some(io::ErrorKind::ConnectionAborted) => Outcome::Aborted,
+        Err(e)
             if matches!(
-                e.kind(),
-                io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+                io_kind(e),
+                Some(io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset)
             ) =>
         {
             Outcome::ClientGone
@@ -325,7 +326,7 @@ impl App for Observe {
             };
             self.finish(req, &id, &uri, time, started, done);
             let why = "the web server's connection closed before the request ran";
-            return Err(AppError::Io(io::Error::new(
+            return Err(AppError::from(io::Error::new(
                 io::ErrorKind::ConnectionAborted,
                 why,
             )));
@@ -352,7 +353,7 @@ impl App for Observe {
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             drive(&*self.inner, req, &mut Response::new(&mut fwd))
         }))
-        .unwrap_or_else(|p| Err(AppError::Panic(panic_message(&*p))));
+        .unwrap_or_else(|p| Err(AppError::panic(panic_message(&*p))));
         self.inflight.end(key);
         let head_sent = fwd.outer.headers_sent();
         let outcome = outcome_of(&r, head_sent);

@@ -8,8 +8,7 @@ use std::time::{Duration, Instant};
 
 use cgate::apps::cgi::{CgiDir, CgiOptions};
 use cgate::gateway::{
-    BodyLength, Environ, GatewayFacts, GatewayKind, Head, Input, MemorySink, Outcome, Request,
-    Sink, run_app,
+    BodyLength, Environ, GatewayFacts, Head, Input, MemorySink, Outcome, Request, Sink, run_app,
 };
 use sha2::{Digest, Sha256};
 
@@ -69,7 +68,7 @@ impl Done<MemorySink> {
 }
 
 pub fn headers(head: &Head) -> Vec<(String, String)> {
-    head.headers
+    head.headers()
         .iter()
         .map(|h| {
             (
@@ -87,13 +86,7 @@ pub fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
 }
 
 pub fn environ(vars: &[(&str, &[u8])]) -> Environ {
-    let mut e = Environ::new(GatewayFacts {
-        kind: GatewayKind::Local,
-        https: false,
-        multithread: true,
-        multiprocess: false,
-        run_once: false,
-    });
+    let mut e = Environ::new(GatewayFacts::local());
     e.set("REQUEST_METHOD", "GET");
     e.set("SCRIPT_NAME", "");
     for (n, v) in vars {

@@ -199,16 +199,10 @@ pub fn build(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gateway::{GatewayFacts, GatewayKind};
+    use crate::gateway::GatewayFacts;
 
     fn req(vars: &[(&[u8], &[u8])]) -> Environ {
-        let mut e = Environ::new(GatewayFacts {
-            kind: GatewayKind::FastCgi,
-            https: false,
-            multithread: true,
-            multiprocess: false,
-            run_once: false,
-        });
+        let mut e = Environ::new(GatewayFacts::fastcgi());
         for (n, v) in vars {
             e.set(n, v);
         }

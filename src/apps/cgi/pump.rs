@@ -28,6 +28,7 @@ use super::child::{Pipes, Running};
 use super::lines::LogLines;
 use super::poll::{Scratch, read_once, timeout_of, watch};
 use crate::cgi::reply::{BodyRule, Progress, ReplyHead, ReplyParser};
+use crate::gateway::head::from_pairs;
 use crate::gateway::{AppError, Head, Request, Response};
 
 /// The longest single wait when the transport has no descriptor to watch, so a departed
@@ -68,7 +69,7 @@ pub enum Ending {
 }
 
 fn gone(e: io::Error) -> AppError {
-    AppError::Io(e)
+    AppError::from(e)
 }
 
 fn client_left() -> AppError {
@@ -158,7 +159,7 @@ impl Pump {
         resp: &mut Response<'_>,
     ) -> Result<Option<Ending>, AppError> {
         let pairs = head.headers.iter().map(|(n, v)| (n.as_str(), v.as_slice()));
-        match Head::new(&head.status, pairs) {
+        match Head::new(&head.status, from_pairs(pairs)) {
             Ok(h) => {
                 self.declared = h.content_length();
                 resp.start_head(h)?;
@@ -184,7 +185,7 @@ impl Pump {
                 }
                 Ok(n) => self.feed_len = n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(true),
-                Err(e) => return Err(AppError::Io(e)),
+                Err(e) => return Err(AppError::from(e)),
             }
         }
         match stdin.write(&self.feed.0[self.fed..self.feed_len]) {
@@ -258,7 +259,7 @@ impl Pump {
         };
         match poll(&mut fds, timeout_of(wait)) {
             Ok(_) | Err(Errno::EINTR) => {}
-            Err(e) => return Err(AppError::Io(e.into())),
+            Err(e) => return Err(AppError::from(io::Error::from(e))),
         }
         let ev = |i: Option<usize>| {
             i.and_then(|i| fds.get(i))

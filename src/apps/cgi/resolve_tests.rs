@@ -94,13 +94,7 @@ fn tree() -> (TempDir, Root) {
 }
 
 fn env(kind: GatewayKind, vars: &[(&str, &[u8])]) -> Environ {
-    let mut e = Environ::new(GatewayFacts {
-        kind,
-        https: false,
-        multithread: false,
-        multiprocess: false,
-        run_once: false,
-    });
+    let mut e = Environ::new(GatewayFacts::new(kind));
     for (n, v) in vars {
         e.set(n, v);
     }

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 pub use super::conn_io::ConnState;
 use crate::fastcgi::proto::connection::{Disposition, Event, Limits, ManagementValues, Progress};
-use crate::gateway::{App, GatewayFacts, GatewayKind};
+use crate::gateway::{App, GatewayFacts};
 
 /// Output is written once this much is queued, so a large body never piles up.
 pub(super) const WBUF_FLUSH: usize = 256 * 1024;
@@ -47,13 +47,7 @@ pub struct ConnConfig {
 }
 
 /// The gateway facts of the FastCGI server: threads in one process, many requests.
-pub const FASTCGI_FACTS: GatewayFacts = GatewayFacts {
-    kind: GatewayKind::FastCgi,
-    https: false,
-    multithread: true,
-    multiprocess: false,
-    run_once: false,
-};
+pub const FASTCGI_FACTS: GatewayFacts = GatewayFacts::fastcgi();
 
 /// What the event loop should do with a connection after [`on_readable`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
