@@ -19,6 +19,7 @@ pub mod apache;
 pub mod body;
 pub mod conf;
 pub mod fcgi_echo;
+pub mod golden;
 pub mod http;
 pub mod nginx;
 pub mod procs;
