@@ -9,13 +9,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::Value;
+use support::golden::HELLO_BODY as HELLO;
 use support::http::Conn;
 use support::{
     Backend, Nginx, Ready, Response, TempDir, cgate_bin, conf, data, demo_bin, request, sha256_hex,
     spawn_fcgi,
 };
-
-const HELLO: &[u8] = b"Hello, world!\n";
 
 /// A FastCGI backend on a Unix socket and nginx in front of it (site conf from conf/nginx).
 struct Site {

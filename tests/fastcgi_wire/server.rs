@@ -2,7 +2,6 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use crate::client::{Addr, Conn, HELLO, Transport, get, simple_reply};
 use crate::support::{Backend, TempDir, free_port};
@@ -104,16 +103,4 @@ pub fn rss_kib(pid: i32) -> u64 {
     status_kib(pid, "VmRSS")
 }
 
-/// Polls `cond` every 50 ms until it holds or `limit` passes; returns whether it held.
-pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    loop {
-        if cond() {
-            return true;
-        }
-        if start.elapsed() > limit {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+pub use crate::support::eventually;

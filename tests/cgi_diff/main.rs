@@ -6,11 +6,10 @@
 //! written down next to the check. The table of what each server did is printed (run with
 //! `--nocapture` to see it).
 
+#[path = "../support/mod.rs"]
 mod support;
 
-#[path = "cgi_diff/run.rs"]
 mod run;
-#[path = "cgi_diff/sites.rs"]
 mod sites;
 
 use std::process::Command;

@@ -7,27 +7,20 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use cgate::apps::cgi::{CgiDir, CgiOptions};
-use cgate::gateway::{
-    BodyLength, Environ, GatewayFacts, GatewayKind, Head, Input, MemorySink, Outcome, Request,
-    Sink, run_app,
-};
+use cgate::gateway::{BodyLength, Environ, GatewayFacts, GatewayKind, Head, MemorySink, Sink};
 use sha2::{Digest, Sha256};
 
-/// A temporary copy of tests/cgi-scripts with every script made 0755; removed on drop.
-pub struct Scripts(pub PathBuf);
+pub use crate::support::inproc::{Run, headers, run_app_into};
+pub use crate::support::{Pattern, TempDir, eventually};
+
+/// A temporary copy of tests/cgi-scripts with every script made 0755; the [`TempDir`] held
+/// alongside removes it on drop.
+pub struct Scripts(pub PathBuf, #[allow(dead_code)] TempDir);
 
 impl Scripts {
     pub fn new() -> Scripts {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "cgate-cgi-dir-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+        let tmp = TempDir::new("cgi-dir");
+        let dir = tmp.path().to_path_buf();
         let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cgi-scripts");
         for entry in fs::read_dir(src).unwrap() {
             let path = entry.unwrap().path();
@@ -37,47 +30,12 @@ impl Scripts {
                 fs::set_permissions(&to, fs::Permissions::from_mode(0o755)).unwrap();
             }
         }
-        Scripts(dir)
+        Scripts(dir, tmp)
     }
 
     pub fn app(&self, options: CgiOptions) -> CgiDir {
         CgiDir::new(self.0.clone(), options).unwrap()
     }
-}
-
-impl Drop for Scripts {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
-
-/// What one request produced.
-pub struct Done<S> {
-    pub outcome: Outcome,
-    pub sink: S,
-    pub errors: String,
-}
-
-impl Done<MemorySink> {
-    pub fn status(&self) -> &str {
-        self.sink.head.as_ref().map_or("", Head::status)
-    }
-
-    pub fn headers(&self) -> Vec<(String, String)> {
-        headers(self.sink.head.as_ref().unwrap())
-    }
-}
-
-pub fn headers(head: &Head) -> Vec<(String, String)> {
-    head.headers
-        .iter()
-        .map(|h| {
-            (
-                h.name.clone(),
-                String::from_utf8_lossy(&h.value).into_owned(),
-            )
-        })
-        .collect()
 }
 
 pub fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -108,26 +66,17 @@ pub fn run_with<S: Sink>(
     mut env: Environ,
     body: &mut dyn Read,
     len: u64,
-    mut sink: S,
-) -> Done<S> {
+    sink: S,
+) -> Run<S> {
     if len > 0 {
         env.set("REQUEST_METHOD", "POST");
         env.set("CONTENT_LENGTH", len.to_string());
     }
-    let mut errors = Vec::new();
-    let outcome = {
-        let mut req = Request::new(env, Input::new(body, BodyLength::Exact(len)), &mut errors);
-        run_app(app, &mut req, &mut sink)
-    };
-    Done {
-        outcome,
-        sink,
-        errors: String::from_utf8_lossy(&errors).into_owned(),
-    }
+    run_app_into(app, env, body, BodyLength::Exact(len), sink)
 }
 
 /// GET `path_info` (with an optional query string) into a [`MemorySink`].
-pub fn get(app: &CgiDir, path_info: &str, query: &str) -> Done<MemorySink> {
+pub fn get(app: &CgiDir, path_info: &str, query: &str) -> Run<MemorySink> {
     let env = environ(&[
         ("PATH_INFO", path_info.as_bytes()),
         ("QUERY_STRING", query.as_bytes()),
@@ -137,45 +86,6 @@ pub fn get(app: &CgiDir, path_info: &str, query: &str) -> Done<MemorySink> {
 
 pub fn sha256(data: &[u8]) -> Vec<u8> {
     Sha256::digest(data).to_vec()
-}
-
-/// A deterministic body of `left` bytes produced on the fly.
-pub struct Pattern {
-    pub left: u64,
-    pub pos: u64,
-}
-
-impl Pattern {
-    pub fn new(len: u64) -> Pattern {
-        Pattern { left: len, pos: 0 }
-    }
-
-    pub fn sha256(len: u64) -> Vec<u8> {
-        let mut p = Pattern::new(len);
-        let mut h = Sha256::new();
-        let mut buf = vec![0u8; 1 << 16];
-        loop {
-            let n = p.read(&mut buf).unwrap();
-            if n == 0 {
-                return h.finalize().to_vec();
-            }
-            h.update(&buf[..n]);
-        }
-    }
-}
-
-impl Read for Pattern {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = buf
-            .len()
-            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
-        for b in &mut buf[..n] {
-            *b = (self.pos.wrapping_mul(31) % 251) as u8;
-            self.pos += 1;
-        }
-        self.left -= n as u64;
-        Ok(n)
-    }
 }
 
 /// A sink that keeps only the head, a running hash and the byte count of the body.
@@ -238,14 +148,8 @@ pub fn live_in_group(pgid: i32) -> usize {
 
 /// Waits (bounded) until no live process is left in the group; answers how many are left.
 pub fn group_left_after_wait(pgid: i32) -> usize {
-    let until = Instant::now() + Duration::from_secs(5);
-    loop {
-        let n = live_in_group(pgid);
-        if n == 0 || Instant::now() >= until {
-            return n;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    eventually(Duration::from_secs(5), || live_in_group(pgid) == 0);
+    live_in_group(pgid)
 }
 
 /// Opens the script's gate FIFO once the first chunk has reached the client.

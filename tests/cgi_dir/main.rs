@@ -1,18 +1,20 @@
 //! cgi:DIR run in process through `run_app`: exact statuses, headers, bytes, streaming and cleanup.
 
-#[path = "cgi_dir/support.rs"]
+#[path = "../support/mod.rs"]
 mod support;
+
+mod scripts;
 
 use std::fs;
 use std::io::{self, Read};
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cgate::apps::cgi::CgiOptions;
 use cgate::gateway::MemorySink;
+use scripts::*;
 use sha2::Digest as _;
-use support::*;
 
 fn text_error(status: &str, body: &str) -> (String, Vec<(String, String)>, Vec<u8>) {
     (
@@ -25,15 +27,15 @@ fn text_error(status: &str, body: &str) -> (String, Vec<(String, String)>, Vec<u
     )
 }
 
-fn summary(d: &Done<MemorySink>) -> (String, Vec<(String, String)>, Vec<u8>) {
-    (d.status().to_owned(), d.headers(), d.sink.body.clone())
+fn summary(d: &Run<MemorySink>) -> (String, Vec<(String, String)>, Vec<u8>) {
+    (d.status_line().to_owned(), d.headers(), d.sink.body.clone())
 }
 
 #[test]
 fn hello() {
     let s = Scripts::new();
     let d = get(&s.app(CgiOptions::default()), "/hello.sh", "");
-    assert_eq!(d.status(), "200 OK");
+    assert_eq!(d.status_line(), "200 OK");
     assert_eq!(d.headers(), pairs(&[("Content-Type", "text/plain")]));
     assert_eq!(d.sink.body, b"Hello from CGI\n");
     assert!(d.sink.finished && !d.sink.aborted && d.outcome.complete);
@@ -45,7 +47,7 @@ fn status_and_redirects() {
     let s = Scripts::new();
     let app = s.app(CgiOptions::default());
     let d = get(&app, "/not-found.sh", "");
-    assert_eq!(d.status(), "404 Not Found");
+    assert_eq!(d.status_line(), "404 Not Found");
     assert_eq!(d.sink.body, b"no such thing\n");
     let d = get(&app, "/redirect.sh", "");
     assert_eq!(
@@ -80,7 +82,7 @@ fn binary_and_big_bodies() {
     let d = get(&app, "/binary.sh", "");
     assert_eq!(d.sink.body, b"\x00\x01\x02\xff\xfe\r\n\n\x00end");
     let d = get(&app, "/big.sh", "");
-    assert_eq!(d.status(), "200 OK");
+    assert_eq!(d.status_line(), "200 OK");
     assert_eq!(d.sink.body.len(), 10 * 1024 * 1024);
     assert_eq!(sha256(&d.sink.body), sha256(&vec![b'x'; 10 * 1024 * 1024]));
     assert!(
@@ -114,7 +116,7 @@ fn output_streams_chunk_by_chunk() {
     assert!(d.sink.inner.finished);
 }
 
-fn echo(len: u64, query: &str) -> Done<HashSink> {
+fn echo(len: u64, query: &str) -> Run<HashSink> {
     let s = Scripts::new();
     let env = environ(&[
         ("PATH_INFO", b"/echo-body.sh"),
@@ -176,7 +178,7 @@ fn script_that_never_reads_a_large_body() {
         len,
         MemorySink::default(),
     );
-    assert_eq!(d.status(), "200 OK");
+    assert_eq!(d.status_line(), "200 OK");
     assert_eq!(d.sink.body, b"did not read\n");
     assert!(d.sink.finished && d.outcome.complete);
 }
@@ -196,7 +198,7 @@ fn stderr_flood_is_drained_and_bounded() {
 fn nonzero_exit_after_the_reply_is_logged_not_hidden() {
     let s = Scripts::new();
     let d = get(&s.app(CgiOptions::default()), "/exit3.sh", "");
-    assert_eq!(d.status(), "200 OK");
+    assert_eq!(d.status_line(), "200 OK");
     assert_eq!(d.sink.body, b"partial\n");
     assert!(d.sink.finished && !d.sink.aborted);
     assert!(d.errors.ends_with("exited with status 3\n"), "{}", d.errors);
@@ -229,7 +231,7 @@ fn hung_script_gets_504_and_its_group_is_killed() {
     }
     let app = s.app(short(30, 1));
     let d = get(&app, "/hung.sh", "");
-    assert_eq!(d.status(), "504 Gateway Timeout");
+    assert_eq!(d.status_line(), "504 Gateway Timeout");
     assert!(
         d.errors.contains("idle timeout of 1s passed"),
         "{}",
@@ -242,7 +244,7 @@ fn hung_script_gets_504_and_its_group_is_killed() {
 fn timeout_after_the_head_cuts_the_response() {
     let s = Scripts::new();
     let d = get(&s.app(short(1, 30)), "/hung.sh", "partial");
-    assert_eq!(d.status(), "200 OK");
+    assert_eq!(d.status_line(), "200 OK");
     assert_eq!(d.sink.body, b"partial\n");
     assert!(d.sink.aborted && !d.sink.finished && !d.outcome.complete);
     assert_eq!(group_left_after_wait(printed_pid(&d.errors)), 0);
@@ -252,7 +254,7 @@ fn timeout_after_the_head_cuts_the_response() {
 fn grandchild_holding_stdout_does_not_hold_the_response() {
     let s = Scripts::new();
     let d = get(&s.app(short(30, 1)), "/grandchild.sh", "");
-    assert_eq!(d.status(), "200 OK");
+    assert_eq!(d.status_line(), "200 OK");
     assert_eq!(d.sink.body, b"body\n");
     assert!(d.sink.finished && !d.sink.aborted);
     assert!(
@@ -276,7 +278,7 @@ fn client_gone_or_body_error_kills_the_script() {
     // the body declares 100 bytes and ends after 10
     let env = environ(&[("PATH_INFO", b"/hung.sh")]);
     let d = run_with(&app, env, &mut &[7u8; 10][..], 100, MemorySink::default());
-    assert_eq!(d.status(), "500 Internal Server Error");
+    assert_eq!(d.status_line(), "500 Internal Server Error");
     assert!(
         d.errors
             .contains("request body ended after 10 of 100 bytes"),
@@ -371,10 +373,7 @@ fn concurrency_cap_answers_503() {
     });
     std::thread::scope(|scope| {
         let slow = scope.spawn(|| get(&app, "/slow.sh", ""));
-        let until = Instant::now() + Duration::from_secs(20);
-        while app.running() == 0 && Instant::now() < until {
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        eventually(Duration::from_secs(20), || app.running() > 0);
         assert_eq!(app.running(), 1);
         let d = get(&app, "/hello.sh", "");
         assert_eq!(
@@ -386,7 +385,7 @@ fn concurrency_cap_answers_503() {
         assert_eq!(d.sink.body, b"one\ntwo\n");
     });
     assert_eq!(app.running(), 0);
-    assert_eq!(get(&app, "/hello.sh", "").status(), "200 OK");
+    assert_eq!(get(&app, "/hello.sh", "").status_line(), "200 OK");
 }
 
 const PROBE: &str = "CGATE_CGI_ENV_PROBE";
