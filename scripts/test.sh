@@ -16,6 +16,8 @@ have spawn-fcgi || need_packages+=(spawn-fcgi)
 have fcgiwrap || need_packages+=(fcgiwrap)
 have curl || need_packages+=(curl)
 have systemd-socket-activate || need_packages+=(systemd)
+# fuzz stage: libfuzzer-sys compiles libFuzzer (C++) when cargo-fuzz builds the targets.
+have g++ || need_packages+=(g++)
 
 if [ "${#need_packages[@]}" -gt 0 ]; then
     echo "== installing ${need_packages[*]}"

@@ -256,7 +256,7 @@ fn request(args: &[&str]) -> Output {
 fn request_builds_the_cgi_variables() {
     let dir = support::TempDir::new("request");
     let file = dir.join("body.bin");
-    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let data = support::data(300_000, 251);
     std::fs::write(&file, &data).unwrap();
     let at = format!("@{}", file.display());
     let out = request(&[
