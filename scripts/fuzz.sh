@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every cargo-fuzz target for SECONDS each (default 20) from its seed corpus in
+# Runs every cargo-fuzz target for SECONDS each (default 15) from its seed corpus in
 # fuzz/corpus/<target>/, on the stable toolchain (RUSTC_BOOTSTRAP=1 lets it take the
 # sanitizer flags). New inputs go to a scratch directory, so the committed seeds stay as
 # they are; a crash is saved under fuzz/artifacts/<target>/ and fails the run.
@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-seconds="${1:-20}"
+seconds="${1:-15}"
 shift || true
 export RUSTC_BOOTSTRAP=1
 if ! cargo fuzz --version >/dev/null 2>&1; then

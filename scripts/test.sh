@@ -74,7 +74,7 @@ grep -h '^test result:' "$log" | awk '
     { for (i = 1; i < NF; i++) { if ($(i + 1) ~ /^passed/) p += $i; if ($(i + 1) ~ /^failed/) f += $i } }
     END { printf "total: %d passed, %d failed\n", p, f; if (p == 0) exit 1 }'
 
-# Fuzzing (never skipped): every cargo-fuzz target for a short bounded time (20 s each,
+# Fuzzing (never skipped): every cargo-fuzz target for a short bounded time (15 s each,
 # about 3 minutes with the build), on stable; scripts/fuzz.sh installs cargo-fuzz if missing.
-echo "== fuzz (${CGATE_FUZZ_SECONDS:-20} s a target)"
-bash scripts/fuzz.sh "${CGATE_FUZZ_SECONDS:-20}"
+echo "== fuzz (${CGATE_FUZZ_SECONDS:-15} s a target)"
+bash scripts/fuzz.sh "${CGATE_FUZZ_SECONDS:-15}"
