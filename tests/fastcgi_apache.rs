@@ -161,7 +161,7 @@ fn cgi_demo_app_bad_header_and_panic_are_clean_500s() {
     let r = request("GET", site.port(), "/cgi-bin/demo/", &[], b"");
     assert_eq!(
         (r.status, r.body.as_slice()),
-        (200, &b"Hello from a user app!\n"[..]),
+        (200, support::golden::DEMO_HELLO_BODY),
         "{}",
         site.apache.error_log()
     );

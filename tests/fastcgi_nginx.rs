@@ -252,7 +252,7 @@ fn bad_header_and_panic_become_clean_500s_and_the_server_goes_on() {
     let r = site.get("/", &[]);
     assert_eq!(
         (r.status, r.body.as_slice()),
-        (200, &b"Hello from a user app!\n"[..])
+        (200, support::golden::DEMO_HELLO_BODY)
     );
 }
 

@@ -63,11 +63,16 @@ impl Server {
 
     /// Asserts a fresh connection gets the exact hello reply (the process still serves).
     pub fn assert_serves_hello(&self, what: &str) {
+        self.assert_serves(HELLO, what);
+    }
+
+    /// Asserts a fresh connection's `GET /` gets exactly `reply` as its STDOUT.
+    pub fn assert_serves(&self, reply: &[u8], what: &str) {
         let mut c = self.connect();
         let r = c.roundtrip(1, &get(1, 0, "/"));
         assert_eq!(
             r.raw,
-            simple_reply(1, HELLO),
+            simple_reply(1, reply),
             "{what}: {}",
             self.backend.output()
         );
