@@ -617,12 +617,17 @@ def row_soak(binary, work, seconds):
         r, n, b, e = wrk(ng.port, d, conns, delay, work)
         chunks.append(r / peak)
         done, total, bad, errors = done + d, total + n, bad + b, errors + e
-        conns = min(768, max(16, round(conns * target / max(r, 1))))
+        # Halfway to the estimate, and below cgate's default --max-conns (1024) with room
+        # for nginx's extra upstream connections.
+        want = conns * target / max(r, 1)
+        conns = min(384, max(16, round((conns + want) / 2)))
     rate = total / (time.time() - t0)
     stop.set()
     sampler.join()
     ng.stop()
-    time.sleep(1)
+    deadline = time.time() + 5
+    while fd_kinds(cg.pid)[0] > 1 and time.time() < deadline:
+        time.sleep(0.05)
     series.append(point(t0) + ("after nginx stopped",))
     cg.stop()
     # Flat: the second half rises no higher than the first half (after the first sample,
