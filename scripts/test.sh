@@ -18,6 +18,8 @@ have curl || need_packages+=(curl)
 have systemd-socket-activate || need_packages+=(systemd)
 # ops (tests/ops): promtool checks the status page's OpenMetrics output.
 have promtool || need_packages+=(prometheus)
+# fuzz stage: libfuzzer-sys compiles libFuzzer (C++) when cargo-fuzz builds the targets.
+have g++ || need_packages+=(g++)
 
 if [ "${#need_packages[@]}" -gt 0 ]; then
     echo "== installing ${need_packages[*]}"
@@ -74,3 +76,7 @@ grep -h '^test result:' "$log" | awk '
     { for (i = 1; i < NF; i++) { if ($(i + 1) ~ /^passed/) p += $i; if ($(i + 1) ~ /^failed/) f += $i } }
     END { printf "total: %d passed, %d failed\n", p, f; if (p == 0) exit 1 }'
 
+# Fuzzing (never skipped): every cargo-fuzz target for a short bounded time (15 s each,
+# about 3 minutes with the build), on stable; scripts/fuzz.sh installs cargo-fuzz if missing.
+echo "== fuzz (${CGATE_FUZZ_SECONDS:-15} s a target)"
+bash scripts/fuzz.sh "${CGATE_FUZZ_SECONDS:-15}"

@@ -59,12 +59,16 @@
 
 #[doc(hidden)]
 pub mod apps;
-pub(crate) mod cgi;
+/// Not part of the API: the CGI reply parser, reachable for the fuzz targets and their regression tests.
+#[doc(hidden)]
+pub mod cgi;
 pub(crate) mod cli;
 pub mod fastcgi;
 #[doc(hidden)]
 pub mod gateway;
-pub(crate) mod local;
+/// Not part of the API: the local gateway, reachable for the fuzz regression tests.
+#[doc(hidden)]
+pub mod local;
 pub mod middleware;
 /// Not part of the API: reachable for the project's in-process server tests only.
 #[doc(hidden)]

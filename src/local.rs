@@ -8,7 +8,7 @@ use crate::gateway::{App, BodyLength, CgiSink, Environ, GatewayFacts, Input, Req
 
 /// A request described on the command line.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct LocalRequest {
+pub struct LocalRequest {
     /// HTTP method (default GET, or POST when there is a body).
     pub method: Option<String>,
     /// `Name: value` header lines.
@@ -23,7 +23,7 @@ pub(crate) struct LocalRequest {
 
 /// Why a local request could not be built.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum LocalError {
+pub enum LocalError {
     /// A `-H` value is not `Name: value` with a token name and a clean value.
     #[error("invalid header {0:?} (expected 'Name: value')")]
     Header(String),

@@ -6,13 +6,11 @@ use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::process::{Command, Output, Stdio};
 
+use support::golden::{ERROR_500, HELLO};
 use support::{cgate_bin, demo_bin, sha256_hex};
 
-const HELLO: &[u8] =
-    b"Status: 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 14\r\n\r\nHello, world!\n";
 const BAD_REQUEST: &[u8] =
     b"Status: 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 12\r\n\r\nBad Request\n";
-const ERROR_500: &[u8] = b"Status: 500 Internal Server Error\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 22\r\n\r\nInternal Server Error\n";
 
 /// Runs `bin args` with exactly `env` as its environment and `stdin` as its input.
 fn cgi(bin: &std::path::Path, args: &[&str], env: &[(&str, &[u8])], stdin: &[u8]) -> Output {
@@ -258,7 +256,7 @@ fn request(args: &[&str]) -> Output {
 fn request_builds_the_cgi_variables() {
     let dir = support::TempDir::new("request");
     let file = dir.join("body.bin");
-    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let data = support::data(300_000, 251);
     std::fs::write(&file, &data).unwrap();
     let at = format!("@{}", file.display());
     let out = request(&[

@@ -7,14 +7,9 @@ use std::process::Command;
 
 use serde_json::Value;
 use support::{
-    Apache, Backend, Ready, Response, TempDir, cgate_bin, conf, demo_bin, install_exe, is_root,
-    request, sha256_hex, write_script,
+    Apache, Backend, Ready, Response, TempDir, cgate_bin, conf, data, demo_bin, install_exe,
+    is_root, request, sha256_hex, write_script,
 };
-
-/// `len` deterministic bytes (a byte pattern with period 251, not a power of two).
-fn data(len: usize) -> Vec<u8> {
-    (0..len).map(|i| (i % 251) as u8 ^ 0x5a).collect()
-}
 
 /// Parses echo's JSON answer, failing with the Apache error log when the status is not 200.
 fn echo_json(r: &Response, apache: &Apache) -> Value {
@@ -61,7 +56,7 @@ fn proxy_fcgi_over_a_group_owned_unix_socket() {
     assert_eq!(env["REQUEST_METHOD"], "GET");
     assert_eq!(j["gateway"]["kind"], "fastcgi");
 
-    let body = data(1 << 20);
+    let body = data(1 << 20, 1);
     let r = request(
         "POST",
         port,
@@ -113,7 +108,7 @@ fn cgi_bin_runs_the_cgate_binary_and_a_wrapper() {
     let site = CgiBin::start();
     let r = request("GET", site.port(), "/cgi-bin/cgate", &[], b"");
     assert_eq!(r.status, 200, "{}", site.apache.error_log());
-    assert_eq!(r.body, b"Hello, world!\n");
+    assert_eq!(r.body, support::golden::HELLO_BODY);
     assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"));
 
     let r = request(
@@ -134,7 +129,7 @@ fn cgi_bin_runs_the_cgate_binary_and_a_wrapper() {
     assert_eq!(j["gateway"]["kind"], "cgi");
     assert_eq!(j["gateway"]["run_once"], true);
 
-    let body = data(1 << 20);
+    let body = data(1 << 20, 1);
     let r = request(
         "POST",
         site.port(),
@@ -166,7 +161,7 @@ fn cgi_demo_app_bad_header_and_panic_are_clean_500s() {
     let r = request("GET", site.port(), "/cgi-bin/demo/", &[], b"");
     assert_eq!(
         (r.status, r.body.as_slice()),
-        (200, &b"Hello from a user app!\n"[..]),
+        (200, support::golden::DEMO_HELLO_BODY),
         "{}",
         site.apache.error_log()
     );

@@ -9,13 +9,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::Value;
+use support::golden::HELLO_BODY as HELLO;
 use support::http::Conn;
 use support::{
     Backend, Nginx, Ready, Response, TempDir, cgate_bin, conf, data, demo_bin, request, sha256_hex,
     spawn_fcgi,
 };
-
-const HELLO: &[u8] = b"Hello, world!\n";
 
 /// A FastCGI backend on a Unix socket and nginx in front of it (site conf from conf/nginx).
 struct Site {
@@ -253,7 +252,7 @@ fn bad_header_and_panic_become_clean_500s_and_the_server_goes_on() {
     let r = site.get("/", &[]);
     assert_eq!(
         (r.status, r.body.as_slice()),
-        (200, &b"Hello from a user app!\n"[..])
+        (200, support::golden::DEMO_HELLO_BODY)
     );
 }
 

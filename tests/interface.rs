@@ -1,34 +1,18 @@
 //! The application interface rules (DESIGN section 2), exercised through the public API.
 
+mod support;
+
 use std::io::{self, Read};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use cgate::gateway::{BodyLength, Environ, GatewayFacts, Input, MemorySink, Outcome, run_app};
+use cgate::gateway::{BodyLength, Environ, GatewayFacts, MemorySink};
 use cgate::middleware::{Coding, Compress, Filter, Router, Transform, Validate};
-use cgate::{App, AppError, Body, Head, HeadError, Request, app_fn};
+use cgate::{App, AppError, Body, Head, HeadError, app_fn};
+use support::golden::{ERROR_500_BODY as ERROR_500, HELLO_BODY};
+use support::inproc::{Run, run_app_into};
 
 const FACTS: GatewayFacts = GatewayFacts::local();
-
-struct Run {
-    sink: MemorySink,
-    errors: String,
-    outcome: Outcome,
-}
-
-impl Run {
-    fn status(&self) -> u16 {
-        self.sink.head.as_ref().map_or(0, |h| h.code())
-    }
-    fn header(&self, name: &str) -> Option<String> {
-        let h = self.sink.head.as_ref()?;
-        h.get(name).map(|v| String::from_utf8_lossy(v).into_owned())
-    }
-    fn header_names(&self) -> Vec<String> {
-        let h = self.sink.head.as_ref().expect("a head was sent");
-        h.headers().iter().map(|h| h.name.clone()).collect()
-    }
-}
 
 fn base_env() -> Environ {
     let mut env = Environ::new(FACTS);
@@ -47,24 +31,12 @@ fn base_env() -> Environ {
 
 fn run_with(app: &dyn App, env: Environ, body: &[u8], length: BodyLength) -> Run {
     let mut src = body;
-    let mut errors = Vec::new();
-    let mut sink = MemorySink::default();
-    let outcome = {
-        let mut req = Request::new(env, Input::new(&mut src, length), &mut errors);
-        run_app(app, &mut req, &mut sink)
-    };
-    Run {
-        sink,
-        errors: String::from_utf8_lossy(&errors).into_owned(),
-        outcome,
-    }
+    run_app_into(app, env, &mut src, length, MemorySink::default())
 }
 
 fn run(app: &dyn App) -> Run {
     run_with(app, base_env(), b"", BodyLength::Exact(0))
 }
-
-const ERROR_500: &[u8] = b"Internal Server Error\n";
 
 fn assert_clean_500(r: &Run) {
     assert_eq!(r.status(), 500);
@@ -79,8 +51,8 @@ fn full_body_gets_content_length_and_one_flush() {
     let r = run(&cgate::apps::hello::Hello);
     assert_eq!(r.status(), 200);
     assert_eq!(r.header("Content-Length").as_deref(), Some("14"));
-    assert_eq!(r.sink.body, b"Hello, world!\n");
-    assert_eq!(r.sink.flushes, vec![b"Hello, world!\n".to_vec()]);
+    assert_eq!(r.sink.body, HELLO_BODY);
+    assert_eq!(r.sink.flushes, vec![HELLO_BODY.to_vec()]);
     assert!(r.outcome.complete && r.sink.finished);
 }
 

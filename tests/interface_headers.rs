@@ -2,8 +2,7 @@
 
 mod support;
 
-#[path = "common/fcgi_bytes.rs"]
-mod fcgi_bytes;
+use support::fcgi_bytes;
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;

@@ -4,7 +4,7 @@ use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -227,14 +227,8 @@ pub fn processes_of(script: &Path) -> Vec<i32> {
 
 /// Polls until no process of `script` is left or `wait` passed; answers those left.
 pub fn left_after(script: &Path, wait: Duration) -> Vec<i32> {
-    let until = Instant::now() + wait;
-    loop {
-        let left = processes_of(script);
-        if left.is_empty() || Instant::now() >= until {
-            return left;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    crate::support::eventually(wait, || processes_of(script).is_empty());
+    processes_of(script)
 }
 
 /// SIGKILLs each process of `script` by its pid (they were started by the servers of this

@@ -464,9 +464,9 @@ fn pair_limits_apply_to_params() {
 
 #[test]
 fn params_over_64k_and_max_size_stdin_records() {
-    let value: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    let value = crate::support::data(100_000, 251);
     let raw = nv(&[(b"BIG", &value), (b"SMALL", b"1")]);
-    let stdin: Vec<u8> = (0..65535u32).map(|i| (i % 253) as u8).collect();
+    let stdin = crate::support::data(65535, 253);
     let input = cat(&[
         begin(1, 1, 1),
         rec(PARAMS, 1, &raw[..65535], 255),

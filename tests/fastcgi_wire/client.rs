@@ -22,13 +22,8 @@ pub const REQUEST_COMPLETE: u8 = 0;
 pub const CANT_MPX_CONN: u8 = 1;
 pub const UNKNOWN_ROLE: u8 = 3;
 
-/// The exact CGI response of the `hello` app.
-pub const HELLO: &[u8] = b"Status: 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\n\
-Content-Length: 14\r\n\r\nHello, world!\n";
-
-/// The exact clean 500 the gateway sends when an app fails before its first body byte.
-pub const ERROR_500: &[u8] = b"Status: 500 Internal Server Error\r\n\
-Content-Type: text/plain; charset=utf-8\r\nContent-Length: 22\r\n\r\nInternal Server Error\n";
+/// The exact replies of the `hello` app and of a failed app (golden bytes kept in support).
+pub use crate::support::golden::{ERROR_500, HELLO};
 
 /// A record as the server writes it: padded with zeros to a multiple of 8.
 pub fn server_rec(record_type: u8, id: u16, content: &[u8]) -> Vec<u8> {

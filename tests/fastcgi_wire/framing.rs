@@ -98,7 +98,7 @@ fn big_params_and_full_size_records() {
         let big: String = (0..100 * 1024)
             .map(|i| (b'a' + (i % 26) as u8) as char)
             .collect();
-        let body: Vec<u8> = (0..3 * 65535 + 17).map(|i: u32| (i % 251) as u8).collect();
+        let body = crate::support::data(3 * 65535 + 17, 251);
         let len = body.len().to_string();
         let p = params(
             "POST",

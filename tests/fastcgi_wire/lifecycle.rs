@@ -7,19 +7,10 @@ use nix::sys::signal::Signal;
 use crate::client::*;
 use crate::server::*;
 
-/// The exact CGI response of the demo app's default route.
-const DEMO_HELLO: &[u8] = b"Status: 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\n\
-Content-Length: 23\r\n\r\nHello from a user app!\n";
+use crate::support::golden::DEMO_HELLO;
 
 fn assert_demo_serves(srv: &Server, what: &str) {
-    let mut c = srv.connect();
-    let r = c.roundtrip(1, &get(1, 0, "/"));
-    assert_eq!(
-        r.raw,
-        simple_reply(1, DEMO_HELLO),
-        "{what}: {}",
-        srv.backend.output()
-    );
+    srv.assert_serves(DEMO_HELLO, what);
 }
 
 /// The begin of an echo POST declaring a large body, with `sent` of it.

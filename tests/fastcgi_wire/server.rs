@@ -2,7 +2,6 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use crate::client::{Addr, Conn, HELLO, Transport, get, simple_reply};
 use crate::support::{Backend, TempDir, free_port};
@@ -64,11 +63,16 @@ impl Server {
 
     /// Asserts a fresh connection gets the exact hello reply (the process still serves).
     pub fn assert_serves_hello(&self, what: &str) {
+        self.assert_serves(HELLO, what);
+    }
+
+    /// Asserts a fresh connection's `GET /` gets exactly `reply` as its STDOUT.
+    pub fn assert_serves(&self, reply: &[u8], what: &str) {
         let mut c = self.connect();
         let r = c.roundtrip(1, &get(1, 0, "/"));
         assert_eq!(
             r.raw,
-            simple_reply(1, HELLO),
+            simple_reply(1, reply),
             "{what}: {}",
             self.backend.output()
         );
@@ -104,16 +108,4 @@ pub fn rss_kib(pid: i32) -> u64 {
     status_kib(pid, "VmRSS")
 }
 
-/// Polls `cond` every 50 ms until it holds or `limit` passes; returns whether it held.
-pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    loop {
-        if cond() {
-            return true;
-        }
-        if start.elapsed() > limit {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+pub use crate::support::eventually;

@@ -7,7 +7,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::os::unix::net::UnixListener;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -54,13 +54,11 @@ fn run_to_exit(mut cmd: Command) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn cgate");
-    let start = Instant::now();
-    while child.try_wait().expect("try_wait").is_none() {
-        if start.elapsed() > Duration::from_secs(60) {
-            let _ = child.kill();
-            panic!("{cmd:?} kept running");
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    if !eventually(Duration::from_secs(60), || {
+        child.try_wait().expect("try_wait").is_some()
+    }) {
+        let _ = child.kill();
+        panic!("{cmd:?} kept running");
     }
     child.wait_with_output().expect("output")
 }
@@ -162,11 +160,9 @@ impl Drop for Spawned {
     fn drop(&mut self) {
         let pid = Pid::from_raw(self.child.id() as i32);
         let _ = kill(pid, Signal::SIGTERM);
-        let start = Instant::now();
-        while matches!(self.child.try_wait(), Ok(None)) && start.elapsed() < Duration::from_secs(10)
-        {
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        eventually(Duration::from_secs(10), || {
+            !matches!(self.child.try_wait(), Ok(None))
+        });
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -6,8 +6,7 @@ mod support;
 #[allow(dead_code, unused_imports)]
 #[path = "../fastcgi_wire/client.rs"]
 mod client;
-#[path = "../common/fcgi_bytes.rs"]
-mod fcgi_bytes;
+use support::fcgi_bytes;
 #[allow(dead_code)]
 #[path = "../fastcgi_wire/server.rs"]
 mod server;

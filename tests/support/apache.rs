@@ -25,19 +25,7 @@ const MODULES: &[(&str, &str)] = &[
 /// A running apache2 parent (with its children), stopped by PID on drop.
 pub struct Apache(Started);
 
-impl std::ops::Deref for Apache {
-    type Target = Started;
-
-    fn deref(&self) -> &Started {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Apache {
-    fn deref_mut(&mut self) -> &mut Started {
-        &mut self.0
-    }
-}
+super::procs::started_guard!(Apache);
 
 fn main_conf(dir: &Path, port: u16, snippet: &str) -> String {
     let d = dir.display();

@@ -18,8 +18,11 @@
 pub mod apache;
 pub mod body;
 pub mod conf;
+pub mod fcgi_bytes;
 pub mod fcgi_echo;
+pub mod golden;
 pub mod http;
+pub mod inproc;
 pub mod nginx;
 pub mod procs;
 
@@ -39,6 +42,21 @@ use std::time::Duration;
 
 /// Upper bound for every blocking wait in the harness (reads, start-up, shutdown).
 pub const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Polls `cond` every 10 ms until it holds or `limit` passes; returns whether it held. The
+/// one wait in the harness for a state another process reaches (an exit, a count).
+pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let start = std::time::Instant::now();
+    loop {
+        if cond() {
+            return true;
+        }
+        if start.elapsed() > limit {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
 
 /// Path of the `cgate` binary built by cargo for these tests.
 pub fn cgate_bin() -> PathBuf {
@@ -71,18 +89,76 @@ pub fn manifest_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// `len` deterministic pseudo-random bytes (xorshift64), different for every `seed`.
+/// `len` deterministic pseudo-random bytes (xorshift64), different for every `seed`: the
+/// whole of a [`Pattern`].
 pub fn data(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
+    let mut out = Vec::with_capacity(len);
+    std::io::Read::read_to_end(&mut Pattern::seeded(len as u64, seed), &mut out)
+        .expect("a pattern reads");
     out
+}
+
+/// The one test data generator: `left` deterministic pseudo-random bytes (xorshift64),
+/// produced as they are read, so a body of any size needs no memory.
+pub struct Pattern {
+    /// Bytes still to produce.
+    pub left: u64,
+    state: u64,
+    word: [u8; 8],
+    used: usize,
+}
+
+impl Pattern {
+    /// `len` bytes of the seed-1 sequence.
+    pub fn new(len: u64) -> Pattern {
+        Pattern::seeded(len, 1)
+    }
+
+    /// `len` bytes of the sequence for `seed`.
+    pub fn seeded(len: u64, seed: u64) -> Pattern {
+        Pattern {
+            left: len,
+            state: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
+            word: [0; 8],
+            used: 8,
+        }
+    }
+
+    /// SHA-256 of `Pattern::new(len)`, computed without holding the bytes.
+    pub fn sha256(len: u64) -> Vec<u8> {
+        let mut p = Pattern::new(len);
+        let mut h = Sha256::new();
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = std::io::Read::read(&mut p, &mut buf).expect("a pattern reads");
+            if n == 0 {
+                return h.finalize().to_vec();
+            }
+            h.update(&buf[..n]);
+        }
+    }
+}
+
+impl std::io::Read for Pattern {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        for b in &mut buf[..n] {
+            if self.used == 8 {
+                let x = &mut self.state;
+                *x ^= *x << 13;
+                *x ^= *x >> 7;
+                *x ^= *x << 17;
+                self.word = x.to_le_bytes();
+                self.used = 0;
+            }
+            *b = self.word[self.used];
+            self.used += 1;
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
 }
 
 /// Lowercase hex SHA-256 of `data`.

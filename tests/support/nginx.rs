@@ -8,19 +8,7 @@ use std::path::{Path, PathBuf};
 /// A running nginx master (with 2 workers), stopped by PID on drop.
 pub struct Nginx(Started);
 
-impl std::ops::Deref for Nginx {
-    type Target = Started;
-
-    fn deref(&self) -> &Started {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Nginx {
-    fn deref_mut(&mut self) -> &mut Started {
-        &mut self.0
-    }
-}
+super::procs::started_guard!(Nginx);
 
 fn main_conf(dir: &Path, port: u16, http: &str, server: &str) -> String {
     let d = dir.display();

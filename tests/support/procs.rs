@@ -281,6 +281,26 @@ impl Fcgiwrap {
     }
 }
 
+/// Makes a server guard newtype (`struct Nginx(Started)`) read as its [`Started`].
+macro_rules! started_guard {
+    ($guard:ident) => {
+        impl std::ops::Deref for $guard {
+            type Target = Started;
+
+            fn deref(&self) -> &Started {
+                &self.0
+            }
+        }
+
+        impl std::ops::DerefMut for $guard {
+            fn deref_mut(&mut self) -> &mut Started {
+                &mut self.0
+            }
+        }
+    };
+}
+pub(crate) use started_guard;
+
 /// A server started by [`start_on_free_port`]: its process, port and directory.
 pub struct Started {
     /// The process (stopped on drop).
