@@ -222,7 +222,14 @@ impl Shared {
             let mut st = lock(&slot.state);
             let busy = |on: bool| slot.busy.store(on, SeqCst);
             let stop = || self.stopping.load(SeqCst);
-            on_readable(&mut st, &*self.app, &self.cfg.conn, &busy, &stop)
+            on_readable(
+                &mut st,
+                &slot.stream,
+                &*self.app,
+                &self.cfg.conn,
+                &busy,
+                &stop,
+            )
         };
         self.handled.fetch_add(1, SeqCst);
         let now = self.now();

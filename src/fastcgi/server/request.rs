@@ -9,7 +9,6 @@
 use std::cell::RefCell;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd};
-use std::sync::Arc;
 
 use super::responder::{ConnConfig, ConnState, FASTCGI_FACTS, STAGE_MAX, WBUF_FLUSH};
 use crate::fastcgi::proto::connection::{Disposition, Event, Params, Progress};
@@ -186,7 +185,7 @@ impl Write for ErrorStream<'_, '_> {
 struct FcgiSink<'a, 'c> {
     io: &'a RefCell<&'c mut ConnState>,
     /// The socket, for [`Sink::watch_fd`].
-    stream: Arc<Stream>,
+    stream: &'a Stream,
     /// Whether the socket is worth watching (false while a bound stops reading).
     watch: bool,
 }
@@ -260,8 +259,13 @@ impl Sink for FcgiSink<'_, '_> {
 
 /// Serves one request whose body has arrived or is arriving; the connection's state says
 /// what follows (next request, draining, close).
-pub(super) fn serve_request(st: &mut ConnState, app: &dyn App, cfg: &ConnConfig, params: Params) {
-    let stream = Arc::clone(&st.stream);
+pub(super) fn serve_request(
+    st: &mut ConnState,
+    stream: &Stream,
+    app: &dyn App,
+    cfg: &ConnConfig,
+    params: Params,
+) {
     let io = RefCell::new(st);
     let mut env = Environ::from_indexed(params.raw, params.pairs, FASTCGI_FACTS);
     env.gateway.https = env.detect_https();
