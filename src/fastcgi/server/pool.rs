@@ -304,7 +304,7 @@ impl Pool {
         sh.stopping.store(true, SeqCst);
         let _ = sh.epoll.delete(&sh.listener);
         sh.listener.shutdown();
-        let deadline = Instant::now() + grace;
+        let deadline = super::conn_io::later(Instant::now(), grace);
         loop {
             let conns: Vec<Arc<Slot>> = lock(&sh.conns).values().cloned().collect();
             for slot in &conns {
