@@ -1,4 +1,4 @@
-//! The FastCGI sink's `watch_fd` / `client_gone` contract, with an in-process app that waits on the watched descriptor the way cgi:DIR's pump does.
+//! In-process apps against the FastCGI server: the sink's `watch_fd` / `client_gone` contract (an app waiting on the socket as cgi:DIR's pump does), and a body read around an early answer.
 
 use std::os::fd::AsFd;
 use std::sync::Arc;
@@ -61,7 +61,61 @@ fn wait_for_the_wait() {
     );
 }
 
+/// Reads 140,000 body bytes (past what the server read ahead, into the middle of a record),
+/// answers 300 KiB at once (more than the server queues before it writes, so the rest of the
+/// body is read ahead while that record is half read), then reads the rest and ends with the
+/// body's length and SHA-256.
+struct EarlyAnswer;
+
+impl App for EarlyAnswer {
+    fn call<'a>(
+        &self,
+        req: &'a mut Request<'_>,
+        resp: &mut Response<'_>,
+    ) -> Result<Body<'a>, AppError> {
+        use sha2::Digest;
+        use std::io::Read;
+        let mut hasher = sha2::Sha256::new();
+        let mut first = vec![0u8; 140_000];
+        req.input.read_exact(&mut first)?;
+        hasher.update(&first);
+        resp.start("200 OK", [("Content-Type", "text/plain")])?;
+        resp.write(&vec![b'.'; 300 * 1024])?;
+        let mut rest = Vec::new();
+        req.input.read_to_end(&mut rest)?;
+        hasher.update(&rest);
+        let len = rest.len() + first.len();
+        let line = format!("\n{len} {}\n", hex(&hasher.finalize()));
+        Ok(Body::from(line))
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A body half read when the app's answer must go out: the rest is read ahead into the
+/// spool behind the part not yet read, and the app still gets every byte in order.
+#[test]
+fn body_read_around_an_early_answer_stays_whole() {
+    let dir = TempDir::new("early");
+    let (pool, addr) = start_app(&dir, Arc::new(EarlyAnswer));
+    let body = crate::support::data(200_000, 11);
+    let cl = body.len().to_string();
+    let p = params("POST", "/", &[(b"CONTENT_LENGTH", cl.as_bytes())]);
+    let mut c = addr.connect();
+    let r = c.roundtrip(1, &request(1, 0, &p, &body));
+    let tail = String::from_utf8_lossy(&r.body()[300 * 1024..]).into_owned();
+    let want = format!("\n{} {}\n", body.len(), crate::support::sha256_hex(&body));
+    assert_eq!(tail, want);
+    assert_eq!(pool.shutdown(Duration::from_secs(5)), 0);
+}
+
 fn start(dir: &TempDir) -> (Pool, Addr) {
+    start_app(dir, Arc::new(Silent))
+}
+
+fn start_app(dir: &TempDir, app: Arc<dyn App>) -> (Pool, Addr) {
     let path = dir.join("watch.sock");
     let addr: ListenAddr = format!("unix:{}", path.display()).parse().expect("address");
     let listener = Listener::open(&addr, &UnixOptions::default()).expect("listen");
@@ -82,7 +136,7 @@ fn start(dir: &TempDir) -> (Pool, Addr) {
             max_spool: 1 << 20,
         },
     };
-    let pool = Pool::start(listener, Arc::new(Silent), cfg).expect("pool");
+    let pool = Pool::start(listener, app, cfg).expect("pool");
     (pool, Addr::Unix(path))
 }
 

@@ -18,7 +18,8 @@ use crate::gateway::{
 use crate::net::listener::Stream;
 
 impl ConnState {
-    /// Moves the body bytes of the current STDIN record into the spool, within its cap.
+    /// Moves the body bytes of the current STDIN record not yet read into the spool, within
+    /// its cap (the spool is always read before them, so order is kept).
     pub(super) fn spool_stdin(&mut self) -> io::Result<()> {
         let r = std::mem::replace(&mut self.stdin, 0..0);
         if self.spool.len() + r.len() as u64 > self.max_spool {
@@ -26,7 +27,6 @@ impl ConnState {
             let why = "request body ahead of the app over --max-spool";
             return Err(io::Error::new(io::ErrorKind::OutOfMemory, why));
         }
-        self.body_progress(r.len());
         let res = self.spool.push(&self.rbuf[r]);
         self.broken |= res.is_err();
         res
@@ -43,9 +43,13 @@ impl ConnState {
 
     /// Reads the request body up to its end into the spool.
     fn spool_body(&mut self) -> io::Result<()> {
+        self.spool_stdin()?;
         while self.conn.stdin_open() {
             match self.step() {
-                Ok(Progress::Event(Event::Stdin(_))) => self.spool_stdin()?,
+                Ok(Progress::Event(Event::Stdin(r))) => {
+                    self.body_progress(r.len());
+                    self.spool_stdin()?;
+                }
                 Ok(Progress::Event(_)) => {}
                 Ok(Progress::Transmit) => self.write_out()?,
                 Ok(Progress::NeedData) => {
@@ -116,9 +120,15 @@ impl ConnState {
     /// records (answered when the peer takes the answer). Returns whether the connection can
     /// be watched for more (false while a bound stops reading).
     pub(super) fn poll_peer(&mut self) -> bool {
-        while !self.broken && !self.conn.aborted() && self.stdin.is_empty() {
+        // What the app has not read of the current record goes first, so reading on keeps
+        // the order (and the socket drains instead of staying readable).
+        if self.spool_stdin().is_err() {
+            return false;
+        }
+        while !self.broken && !self.conn.aborted() {
             match self.step() {
-                Ok(Progress::Event(Event::Stdin(_))) => {
+                Ok(Progress::Event(Event::Stdin(r))) => {
+                    self.body_progress(r.len());
                     if self.spool_stdin().is_err() {
                         return false;
                     }

@@ -170,8 +170,9 @@ pub fn on_readable(
                 st.begin_body(params, cfg);
                 false
             }
-            Progress::Event(Event::Stdin(_)) => {
+            Progress::Event(Event::Stdin(r)) => {
                 st.limit_waiting_body(cfg);
+                st.body_progress(r.len());
                 if let Err(e) = st.spool_stdin() {
                     eprintln!("cgate: closing FastCGI connection: {e}");
                     return Next::Close;
