@@ -96,6 +96,10 @@ impl ConnState {
             }
             let n = self.spool.read(buf)?;
             if n > 0 {
+                if self.spool.unread() == 0 {
+                    // Read out: its memory (and file) go, and reading ahead may start over.
+                    self.spool = super::spool::Spool::default();
+                }
                 return Ok(n);
             }
             self.dead()?;
@@ -115,38 +119,38 @@ impl ConnState {
         }
     }
 
-    /// Reads and acts on records that arrived while the app writes, without waiting:
-    /// ABORT_REQUEST, the end of the stream, body bytes (spooled within its cap), management
-    /// records (answered when the peer takes the answer). Returns whether the connection can
-    /// be watched for more (false while a bound stops reading).
-    pub(super) fn poll_peer(&mut self) -> bool {
+    /// Reads and acts on records that arrived while the app writes or waits, without
+    /// waiting: ABORT_REQUEST, the end of the stream, management records (answered when the
+    /// peer takes the answer), and body bytes the app has not read yet, spooled while they fit
+    /// in the spool's memory (the app reads the rest of a large body itself, in order).
+    pub(super) fn poll_peer(&mut self) {
         // What the app has not read of the current record goes first, so reading on keeps
-        // the order (and the socket drains instead of staying readable).
+        // the order.
         if self.spool_stdin().is_err() {
-            return false;
+            return;
         }
-        while !self.broken && !self.conn.aborted() {
+        while !self.broken && !self.conn.aborted() && self.may_read_ahead() {
             match self.step() {
                 Ok(Progress::Event(Event::Stdin(r))) => {
                     self.body_progress(r.len());
                     if self.spool_stdin().is_err() {
-                        return false;
+                        return;
                     }
                 }
                 Ok(Progress::Event(_)) => {}
                 Ok(Progress::Transmit) => {
                     if !matches!(self.write_now(), Ok(true)) {
-                        return false;
+                        return;
                     }
                 }
                 Ok(Progress::NeedData) => {
                     if !matches!(self.write_now(), Ok(true)) {
-                        return false;
+                        return;
                     }
                     match self.read_now() {
                         Ok(Some(0)) | Err(_) => self.broken = true,
                         Ok(Some(_)) => {}
-                        Ok(None) => return true,
+                        Ok(None) => return,
                     }
                 }
                 Err(e) => {
@@ -154,7 +158,19 @@ impl ConnState {
                 }
             }
         }
-        !self.broken
+    }
+
+    /// Whether records may be read ahead of the app now: always once its body is complete;
+    /// while it is not, only as long as the spooled body stays in memory.
+    fn may_read_ahead(&self) -> bool {
+        !self.conn.stdin_open() || self.spool.len() < super::spool::MEMORY_MAX as u64
+    }
+
+    /// Whether the socket is worth watching for the app: false once it failed, and while a
+    /// bound stops reading (the body would spill out of memory; replies the peer does not
+    /// take), so nobody polls a socket that stays readable.
+    fn watchable(&self) -> bool {
+        !self.broken && self.may_read_ahead() && !self.conn.management_pending()
     }
 }
 
@@ -196,8 +212,6 @@ struct FcgiSink<'a, 'c> {
     io: &'a RefCell<&'c mut ConnState>,
     /// The socket, for [`Sink::watch_fd`].
     stream: &'a Stream,
-    /// Whether the socket is worth watching (false while a bound stops reading).
-    watch: bool,
 }
 
 impl Sink for FcgiSink<'_, '_> {
@@ -229,7 +243,7 @@ impl Sink for FcgiSink<'_, '_> {
         io.frame_stage();
         io.send_out()?;
         // Records that came meanwhile (ABORT_REQUEST above all) are acted on now.
-        self.watch = io.poll_peer();
+        io.poll_peer();
         io.dead()
     }
 
@@ -258,12 +272,13 @@ impl Sink for FcgiSink<'_, '_> {
         if io.dead().is_err() {
             return true;
         }
-        self.watch = io.poll_peer();
+        io.poll_peer();
         io.dead().is_err()
     }
 
     fn watch_fd(&self) -> Option<BorrowedFd<'_>> {
-        self.watch.then(|| self.stream.as_fd())
+        let watchable = self.io.try_borrow().is_ok_and(|io| io.watchable());
+        watchable.then(|| self.stream.as_fd())
     }
 }
 
@@ -279,11 +294,7 @@ pub(super) fn serve_request(
     let io = RefCell::new(st);
     let mut env = Environ::from_indexed(params.raw, params.pairs, FASTCGI_FACTS);
     env.gateway.https = env.detect_https();
-    let mut sink = FcgiSink {
-        io: &io,
-        stream,
-        watch: true,
-    };
+    let mut sink = FcgiSink { io: &io, stream };
     let declared = parse_content_length(env.get("CONTENT_LENGTH"));
     if !io.borrow().body_limited {
         io.borrow_mut().limit_body(declared.ok().flatten(), cfg);
