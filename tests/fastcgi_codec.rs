@@ -10,6 +10,8 @@ mod connection;
 mod decisions;
 #[path = "common/fcgi_bytes.rs"]
 mod fcgi_bytes;
+#[path = "fastcgi_codec/management.rs"]
+mod management;
 #[path = "fastcgi_codec/purity.rs"]
 mod purity;
 #[path = "fastcgi_codec/roundtrip.rs"]
