@@ -45,21 +45,31 @@ impl ConnState {
     fn spool_body(&mut self) -> io::Result<()> {
         self.spool_stdin()?;
         while self.conn.stdin_open() {
-            match self.step() {
-                Ok(Progress::Event(Event::Stdin(r))) => {
-                    self.body_progress(r.len());
-                    self.spool_stdin()?;
-                }
-                Ok(Progress::Event(_)) => {}
-                Ok(Progress::Transmit) => self.write_out()?,
-                Ok(Progress::NeedData) => {
-                    self.write_out()?;
-                    self.read_body()?;
-                }
-                Err(e) => return Err(self.protocol_failure(e)),
+            if self.body_step()? {
+                self.spool_stdin()?;
             }
         }
         Ok(())
+    }
+
+    /// One step of the protocol core while the app's body is arriving: writes what is owed,
+    /// reads (waiting within the body deadline) when more bytes are needed. Ok(true): body
+    /// bytes are in `stdin`.
+    fn body_step(&mut self) -> io::Result<bool> {
+        match self.step() {
+            Ok(Progress::Event(Event::Stdin(r))) => {
+                self.body_progress(r.len());
+                return Ok(true);
+            }
+            Ok(Progress::Event(_)) => {}
+            Ok(Progress::Transmit) => self.write_out()?,
+            Ok(Progress::NeedData) => {
+                self.write_out()?;
+                self.read_body()?;
+            }
+            Err(e) => return Err(self.protocol_failure(e)),
+        }
+        Ok(false)
     }
 
     fn protocol_failure(&mut self, e: crate::fastcgi::ProtocolError) -> io::Error {
@@ -106,16 +116,7 @@ impl ConnState {
             if !self.conn.stdin_open() {
                 return Ok(0);
             }
-            match self.step() {
-                Ok(Progress::Event(Event::Stdin(r))) => self.body_progress(r.len()),
-                Ok(Progress::Event(_)) => {}
-                Ok(Progress::Transmit) => self.write_out()?,
-                Ok(Progress::NeedData) => {
-                    self.write_out()?;
-                    self.read_body()?;
-                }
-                Err(e) => return Err(self.protocol_failure(e)),
-            }
+            self.body_step()?;
         }
     }
 
