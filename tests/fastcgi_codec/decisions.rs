@@ -141,28 +141,20 @@ fn abort_while_app_writes_ends_at_once() {
 /// lingering when the peer may still be sending STDIN.
 #[test]
 fn cut_sends_no_end_request_and_closes() {
-    let mut both = Both::new(Limits::default());
-    both.drive(&cat(&[head(1), rec(STDIN, 1, b"", 0)]));
-    let (disposition, bytes) = both.respond(|c| {
-        c.stdout(b"partial");
-        c.cut();
-        c.disposition()
-    });
-    assert_eq!(
-        (disposition, bytes),
-        (Disposition::Close, stdout_rec(b"partial"))
-    );
-    let mut both = Both::new(Limits::default());
-    both.drive(&head(1));
-    let (disposition, bytes) = both.respond(|c| {
-        c.stdout(b"partial");
-        c.cut();
-        c.disposition()
-    });
-    assert_eq!(
-        (disposition, bytes),
-        (Disposition::Linger, stdout_rec(b"partial"))
-    );
+    let cut_after = |input: &[u8]| {
+        let mut both = Both::new(Limits::default());
+        both.drive(input);
+        let out = both.respond(|c| {
+            c.stdout(b"partial");
+            c.cut();
+            c.disposition()
+        });
+        (both, out)
+    };
+    let (_, out) = cut_after(&cat(&[head(1), rec(STDIN, 1, b"", 0)]));
+    assert_eq!(out, (Disposition::Close, stdout_rec(b"partial")));
+    let (mut both, out) = cut_after(&head(1));
+    assert_eq!(out, (Disposition::Linger, stdout_rec(b"partial")));
     // Lingering: everything that still arrives is discarded.
     let out = both.drive(&cat(&[rec(STDIN, 1, b"late", 0), head(1)]));
     assert_eq!((out.events, out.output, out.leftover), (vec![], vec![], 0));

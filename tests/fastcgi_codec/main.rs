@@ -9,5 +9,6 @@ mod client;
 mod codec;
 mod connection;
 mod decisions;
+mod management;
 mod purity;
 mod roundtrip;

@@ -1,4 +1,4 @@
-//! The FastCGI sink's `watch_fd` / `client_gone` contract, with an in-process app that waits on the watched descriptor the way cgi:DIR's pump does.
+//! In-process apps against the FastCGI server: the sink's `watch_fd` / `client_gone` contract (an app waiting on the socket as cgi:DIR's pump does), and a body read around an early answer.
 
 use std::os::fd::AsFd;
 use std::sync::Arc;
@@ -61,7 +61,124 @@ fn wait_for_the_wait() {
     );
 }
 
+/// Reads 140,000 body bytes (past what the server read ahead, into the middle of a record),
+/// answers 300 KiB at once (more than the server queues before it writes, so the rest of the
+/// body is read ahead while that record is half read), then reads the rest and ends with the
+/// body's length and SHA-256.
+struct EarlyAnswer;
+
+impl App for EarlyAnswer {
+    fn call<'a>(
+        &self,
+        req: &'a mut Request<'_>,
+        resp: &mut Response<'_>,
+    ) -> Result<Body<'a>, AppError> {
+        use sha2::Digest;
+        use std::io::Read;
+        let mut hasher = sha2::Sha256::new();
+        let mut first = vec![0u8; 140_000];
+        req.input.read_exact(&mut first)?;
+        hasher.update(&first);
+        resp.start("200 OK", [("Content-Type", "text/plain")])?;
+        resp.write(&vec![b'.'; 300 * 1024])?;
+        let mut rest = Vec::new();
+        req.input.read_to_end(&mut rest)?;
+        hasher.update(&rest);
+        let len = rest.len() + first.len();
+        let line = format!("\n{len} {}\n", hex(&hasher.finalize()));
+        Ok(Body::from(line))
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A body half read when the app's answer must go out: the rest is read ahead into the
+/// spool behind the part not yet read, and the app still gets every byte in order.
+#[test]
+fn body_read_around_an_early_answer_stays_whole() {
+    let dir = TempDir::new("early");
+    let (pool, addr) = start_app(&dir, Arc::new(EarlyAnswer));
+    let body = crate::support::data(200_000, 11);
+    let cl = body.len().to_string();
+    let p = params("POST", "/", &[(b"CONTENT_LENGTH", cl.as_bytes())]);
+    let mut c = addr.connect();
+    let r = c.roundtrip(1, &request(1, 0, &p, &body));
+    let tail = String::from_utf8_lossy(&r.body()[300 * 1024..]).into_owned();
+    let want = format!("\n{} {}\n", body.len(), crate::support::sha256_hex(&body));
+    assert_eq!(tail, want);
+    assert_eq!(pool.shutdown(Duration::from_secs(5)), 0);
+}
+
+/// Leaves its large body unread and calls `client_gone` until `watch_fd` says there is
+/// nothing to watch (the body read ahead fills the spool's memory), then reads the whole
+/// body and checks that the socket is watchable again.
+struct BodyWatcher;
+
+impl App for BodyWatcher {
+    fn call<'a>(
+        &self,
+        req: &'a mut Request<'_>,
+        resp: &mut Response<'_>,
+    ) -> Result<Body<'a>, AppError> {
+        use sha2::Digest;
+        use std::io::Read;
+        let mut blocked = false;
+        for _ in 0..2000 {
+            if resp.client_gone() {
+                return Err(AppError::msg("client gone"));
+            }
+            let Some(fd) = resp.watch_fd() else {
+                blocked = true;
+                break;
+            };
+            let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+            let _ = poll(&mut fds, PollTimeout::from(1000u16));
+        }
+        let mut body = Vec::new();
+        req.input.read_to_end(&mut body)?;
+        let watch = resp.watch_fd().is_some();
+        resp.start("200 OK", [("Content-Type", "text/plain")])?;
+        let sha = hex(&sha2::Sha256::digest(&body));
+        let line = format!(
+            "blocked {blocked} len {} sha {sha} watch {watch}\n",
+            body.len()
+        );
+        Ok(Body::from(line))
+    }
+}
+
+/// `watch_fd` is None while reading on would spill an unread body out of the spool's memory
+/// (so a poller never spins on a socket it must not drain), and Some again once the app has
+/// read its body; the body arrives whole and in order.
+#[test]
+fn watch_fd_pauses_while_an_unread_body_fills_the_spool() {
+    let dir = TempDir::new("watch-body");
+    let (pool, addr) = start_app(&dir, Arc::new(BodyWatcher));
+    let body = crate::support::data(3 << 20, 5);
+    let cl = body.len().to_string();
+    let p = params("POST", "/", &[(b"CONTENT_LENGTH", cl.as_bytes())]);
+    let mut c = addr.connect();
+    let req = request(1, 0, &p, &body);
+    let mut w = c.try_clone();
+    let writer = std::thread::spawn(move || std::io::Write::write_all(&mut w, &req).is_ok());
+    let r = c.reply(1);
+    assert!(writer.join().expect("writer"));
+    let want = format!(
+        "blocked true len {} sha {} watch true\n",
+        body.len(),
+        crate::support::sha256_hex(&body)
+    );
+    assert_eq!(String::from_utf8_lossy(r.body()), want);
+    assert_eq!(pool.shutdown(Duration::from_secs(5)), 0);
+}
+
 fn start(dir: &TempDir) -> (Pool, Addr) {
+    start_app(dir, Arc::new(Silent))
+}
+
+fn start_app(dir: &TempDir, app: Arc<dyn App>) -> (Pool, Addr) {
     let path = dir.join("watch.sock");
     let addr: ListenAddr = format!("unix:{}", path.display()).parse().expect("address");
     let listener = Listener::open(&addr, &UnixOptions::default()).expect("listen");
@@ -78,11 +195,11 @@ fn start(dir: &TempDir) -> (Pool, Addr) {
             },
             idle_timeout: Duration::from_secs(60),
             request_timeout: Duration::from_secs(60),
-            max_body: 1 << 20,
-            max_spool: 1 << 20,
+            max_body: 64 << 20,
+            max_spool: 64 << 20,
         },
     };
-    let pool = Pool::start(listener, Arc::new(Silent), cfg).expect("pool");
+    let pool = Pool::start(listener, app, cfg).expect("pool");
     (pool, Addr::Unix(path))
 }
 

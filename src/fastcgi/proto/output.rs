@@ -64,6 +64,11 @@ impl Output {
         self.mgmt.len() - self.mgmt_sent >= MGMT_OUTPUT_MAX
     }
 
+    /// True while management replies wait to be written.
+    pub fn mgmt_unsent(&self) -> bool {
+        self.mgmt_sent < self.mgmt.len()
+    }
+
     /// Response bytes queued and not written yet (held or not).
     pub fn resp_unsent(&self) -> usize {
         self.resp.len() - self.resp_sent

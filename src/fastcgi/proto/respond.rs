@@ -98,6 +98,11 @@ impl Connection {
         self.out.advance(n);
     }
 
+    /// True while management replies wait to be written (the peer is not reading them).
+    pub fn management_pending(&self) -> bool {
+        self.out.mgmt_unsent()
+    }
+
     /// Response bytes queued and not yet written (including ones waiting for STDIN's end).
     pub fn queued_response(&self) -> usize {
         self.out.resp_unsent()

@@ -87,13 +87,24 @@ pub struct ConnState {
     pub(super) request_timeout: Duration,
 }
 
-/// Waits until `stream` is ready for `flags` or `timeout` passes.
+/// `at + d`, or a year after `at` when the sum does not fit (an operator's huge timeout
+/// must not panic).
+pub(super) fn later(at: Instant, d: Duration) -> Instant {
+    at.checked_add(d)
+        .unwrap_or_else(|| at + Duration::from_secs(365 * 24 * 3600))
+}
+
+/// Waits until `stream` is ready for `flags` or `timeout` passes (any length: one `poll()`
+/// takes at most 65 s, so longer timeouts wait in several).
 pub(super) fn wait_fd(stream: &Stream, flags: PollFlags, timeout: Duration) -> io::Result<()> {
     crate::gateway::about_to_block();
-    let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
+    let deadline = later(Instant::now(), timeout);
     let mut fds = [PollFd::new(stream.as_fd(), flags)];
     loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
         match poll(&mut fds, PollTimeout::from(ms)) {
+            Ok(0) if Instant::now() < deadline => {}
             Ok(0) => {
                 return Err(io::Error::new(
                     io::ErrorKind::TimedOut,
@@ -188,7 +199,9 @@ impl ConnState {
                 None => {}
             }
             let now = Instant::now();
-            let deadline = *self.body_deadline.get_or_insert(now + self.request_timeout);
+            let deadline = *self
+                .body_deadline
+                .get_or_insert(later(now, self.request_timeout));
             let left = deadline.saturating_duration_since(now);
             if left.is_zero() {
                 let why =
@@ -209,8 +222,9 @@ impl ConnState {
     pub(super) fn body_progress(&mut self, n: usize) {
         let now = Instant::now();
         let credit = Duration::from_micros((n as u64).saturating_mul(1_000_000) / MIN_BODY_RATE);
-        let deadline = self.body_deadline.unwrap_or(now + self.request_timeout);
-        self.body_deadline = Some((deadline + credit).min(now + self.request_timeout));
+        let slack = later(now, self.request_timeout);
+        let deadline = self.body_deadline.unwrap_or(slack);
+        self.body_deadline = Some(later(deadline, credit).min(slack));
     }
 
     /// Runs the protocol core over the buffered input and returns its answer; a body

@@ -232,7 +232,14 @@ impl Shared {
                 slot.served.fetch_or(on, SeqCst);
             };
             let stop = || self.stopping.load(SeqCst);
-            on_readable(&mut st, &*self.app, &self.cfg.conn, &busy, &stop)
+            on_readable(
+                &mut st,
+                &slot.stream,
+                &*self.app,
+                &self.cfg.conn,
+                &busy,
+                &stop,
+            )
         };
         self.handled.fetch_add(1, SeqCst);
         let now = self.now();

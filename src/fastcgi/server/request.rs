@@ -9,7 +9,6 @@
 use std::cell::RefCell;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd};
-use std::sync::Arc;
 
 use super::responder::{ConnConfig, ConnState, FASTCGI_FACTS, STAGE_MAX, WBUF_FLUSH};
 use crate::fastcgi::proto::connection::{Disposition, Event, Params, Progress};
@@ -19,7 +18,8 @@ use crate::gateway::{
 use crate::net::listener::Stream;
 
 impl ConnState {
-    /// Moves the body bytes of the current STDIN record into the spool, within its cap.
+    /// Moves the body bytes of the current STDIN record not yet read into the spool, within
+    /// its cap (the spool is always read before them, so order is kept).
     pub(super) fn spool_stdin(&mut self) -> io::Result<()> {
         let r = std::mem::replace(&mut self.stdin, 0..0);
         if self.spool.len() + r.len() as u64 > self.max_spool {
@@ -27,7 +27,6 @@ impl ConnState {
             let why = "request body ahead of the app over --max-spool";
             return Err(io::Error::new(io::ErrorKind::OutOfMemory, why));
         }
-        self.body_progress(r.len());
         let res = self.spool.push(&self.rbuf[r]);
         self.broken |= res.is_err();
         res
@@ -44,19 +43,33 @@ impl ConnState {
 
     /// Reads the request body up to its end into the spool.
     fn spool_body(&mut self) -> io::Result<()> {
+        self.spool_stdin()?;
         while self.conn.stdin_open() {
-            match self.step() {
-                Ok(Progress::Event(Event::Stdin(_))) => self.spool_stdin()?,
-                Ok(Progress::Event(_)) => {}
-                Ok(Progress::Transmit) => self.write_out()?,
-                Ok(Progress::NeedData) => {
-                    self.write_out()?;
-                    self.read_body()?;
-                }
-                Err(e) => return Err(self.protocol_failure(e)),
+            if self.body_step()? {
+                self.spool_stdin()?;
             }
         }
         Ok(())
+    }
+
+    /// One step of the protocol core while the app's body is arriving: writes what is owed,
+    /// reads (waiting within the body deadline) when more bytes are needed. Ok(true): body
+    /// bytes are in `stdin`.
+    fn body_step(&mut self) -> io::Result<bool> {
+        match self.step() {
+            Ok(Progress::Event(Event::Stdin(r))) => {
+                self.body_progress(r.len());
+                return Ok(true);
+            }
+            Ok(Progress::Event(_)) => {}
+            Ok(Progress::Transmit) => self.write_out()?,
+            Ok(Progress::NeedData) => {
+                self.write_out()?;
+                self.read_body()?;
+            }
+            Err(e) => return Err(self.protocol_failure(e)),
+        }
+        Ok(false)
     }
 
     fn protocol_failure(&mut self, e: crate::fastcgi::ProtocolError) -> io::Error {
@@ -93,51 +106,52 @@ impl ConnState {
             }
             let n = self.spool.read(buf)?;
             if n > 0 {
+                if self.spool.unread() == 0 {
+                    // Read out: its memory (and file) go, and reading ahead may start over.
+                    self.spool = super::spool::Spool::default();
+                }
                 return Ok(n);
             }
             self.dead()?;
             if !self.conn.stdin_open() {
                 return Ok(0);
             }
-            match self.step() {
-                Ok(Progress::Event(Event::Stdin(r))) => self.body_progress(r.len()),
-                Ok(Progress::Event(_)) => {}
-                Ok(Progress::Transmit) => self.write_out()?,
-                Ok(Progress::NeedData) => {
-                    self.write_out()?;
-                    self.read_body()?;
-                }
-                Err(e) => return Err(self.protocol_failure(e)),
-            }
+            self.body_step()?;
         }
     }
 
-    /// Reads and acts on records that arrived while the app writes, without waiting:
-    /// ABORT_REQUEST, the end of the stream, body bytes (spooled within its cap), management
-    /// records (answered when the peer takes the answer). Returns whether the connection can
-    /// be watched for more (false while a bound stops reading).
-    pub(super) fn poll_peer(&mut self) -> bool {
-        while !self.broken && !self.conn.aborted() && self.stdin.is_empty() {
+    /// Reads and acts on records that arrived while the app writes or waits, without
+    /// waiting: ABORT_REQUEST, the end of the stream, management records (answered when the
+    /// peer takes the answer), and body bytes the app has not read yet, spooled while they fit
+    /// in the spool's memory (the app reads the rest of a large body itself, in order).
+    pub(super) fn poll_peer(&mut self) {
+        // What the app has not read of the current record goes first, so reading on keeps
+        // the order.
+        if self.spool_stdin().is_err() {
+            return;
+        }
+        while !self.broken && !self.conn.aborted() && self.may_read_ahead() {
             match self.step() {
-                Ok(Progress::Event(Event::Stdin(_))) => {
+                Ok(Progress::Event(Event::Stdin(r))) => {
+                    self.body_progress(r.len());
                     if self.spool_stdin().is_err() {
-                        return false;
+                        return;
                     }
                 }
                 Ok(Progress::Event(_)) => {}
                 Ok(Progress::Transmit) => {
                     if !matches!(self.write_now(), Ok(true)) {
-                        return false;
+                        return;
                     }
                 }
                 Ok(Progress::NeedData) => {
                     if !matches!(self.write_now(), Ok(true)) {
-                        return false;
+                        return;
                     }
                     match self.read_now() {
                         Ok(Some(0)) | Err(_) => self.broken = true,
                         Ok(Some(_)) => {}
-                        Ok(None) => return true,
+                        Ok(None) => return,
                     }
                 }
                 Err(e) => {
@@ -145,7 +159,19 @@ impl ConnState {
                 }
             }
         }
-        !self.broken
+    }
+
+    /// Whether records may be read ahead of the app now: always once its body is complete;
+    /// while it is not, only as long as the spooled body stays in memory.
+    fn may_read_ahead(&self) -> bool {
+        !self.conn.stdin_open() || self.spool.len() < super::spool::MEMORY_MAX as u64
+    }
+
+    /// Whether the socket is worth watching for the app: false once it failed, and while a
+    /// bound stops reading (the body would spill out of memory; replies the peer does not
+    /// take), so nobody polls a socket that stays readable.
+    fn watchable(&self) -> bool {
+        !self.broken && self.may_read_ahead() && !self.conn.management_pending()
     }
 }
 
@@ -186,9 +212,7 @@ impl Write for ErrorStream<'_, '_> {
 struct FcgiSink<'a, 'c> {
     io: &'a RefCell<&'c mut ConnState>,
     /// The socket, for [`Sink::watch_fd`].
-    stream: Arc<Stream>,
-    /// Whether the socket is worth watching (false while a bound stops reading).
-    watch: bool,
+    stream: &'a Stream,
 }
 
 impl Sink for FcgiSink<'_, '_> {
@@ -220,7 +244,7 @@ impl Sink for FcgiSink<'_, '_> {
         io.frame_stage();
         io.send_out()?;
         // Records that came meanwhile (ABORT_REQUEST above all) are acted on now.
-        self.watch = io.poll_peer();
+        io.poll_peer();
         io.dead()
     }
 
@@ -249,27 +273,29 @@ impl Sink for FcgiSink<'_, '_> {
         if io.dead().is_err() {
             return true;
         }
-        self.watch = io.poll_peer();
+        io.poll_peer();
         io.dead().is_err()
     }
 
     fn watch_fd(&self) -> Option<BorrowedFd<'_>> {
-        self.watch.then(|| self.stream.as_fd())
+        let watchable = self.io.try_borrow().is_ok_and(|io| io.watchable());
+        watchable.then(|| self.stream.as_fd())
     }
 }
 
 /// Serves one request whose body has arrived or is arriving; the connection's state says
 /// what follows (next request, draining, close).
-pub(super) fn serve_request(st: &mut ConnState, app: &dyn App, cfg: &ConnConfig, params: Params) {
-    let stream = Arc::clone(&st.stream);
+pub(super) fn serve_request(
+    st: &mut ConnState,
+    stream: &Stream,
+    app: &dyn App,
+    cfg: &ConnConfig,
+    params: Params,
+) {
     let io = RefCell::new(st);
     let mut env = Environ::from_indexed(params.raw, params.pairs, FASTCGI_FACTS);
     env.gateway.https = env.detect_https();
-    let mut sink = FcgiSink {
-        io: &io,
-        stream,
-        watch: true,
-    };
+    let mut sink = FcgiSink { io: &io, stream };
     let declared = parse_content_length(env.get("CONTENT_LENGTH"));
     if !io.borrow().body_limited {
         io.borrow_mut().limit_body(declared.ok().flatten(), cfg);

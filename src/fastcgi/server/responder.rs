@@ -17,6 +17,7 @@ use std::time::Duration;
 pub use super::conn_io::ConnState;
 use crate::fastcgi::proto::connection::{Disposition, Event, Limits, ManagementValues, Progress};
 use crate::gateway::{App, GatewayFacts};
+use crate::net::listener::Stream;
 
 /// Output is written once this much is queued, so a large body never piles up.
 pub(super) const WBUF_FLUSH: usize = 256 * 1024;
@@ -129,10 +130,12 @@ fn read_more(st: &mut ConnState, read_once: &mut bool) -> Option<Next> {
 }
 
 /// Handles a readiness event: reads what has arrived and serves every complete request in
-/// the buffer (the app may block inside). `busy(true)` is called when an app starts and
+/// the buffer (the app may block inside). `stream` is the connection's socket (the one in
+/// `st`), lent to the request's sink for [`crate::gateway::Sink::watch_fd`]. `busy(true)` is called when an app starts and
 /// `busy(false)` when it ends; `stop()` says the server is shutting down.
 pub fn on_readable(
     st: &mut ConnState,
+    stream: &Stream,
     app: &dyn App,
     cfg: &ConnConfig,
     busy: &dyn Fn(bool),
@@ -159,8 +162,9 @@ pub fn on_readable(
                 st.begin_body(params, cfg);
                 false
             }
-            Progress::Event(Event::Stdin(_)) => {
+            Progress::Event(Event::Stdin(r)) => {
                 st.limit_waiting_body(cfg);
+                st.body_progress(r.len());
                 if let Err(e) = st.spool_stdin() {
                     eprintln!("cgate: closing FastCGI connection: {e}");
                     return Next::Close;
@@ -191,7 +195,7 @@ pub fn on_readable(
         };
         if start && let Some(params) = st.waiting.take() {
             busy(true);
-            super::request::serve_request(st, app, cfg, params);
+            super::request::serve_request(st, stream, app, cfg, params);
             busy(false);
             if st.broken || stop() {
                 return Next::Close;

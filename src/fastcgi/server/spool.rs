@@ -57,6 +57,11 @@ impl Spool {
         self.mem.len() as u64 + self.file_len
     }
 
+    /// Bytes written and not read yet.
+    pub fn unread(&self) -> u64 {
+        self.len() - self.mem_read as u64 - self.file_read
+    }
+
     /// Whether nothing was written.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
@@ -133,6 +138,7 @@ mod tests {
             back.extend_from_slice(&buf[..n]);
         }
         assert_eq!(back, data);
+        assert_eq!(s.unread(), 0);
         assert_eq!(s.read(&mut buf).unwrap(), 0);
     }
 
@@ -143,9 +149,12 @@ mod tests {
         s.push(b"").unwrap();
         assert!(s.file.is_none());
         let mut buf = [0u8; 2];
+        assert_eq!(s.unread(), 3);
         assert_eq!(s.read(&mut buf).unwrap(), 2);
         assert_eq!(&buf, b"ab");
+        assert_eq!(s.unread(), 1);
         assert_eq!(s.read(&mut buf).unwrap(), 1);
+        assert_eq!(s.unread(), 0);
         assert_eq!(s.read(&mut buf).unwrap(), 0);
     }
 }
