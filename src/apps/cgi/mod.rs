@@ -407,5 +407,6 @@ mod tests {
         assert_eq!(exts, Some(vec!["cgi".to_owned(), "sh".to_owned()]));
         assert!(CgiDir::new("/nonexistent/cgate".into(), CgiOptions::default()).is_err());
         assert!(CgiDir::new("/etc/hostname".into(), CgiOptions::default()).is_err());
+        let _ = std::fs::remove_dir(app.dir());
     }
 }
