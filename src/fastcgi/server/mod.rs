@@ -292,6 +292,8 @@ pub fn serve_listener(
 
 /// Opens the listener `opts` name (or takes over a reloading predecessor's) and serves.
 pub fn run(app: Arc<dyn App>, opts: &ServerOptions) -> Result<i32, ServerError> {
+    // From the first moment: a SIGHUP or SIGUSR1 during start-up must not kill the process.
+    Signals::block().map_err(io_err("cannot block signals"))?;
     opts.check()?;
     let listener = match crate::ops::reload::inherited() {
         Some(l) => l.map_err(io_err("cannot take over the predecessor's socket"))?,
