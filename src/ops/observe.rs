@@ -1,7 +1,7 @@
 //! The app wrapper that feeds operations: request id, requests in flight, counters, access log, status path.
 
 use std::collections::HashMap;
-use std::io;
+use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -11,7 +11,8 @@ use super::clock::Utc;
 use super::metrics::{COUNTERS, Outcome};
 use super::{MAX_REQUEST_ID, OpsOptions, REQUEST_ID};
 use crate::gateway::driver::{drive, panic_message};
-use crate::gateway::{App, AppError, Body, Environ, Head, Request, Response, Sink};
+use crate::gateway::input::BodyLength;
+use crate::gateway::{App, AppError, Body, Environ, Head, Input, Request, Response, Sink};
 
 /// What a running request is waiting on, as the slow log and status report it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,14 +22,16 @@ pub enum Waiting {
     App = 0,
     /// Its response is being written to the web server.
     Client = 1,
+    /// It reads the request body, which has not arrived yet.
+    Body = 2,
 }
 
 impl Waiting {
     fn from_u8(v: u8) -> Waiting {
-        if v == 1 {
-            Waiting::Client
-        } else {
-            Waiting::App
+        match v {
+            1 => Waiting::Client,
+            2 => Waiting::Body,
+            _ => Waiting::App,
         }
     }
 
@@ -37,6 +40,7 @@ impl Waiting {
         match self {
             Waiting::App => "app",
             Waiting::Client => "client",
+            Waiting::Body => "body",
         }
     }
 }
@@ -247,6 +251,85 @@ impl Sink for Forward<'_, '_> {
     }
 }
 
+/// Reads the body on the app's behalf, noting while it waits for it.
+struct Tracked<'x, 'r> {
+    input: &'x mut Input<'r>,
+    waiting: &'x AtomicU8,
+}
+
+impl Read for Tracked<'_, '_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.waiting.store(Waiting::Body as u8, Relaxed);
+        let r = self.input.read(buf);
+        self.waiting.store(Waiting::App as u8, Relaxed);
+        r
+    }
+}
+
+/// The error stream with `[ID] ` at the start of every line.
+struct Prefixed<'x> {
+    inner: &'x mut dyn Write,
+    id: &'x str,
+    line_start: bool,
+}
+
+impl Write for Prefixed<'_> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let mut out = Vec::with_capacity(data.len() + self.id.len() + 3);
+        for piece in data.split_inclusive(|&b| b == b'\n') {
+            if self.line_start {
+                out.push(b'[');
+                out.extend_from_slice(self.id.as_bytes());
+                out.extend_from_slice(b"] ");
+            }
+            out.extend_from_slice(piece);
+            self.line_start = piece.ends_with(b"\n");
+        }
+        self.inner.write_all(&out)?;
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Runs `app` over its own request: the same environ and body (read through [`Tracked`]),
+/// the error stream [`Prefixed`] with the request id. A panic becomes the error the
+/// outermost driver would make of it, so the request is still accounted for.
+fn run_tracked(
+    app: &dyn App,
+    req: &mut Request<'_>,
+    fwd: &mut Forward<'_, '_>,
+    id: &str,
+) -> Result<(), AppError> {
+    let facts = req.environ.gateway;
+    let environ = std::mem::replace(&mut req.environ, Environ::new(facts));
+    let length = match req.input.content_length() {
+        Some(n) => BodyLength::Exact(n.saturating_sub(req.input.consumed())),
+        None => BodyLength::ToEnd { max: u64::MAX },
+    };
+    let mut tracked = Tracked {
+        input: &mut req.input,
+        waiting: fwd.waiting,
+    };
+    let mut errors = Prefixed {
+        inner: &mut *req.errors,
+        id,
+        line_start: true,
+    };
+    let mut inner = Request::new(environ, Input::new(&mut tracked, length), &mut errors);
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        drive(app, &mut inner, &mut Response::new(fwd))
+    }))
+    .unwrap_or_else(|p| Err(AppError::panic(panic_message(&*p))));
+    inner.run_cleanups();
+    let environ = std::mem::replace(&mut inner.environ, Environ::new(facts));
+    drop(inner);
+    req.environ = environ;
+    r
+}
+
 fn outcome_of(r: &Result<(), AppError>, head_sent: bool) -> Outcome {
     let io_kind = |e: &AppError| e.downcast_ref::<io::Error>().map(io::Error::kind);
     match r {
@@ -348,12 +431,7 @@ impl App for Observe {
             bytes: 0,
             waiting: &waiting,
         };
-        // A panic becomes the error the outermost driver would make of it, after the
-        // request is accounted for.
-        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            drive(&*self.inner, req, &mut Response::new(&mut fwd))
-        }))
-        .unwrap_or_else(|p| Err(AppError::panic(panic_message(&*p))));
+        let r = run_tracked(&*self.inner, req, &mut fwd, &id);
         self.inflight.end(key);
         let head_sent = fwd.outer.headers_sent();
         let outcome = outcome_of(&r, head_sent);

@@ -61,7 +61,7 @@ pub fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
 }
 
 /// A script directory: `gate.sh` waits until the gate file exists, then answers
-/// `released`; `whoami.sh` answers its uid and gid; `mark.sh` creates `marked`; `pid.sh` writes its pid and sleeps.
+/// `released`; `whoami.sh` answers its uid and gid; `mark.sh` creates `marked`; `err.sh` writes two stderr lines; `pid.sh` writes its pid and sleeps.
 pub struct Scripts {
     pub dir: TempDir,
 }
@@ -84,6 +84,11 @@ impl Scripts {
             &cgi,
             "whoami.sh",
             "#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\n%s %s\\n' \"$(id -u)\" \"$(id -g)\"\n",
+        );
+        write_script(
+            &cgi,
+            "err.sh",
+            "#!/bin/sh\necho oops >&2\necho again >&2\nprintf 'Content-Type: text/plain\\r\\n\\r\\nok\\n'\n",
         );
         write_script(
             &cgi,

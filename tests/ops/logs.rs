@@ -184,3 +184,16 @@ fn a_request_whose_connection_closed_while_it_waited_is_not_run() {
     );
     assert!(lines[1].ends_with(" Nms client-gone"), "{lines:?}");
 }
+
+#[test]
+fn every_error_stream_line_carries_the_request_id() {
+    let scripts = crate::harness::Scripts::new();
+    let spec = scripts.spec();
+    let ops = Ops::start(&["--app", &spec, "--allow-root", "--access-log", "-"]);
+    let r = ops.get("/err.sh", &[(b"REQUEST_ID", b"e-1")]);
+    assert_eq!(r.body(), b"ok\n");
+    assert_eq!(
+        String::from_utf8_lossy(&r.stderr),
+        "[e-1] oops\n[e-1] again\n"
+    );
+}

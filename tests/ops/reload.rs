@@ -201,9 +201,9 @@ fn reload_under_load_through_nginx_loses_nothing() {
         })
         .collect();
     wait_for("load to flow", || counts.ok.load(SeqCst) >= 200);
-    // Uploads of 3 s each, in flight across the reload.
+    // Uploads of 10 s each (4 KiB every 100 ms), in flight across the reload.
     let uploads: Vec<_> = (0..3)
-        .map(|_| std::thread::spawn(move || slow_upload(port, 30)))
+        .map(|_| std::thread::spawn(move || slow_upload(port, 100)))
         .collect();
     wait_for("the uploads to reach cgate", || {
         let s = crate::support::http::get(port, "/cgate-status");

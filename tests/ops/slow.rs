@@ -36,3 +36,37 @@ fn a_held_request_gets_two_slow_lines() {
     }
     assert!(ages[0] >= 40 && ages[1] >= 400, "{ages:?}");
 }
+
+#[test]
+fn a_request_waiting_for_its_body_says_so() {
+    use crate::client::{PARAMS, RESPONDER, STDIN, begin, rec};
+    let ops = Ops::start(&["--app", "echo", "--slow-log-ms", "40"]);
+    let mut c = ops.server.connect();
+    let p = params(
+        "POST",
+        "/up",
+        &[(b"CONTENT_LENGTH", b"6"), (b"REQUEST_ID", b"body-1")],
+    );
+    let mut head = begin(1, RESPONDER, 0, 0);
+    head.extend(rec(PARAMS, 1, &p, 0));
+    head.extend(rec(PARAMS, 1, b"", 0));
+    head.extend(rec(STDIN, 1, b"abc", 0));
+    c.send(&head);
+    wait_for("a slow-log line", || {
+        ops.output().contains("cgate: slow: id=body-1 ")
+    });
+    let line = ops
+        .output()
+        .lines()
+        .find(|l| l.contains("id=body-1"))
+        .unwrap()
+        .to_owned();
+    assert!(line.contains(" waiting=body "), "{line}");
+    let mut rest = rec(STDIN, 1, b"def", 0);
+    rest.extend(rec(STDIN, 1, b"", 0));
+    c.send(&rest);
+    let r = c.reply(1);
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = serde_json::from_slice(r.body()).unwrap();
+    assert_eq!(v["input"]["length"], 6);
+}

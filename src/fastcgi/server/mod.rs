@@ -301,6 +301,8 @@ pub fn serve_listener(
 
 /// Opens the listener `opts` name (or takes over a reloading predecessor's) and serves.
 pub fn run(app: Arc<dyn App>, opts: &ServerOptions) -> Result<i32, ServerError> {
+    // From the first moment: a SIGHUP or SIGUSR1 during start-up must not kill the process.
+    Signals::block().map_err(io_err("cannot block signals"))?;
     opts.check()?;
     let listener = match crate::ops::reload::inherited() {
         Some(l) => l.map_err(io_err("cannot take over the predecessor's socket"))?,
@@ -329,4 +331,33 @@ pub fn run(app: Arc<dyn App>, opts: &ServerOptions) -> Result<i32, ServerError> 
         return Err(ServerError::Invalid(e));
     }
     serve_listener(listener, app, opts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn library_options_are_range_checked_too() {
+        assert!(ServerOptions::default().check().is_ok());
+        let bad = |f: &dyn Fn(&mut ServerOptions)| {
+            let mut o = ServerOptions::default();
+            f(&mut o);
+            match o.check() {
+                Err(ServerError::Invalid(m)) => m,
+                other => panic!("{other:?}"),
+            }
+        };
+        let m = bad(&|o| o.request_timeout = Duration::from_secs(66));
+        assert_eq!(m, "request_timeout 66 s is out of range: 1 to 65 s");
+        let m = bad(&|o| o.shutdown_timeout = Duration::from_secs(u64::MAX));
+        assert!(
+            m.starts_with("shutdown_timeout 18446744073709551615 s is out of range"),
+            "{m}"
+        );
+        let m = bad(&|o| o.unix.mode = Some(0o666));
+        assert!(m.contains("every local user"), "{m}");
+        let m = bad(&|o| o.workers = Some(0));
+        assert_eq!(m, "workers 0 is out of range: 1 to 1024");
+    }
 }

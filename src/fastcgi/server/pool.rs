@@ -35,6 +35,8 @@ pub(super) const BATCH: usize = 8;
 /// Stack size of pool threads: address space only; touched pages cost memory.
 pub(super) const STACK_SIZE: usize = 512 * 1024;
 pub(super) const LISTENER_KEY: u64 = 0;
+/// On a reload, idle kept-alive connections are closed once unused for this long.
+const RETIRE_QUIET_MS: u64 = 200;
 
 pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -333,9 +335,17 @@ impl Pool {
             let conns: Vec<Arc<Slot>> = lock(&sh.conns).values().cloned().collect();
             let now = sh.now();
             for slot in &conns {
+                // On a reload, a connection is closed between requests once the web server
+                // has left it unused for a moment (one in use closes after its next reply),
+                // so a request is rarely sent just as it closes; one that never carried a
+                // request is left to deliver its first.
+                let quiet = now.saturating_sub(slot.last.load(SeqCst));
                 let fresh = keep_fresh
-                    && !slot.served.load(SeqCst)
-                    && now.saturating_sub(slot.last.load(SeqCst)) < request_timeout;
+                    && if slot.served.load(SeqCst) {
+                        quiet < RETIRE_QUIET_MS
+                    } else {
+                        quiet < request_timeout
+                    };
                 if !slot.busy.load(SeqCst) && !fresh {
                     slot.stream.shutdown();
                 }
