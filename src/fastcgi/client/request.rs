@@ -1,0 +1,381 @@
+//! One request over one backend connection: the head and the body written as the body is
+//! read, the reply handed to a [`Handler`] record batch by record batch as it arrives.
+
+use std::io::{self, Read};
+use std::os::fd::BorrowedFd;
+use std::time::Duration;
+
+use nix::poll::PollFlags;
+
+use super::conn::{Conn, wait};
+use super::exchange::{Exchange, Failure, Reply, ReplyError, retry_safe};
+use crate::fastcgi::proto::ProtocolStatus;
+
+/// Where the reply goes.
+pub trait Handler {
+    /// STDOUT bytes of one record.
+    fn stdout(&mut self, data: &[u8]) -> io::Result<()>;
+    /// STDERR bytes of one record.
+    fn stderr(&mut self, data: &[u8]);
+    /// The records of one read were handed over; `ended` when END_REQUEST was among them.
+    /// A streaming handler passes what it holds on to its client here.
+    fn batch_end(&mut self, ended: bool) -> io::Result<()> {
+        let _ = ended;
+        Ok(())
+    }
+    /// A descriptor that turns readable when the client may have gone.
+    fn watch_fd(&self) -> Option<BorrowedFd<'_>> {
+        None
+    }
+    /// Whether the client is gone (asked when [`Handler::watch_fd`] turned readable).
+    fn client_gone(&mut self) -> bool {
+        false
+    }
+}
+
+/// How a request ended at the backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct End {
+    /// END_REQUEST's application status.
+    pub app_status: u32,
+    /// END_REQUEST's protocol status.
+    pub status: ProtocolStatus,
+    /// The whole request went out and nothing followed END_REQUEST: the connection may
+    /// carry another request.
+    pub reusable: bool,
+}
+
+/// Why a request failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}")]
+pub struct CallError {
+    /// How far it had gone, for the retry decision.
+    pub failure: Failure,
+    /// Some reply byte had come (the backend acted; the reply may be partly out).
+    pub output_seen: bool,
+    /// The failure was on our side of the gateway: the client left or its body failed.
+    pub client_side: bool,
+    /// What happened.
+    pub what: String,
+}
+
+impl CallError {
+    /// Whether the request may be sent again (see [`retry_safe`]).
+    pub fn retry_safe(&self) -> bool {
+        !self.client_side && retry_safe(self.failure, self.output_seen)
+    }
+
+    fn io(x: &Exchange, e: &io::Error, doing: &str) -> CallError {
+        let failure = match e.kind() {
+            io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => Failure::Dropped,
+            io::ErrorKind::UnexpectedEof => Failure::Eof,
+            _ => Failure::Other,
+        };
+        CallError {
+            failure,
+            output_seen: x.output_seen(),
+            client_side: false,
+            what: format!("{doing}: {e}"),
+        }
+    }
+
+    fn client(x: &Exchange, what: String) -> CallError {
+        CallError {
+            failure: Failure::Other,
+            output_seen: x.output_seen(),
+            client_side: true,
+            what,
+        }
+    }
+}
+
+/// A request's parts for [`run`].
+pub struct Call<'a> {
+    /// BEGIN_REQUEST and PARAMS, as [`Exchange::begin`] wrote them.
+    pub head: &'a [u8],
+    /// The body (STDIN); `None`: no body, the empty STDIN goes with the head.
+    pub body: Option<&'a mut dyn Read>,
+    /// Longest wait for any progress (connect excluded).
+    pub timeout: Duration,
+}
+
+const READ_LEN: usize = 64 * 1024;
+
+struct Io<'c, 'h> {
+    conn: &'c mut Conn,
+    x: Exchange,
+    buf: Vec<u8>,
+    start: usize,
+    handler: &'h mut dyn Handler,
+    timeout: Duration,
+    end: Option<End>,
+    sent_all: bool,
+}
+
+/// Runs one request on `conn`. On a client-side failure ABORT_REQUEST is sent (best
+/// effort); after any failure the connection must be closed. A reply that ends without
+/// FCGI_KEEP_CONN having been asked is complete at END_REQUEST.
+pub fn run(
+    conn: &mut Conn,
+    x: Exchange,
+    call: Call<'_>,
+    handler: &mut dyn Handler,
+) -> Result<End, CallError> {
+    let mut io = Io {
+        conn,
+        x,
+        buf: Vec::new(),
+        start: 0,
+        handler,
+        timeout: call.timeout,
+        end: None,
+        sent_all: false,
+    };
+    let mut out = Vec::with_capacity(call.head.len() + 16);
+    out.extend_from_slice(call.head);
+    match call.body {
+        None => {
+            io.x.end_stdin(&mut out);
+            io.sent_all = io.send(&out)?;
+        }
+        Some(body) => {
+            if io.send(&out)? {
+                io.sent_all = io.send_body(body)?;
+            }
+        }
+    }
+    while io.end.is_none() {
+        io.receive(true)?;
+    }
+    let mut end = io
+        .end
+        .ok_or_else(|| CallError::io(&io.x, &io::ErrorKind::UnexpectedEof.into(), "reply"))?;
+    end.reusable &= io.sent_all;
+    Ok(end)
+}
+
+impl Io<'_, '_> {
+    /// Sends the body as STDIN records as it is read; `false` when the reply ended first.
+    fn send_body(&mut self, body: &mut dyn Read) -> Result<bool, CallError> {
+        let mut chunk = vec![0u8; READ_LEN];
+        let mut out = Vec::with_capacity(READ_LEN + 64);
+        loop {
+            let n = match body.read(&mut chunk) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.abort();
+                    return Err(CallError::client(&self.x, format!("request body: {e}")));
+                }
+            };
+            out.clear();
+            if n == 0 {
+                self.x.end_stdin(&mut out);
+                return self.send(&out);
+            }
+            self.x.stdin(&mut out, &chunk[..n]);
+            if !self.send(&out)? {
+                return Ok(false);
+            }
+        }
+    }
+
+    /// Writes `data`, handling reply records that arrive meanwhile (a backend may answer
+    /// before it has read the whole body). `false` when the reply ended before all was sent.
+    fn send(&mut self, mut data: &[u8]) -> Result<bool, CallError> {
+        while !data.is_empty() {
+            match self.conn.write_some(data) {
+                Ok(n) => data = &data[n..],
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let (r, _) = wait(
+                        self.conn.fd(),
+                        PollFlags::POLLOUT | PollFlags::POLLIN,
+                        None,
+                        self.timeout,
+                    )
+                    .map_err(|e| CallError::io(&self.x, &e, "poll"))?;
+                    if r.is_empty() {
+                        return Err(self.timed_out());
+                    }
+                    if r.intersects(PollFlags::POLLIN | PollFlags::POLLHUP)
+                        && !r.contains(PollFlags::POLLOUT)
+                    {
+                        self.receive(false)?;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(CallError::io(&self.x, &e, "sending the request")),
+            }
+            if self.end.is_some() {
+                return Ok(data.is_empty());
+            }
+        }
+        Ok(true)
+    }
+
+    fn timed_out(&self) -> CallError {
+        CallError::io(
+            &self.x,
+            &io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no progress in {:?}", self.timeout),
+            ),
+            "backend",
+        )
+    }
+
+    fn abort(&mut self) {
+        let mut out = Vec::new();
+        self.x.abort(&mut out);
+        let _ = self.conn.write_some(&out);
+    }
+
+    /// Reads once (waiting when `block`) and hands every whole record to the handler.
+    fn receive(&mut self, block: bool) -> Result<(), CallError> {
+        if self.start > 0 && self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+        } else if self.start > READ_LEN {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        let len = self.buf.len();
+        self.buf.resize(len + READ_LEN, 0);
+        let got = loop {
+            match self.conn.read_some(&mut self.buf[len..]) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && block => {
+                    self.wait_readable()
+                        .inspect_err(|_| self.buf.truncate(len))?;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.buf.truncate(len);
+                    return Ok(());
+                }
+                Err(e) => {
+                    self.buf.truncate(len);
+                    return Err(CallError::io(&self.x, &e, "reading the reply"));
+                }
+            }
+        };
+        self.buf.truncate(len + got);
+        if got == 0 {
+            let e = io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "backend closed the connection",
+            );
+            return Err(CallError::io(&self.x, &e, "reading the reply"));
+        }
+        self.dispatch()
+    }
+
+    fn wait_readable(&mut self) -> Result<(), CallError> {
+        let (r, client) = wait(
+            self.conn.fd(),
+            PollFlags::POLLIN,
+            self.handler.watch_fd(),
+            self.timeout,
+        )
+        .map_err(|e| CallError::io(&self.x, &e, "poll"))?;
+        if !client.is_empty() && self.handler.client_gone() {
+            self.abort();
+            return Err(CallError::client(&self.x, "the client went away".into()));
+        }
+        if r.is_empty() && client.is_empty() {
+            return Err(self.timed_out());
+        }
+        Ok(())
+    }
+
+    fn dispatch(&mut self) -> Result<(), CallError> {
+        let proto = |x: &Exchange, e: ReplyError| CallError {
+            failure: Failure::Other,
+            output_seen: x.output_seen(),
+            client_side: false,
+            what: format!("backend protocol error: {e}"),
+        };
+        while let Some((reply, used)) = self
+            .x
+            .next(&self.buf[self.start..])
+            .map_err(|e| proto(&self.x, e))?
+        {
+            let result = match reply {
+                Reply::Stdout(b) => self.handler.stdout(b),
+                Reply::Stderr(b) => {
+                    self.handler.stderr(b);
+                    Ok(())
+                }
+                Reply::End { app_status, status } => {
+                    self.end = Some(End {
+                        app_status,
+                        status,
+                        reusable: true,
+                    });
+                    Ok(())
+                }
+                Reply::Values(_) | Reply::Nothing => Ok(()),
+            };
+            self.start += used;
+            if let Err(e) = result {
+                self.abort();
+                return Err(CallError::client(
+                    &self.x,
+                    format!("writing the reply: {e}"),
+                ));
+            }
+        }
+        if let Some(end) = self.end.as_mut() {
+            end.reusable &= self.start == self.buf.len();
+        }
+        self.handler
+            .batch_end(self.end.is_some())
+            .map_err(|e| CallError::client(&self.x, format!("writing the reply: {e}")))
+    }
+}
+
+/// Asks a backend for its values (GET_VALUES) on `conn`, waiting at most `timeout`.
+pub fn query_values(
+    conn: &mut Conn,
+    timeout: Duration,
+) -> io::Result<super::exchange::BackendValues> {
+    let mut out = Vec::new();
+    super::exchange::get_values(&mut out);
+    conn.write_all(&out, timeout)?;
+    let mut x = Exchange::new(1, false);
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some((reply, _)) = x.next(&buf).map_err(io::Error::other)? {
+            return match reply {
+                Reply::Values(content) => {
+                    super::exchange::parse_values(content).map_err(io::Error::other)
+                }
+                _ => Err(io::Error::other("the backend does not answer GET_VALUES")),
+            };
+        }
+        if buf.len() > 70 * 1024 {
+            return Err(io::Error::other("GET_VALUES_RESULT too large"));
+        }
+        match conn.read_some(&mut chunk) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "backend closed the connection",
+                ));
+            }
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                let (r, _) = wait(conn.fd(), PollFlags::POLLIN, None, timeout)?;
+                if r.is_empty() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "no GET_VALUES_RESULT",
+                    ));
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
