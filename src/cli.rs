@@ -40,6 +40,9 @@ enum Command {
     Fastcgi(FastCgiArgs),
     /// Run the app once on a request built from arguments and print the CGI response.
     Request(RequestArgs),
+    /// Send a FastCGI request to a responder and print its CGI reply (or, with --repeat, a
+    /// latency summary).
+    Call(crate::call::CallArgs),
 }
 
 /// Which app to serve.
@@ -212,10 +215,14 @@ fn dispatch(argv: Vec<OsString>, custom: Option<Arc<dyn App>>) -> anyhow::Result
             return Ok(if e.use_stderr() { EXIT_USAGE } else { 0 });
         }
     };
+    if let Some(Command::Call(c)) = &cli.command {
+        return Ok(crate::call::run(c.clone()));
+    }
     let app = build_app(&cli.app, custom).map_err(usage)?;
     match cli.command {
         Some(Command::Cgi(_)) => Ok(crate::cgi::gateway::run(&*app)),
         Some(Command::Fastcgi(f)) => crate::fastcgi::server::run_cli(app, f.server),
+        Some(Command::Call(_)) => unreachable!("handled before the app is built"),
         Some(Command::Request(r)) => {
             let req = LocalRequest {
                 method: r.method,

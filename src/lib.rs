@@ -32,6 +32,7 @@
 #![deny(missing_docs)]
 
 pub mod apps;
+pub mod call;
 pub mod cgi;
 pub mod cli;
 pub mod fastcgi;

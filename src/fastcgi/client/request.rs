@@ -95,6 +95,9 @@ pub struct Call<'a> {
     pub head: &'a [u8],
     /// The body (STDIN); `None`: no body, the empty STDIN goes with the head.
     pub body: Option<&'a mut dyn Read>,
+    /// The body's length when known (CONTENT_LENGTH): its last chunk and the empty STDIN
+    /// record then leave in one write.
+    pub body_len: Option<u64>,
     /// Longest wait for any progress (connect excluded).
     pub timeout: Duration,
 }
@@ -140,7 +143,7 @@ pub fn run(
         }
         Some(body) => {
             if io.send(&out)? {
-                io.sent_all = io.send_body(body)?;
+                io.sent_all = io.send_body(body, call.body_len)?;
             }
         }
     }
@@ -156,9 +159,10 @@ pub fn run(
 
 impl Io<'_, '_> {
     /// Sends the body as STDIN records as it is read; `false` when the reply ended first.
-    fn send_body(&mut self, body: &mut dyn Read) -> Result<bool, CallError> {
+    fn send_body(&mut self, body: &mut dyn Read, len: Option<u64>) -> Result<bool, CallError> {
         let mut chunk = vec![0u8; READ_LEN];
         let mut out = Vec::with_capacity(READ_LEN + 64);
+        let mut left = len;
         loop {
             let n = match body.read(&mut chunk) {
                 Ok(n) => n,
@@ -174,6 +178,11 @@ impl Io<'_, '_> {
                 return self.send(&out);
             }
             self.x.stdin(&mut out, &chunk[..n]);
+            left = left.map(|l| l.saturating_sub(n as u64));
+            if left == Some(0) {
+                self.x.end_stdin(&mut out);
+                return self.send(&out);
+            }
             if !self.send(&out)? {
                 return Ok(false);
             }
@@ -204,13 +213,27 @@ impl Io<'_, '_> {
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(CallError::io(&self.x, &e, "sending the request")),
+                Err(e) => {
+                    let err = CallError::io(&self.x, &e, "sending the request");
+                    return self.reply_after_write_error(err);
+                }
             }
             if self.end.is_some() {
                 return Ok(data.is_empty());
             }
         }
         Ok(true)
+    }
+
+    /// The backend stopped reading (it answered from part of the body and closed): its
+    /// reply may still be waiting in our receive queue; without a whole reply, `err` stands.
+    fn reply_after_write_error(&mut self, err: CallError) -> Result<bool, CallError> {
+        while self.end.is_none() {
+            if self.receive(true).is_err() {
+                return Err(err);
+            }
+        }
+        Ok(false)
     }
 
     fn timed_out(&self) -> CallError {
