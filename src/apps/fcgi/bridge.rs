@@ -1,0 +1,122 @@
+//! The backend's CGI reply into the app's [`Response`]: the head parsed and validated, then
+//! the body passed on one read batch at a time; FCGI_STDERR to the request's error stream.
+
+use std::io::{self, Write};
+use std::os::fd::BorrowedFd;
+
+use crate::cgi::reply::{DEFAULT_MAX_HEADER_BYTES, Progress, ReplyParser};
+use crate::fastcgi::client::Handler;
+use crate::gateway::{Head, Response};
+
+/// Most body bytes held before they are passed on (within one read batch).
+const HOLD_LIMIT: usize = 256 * 1024;
+
+/// One try's view of the response.
+pub struct Bridge<'r, 's, 'e> {
+    resp: &'r mut Response<'s>,
+    errors: &'e mut dyn Write,
+    parser: Option<ReplyParser>,
+    forward_body: bool,
+    held: Vec<u8>,
+    /// Why the backend's reply head was refused (the caller answers 502).
+    pub bad_reply: Option<String>,
+    /// The response was handed over (head set): the request cannot be retried.
+    pub started: bool,
+}
+
+impl<'r, 's, 'e> Bridge<'r, 's, 'e> {
+    /// A bridge into `resp`, logging the backend's stderr to `errors`.
+    pub fn new(resp: &'r mut Response<'s>, errors: &'e mut dyn Write) -> Self {
+        Bridge {
+            resp,
+            errors,
+            parser: Some(ReplyParser::new(DEFAULT_MAX_HEADER_BYTES)),
+            forward_body: true,
+            held: Vec::new(),
+            bad_reply: None,
+            started: false,
+        }
+    }
+
+    fn refuse(&mut self, why: String) -> io::Error {
+        self.parser = None;
+        let e = io::Error::other(why.clone());
+        self.bad_reply = Some(why);
+        e
+    }
+
+    fn start(&mut self, progress: Progress) -> io::Result<()> {
+        match progress {
+            Progress::NeedMore => Ok(()),
+            Progress::Error(e) => {
+                Err(self.refuse(format!("invalid reply head from the backend: {e}")))
+            }
+            Progress::Head { head, body } => {
+                self.parser = None;
+                let head = Head::new(&head.status, head.headers.iter().map(|(n, v)| (n, v)))
+                    .map_err(|e| self.refuse(format!("reply head refused: {e}")))?;
+                self.resp
+                    .start_head(head)
+                    .map_err(|e| self.refuse(e.to_string()))?;
+                self.started = true;
+                if self.forward_body {
+                    self.held.extend_from_slice(&body);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The reply ended (END_REQUEST): the head must be complete. Returns the body bytes
+    /// still held, for the app to return as its final body.
+    pub fn finish(&mut self) -> io::Result<Vec<u8>> {
+        if let Some(mut p) = self.parser.take() {
+            let progress = p.finish();
+            self.start(progress)?;
+            if !self.started {
+                return Err(self.refuse("the backend's reply has no head".into()));
+            }
+        }
+        Ok(std::mem::take(&mut self.held))
+    }
+}
+
+impl Handler for Bridge<'_, '_, '_> {
+    fn stdout(&mut self, data: &[u8]) -> io::Result<()> {
+        if let Some(p) = self.parser.as_mut() {
+            let progress = p.feed(data);
+            if let Progress::Head { head, .. } = &progress {
+                self.forward_body = head.forward_body;
+            }
+            return self.start(progress);
+        }
+        if self.forward_body {
+            self.held.extend_from_slice(data);
+            if self.held.len() >= HOLD_LIMIT {
+                self.resp.write(&self.held)?;
+                self.held.clear();
+            }
+        }
+        Ok(())
+    }
+
+    fn stderr(&mut self, data: &[u8]) {
+        let _ = self.errors.write_all(data);
+    }
+
+    fn batch_end(&mut self, ended: bool) -> io::Result<()> {
+        if !ended && !self.held.is_empty() {
+            self.resp.write(&self.held)?;
+            self.held.clear();
+        }
+        Ok(())
+    }
+
+    fn watch_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.resp.watch_fd()
+    }
+
+    fn client_gone(&mut self) -> bool {
+        self.resp.client_gone()
+    }
+}
