@@ -16,6 +16,11 @@ have spawn-fcgi || need_packages+=(spawn-fcgi)
 have fcgiwrap || need_packages+=(fcgiwrap)
 have curl || need_packages+=(curl)
 have systemd-socket-activate || need_packages+=(systemd)
+# fwd (fcgi: forwarding and `cgate call` tests): real FastCGI backends to forward to.
+have php-fpm8.2 || need_packages+=(php8.2-fpm)
+have go || need_packages+=(golang-go)
+have gcc || need_packages+=(gcc)
+[ -f /usr/include/fcgiapp.h ] || need_packages+=(libfcgi-dev)
 
 if [ "${#need_packages[@]}" -gt 0 ]; then
     echo "== installing ${need_packages[*]}"

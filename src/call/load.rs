@@ -21,6 +21,7 @@ pub const MAX_CONCURRENCY: usize = 1024;
 struct StatusOnly {
     parser: Option<ReplyParser>,
     status: Option<u16>,
+    stderr: Vec<u8>,
 }
 
 impl Handler for StatusOnly {
@@ -38,8 +39,14 @@ impl Handler for StatusOnly {
         Ok(())
     }
 
-    fn stderr(&mut self, _data: &[u8]) {}
+    fn stderr(&mut self, data: &[u8]) {
+        let room = STDERR_KEPT.saturating_sub(self.stderr.len());
+        self.stderr.extend_from_slice(&data[..data.len().min(room)]);
+    }
 }
+
+/// FCGI_STDERR bytes kept per request, shown with the first error.
+const STDERR_KEPT: usize = 1024;
 
 /// What one connection's worker measured.
 #[derive(Default)]
@@ -75,38 +82,54 @@ fn worker(p: &Prepared, head: &[u8], next: &AtomicU64, total: u64, expect: Optio
     t
 }
 
+/// One request on the kept connection (or a new one). A kept connection the backend closed
+/// meanwhile is replaced, and a request that failed on it is sent once more on a new one
+/// when the retry rule allows (the backend cannot have acted on it).
 fn one(
     p: &Prepared,
     head: &[u8],
     body: &[u8],
     conn: &mut Option<Conn>,
 ) -> Result<Option<u16>, String> {
-    let mut c = match conn.take() {
-        Some(c) => c,
-        None => Conn::connect(&p.addr, p.timeout).map_err(|e| format!("connect: {e}"))?,
-    };
-    let mut h = StatusOnly {
-        parser: Some(ReplyParser::new(
-            crate::cgi::reply::DEFAULT_MAX_HEADER_BYTES,
-        )),
-        status: None,
-    };
-    let mut src = body;
-    let call = Call {
-        head,
-        body: (!matches!(p.body, Body::None)).then_some(&mut src as &mut dyn io::Read),
-        body_len: p.len,
-        timeout: p.timeout,
-    };
-    let end =
-        request::run(&mut c, Exchange::new(1, true), call, &mut h).map_err(|e| e.to_string())?;
-    if end.status != ProtocolStatus::RequestComplete {
-        return Err(format!("END_REQUEST {:?}", end.status));
+    loop {
+        let (mut c, reused) = match conn.take() {
+            Some(c) if !c.is_stale() => (c, true),
+            _ => (
+                Conn::connect(&p.addr, p.timeout).map_err(|e| format!("connect: {e}"))?,
+                false,
+            ),
+        };
+        let mut h = StatusOnly {
+            parser: Some(ReplyParser::new(
+                crate::cgi::reply::DEFAULT_MAX_HEADER_BYTES,
+            )),
+            status: None,
+            stderr: Vec::new(),
+        };
+        let mut src = body;
+        let call = Call {
+            head,
+            body: (!matches!(p.body, Body::None)).then_some(&mut src as &mut dyn io::Read),
+            body_len: p.len,
+            timeout: p.timeout,
+        };
+        let end = match request::run(&mut c, Exchange::new(1, true), call, &mut h) {
+            Ok(end) => end,
+            Err(e) if reused && e.retry_safe(true, p.idempotent) => continue,
+            Err(e) => return Err(e.to_string()),
+        };
+        if end.status != ProtocolStatus::RequestComplete {
+            return Err(format!("END_REQUEST {:?}", end.status));
+        }
+        if end.reusable {
+            *conn = Some(c);
+        }
+        if h.status.is_some_and(|s| s >= 500) && !h.stderr.is_empty() {
+            let text = String::from_utf8_lossy(&h.stderr);
+            return Err(format!("status {:?} ({})", h.status, text.trim_end()));
+        }
+        return Ok(h.status);
     }
-    if end.reusable {
-        *conn = Some(c);
-    }
-    Ok(h.status)
 }
 
 /// The value at fraction `q` of sorted `v` (nearest rank).

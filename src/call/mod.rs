@@ -10,7 +10,7 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::cgi::reply::{Progress, ReplyParser};
-use crate::fastcgi::client::exchange::Exchange;
+use crate::fastcgi::client::exchange::{Exchange, is_idempotent};
 use crate::fastcgi::client::request::{self, Call, Handler};
 use crate::fastcgi::client::{BackendAddr, Conn};
 use crate::fastcgi::proto::ProtocolStatus;
@@ -90,6 +90,7 @@ pub(crate) struct Prepared {
     pub body: Body,
     pub len: Option<u64>,
     pub timeout: Duration,
+    pub idempotent: bool,
 }
 
 /// Where the body comes from.
@@ -170,7 +171,10 @@ impl CallArgs {
                 .ok_or_else(|| format!("-p {p:?}: expected NAME=VALUE"))?;
             set(n.as_bytes(), v.as_bytes());
         }
+        let method = params.iter().rev().find(|(n, _)| n == b"REQUEST_METHOD");
+        let idempotent = method.is_some_and(|(_, m)| is_idempotent(m));
         Ok(Prepared {
+            idempotent,
             addr,
             params,
             body,

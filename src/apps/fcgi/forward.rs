@@ -6,7 +6,7 @@ use std::io::{self, Read};
 use super::Fcgi;
 use super::balance;
 use super::bridge::Bridge;
-use crate::fastcgi::client::exchange::{Exchange, Failure, retry_safe};
+use crate::fastcgi::client::exchange::{Exchange, Failure, TryFacts, is_idempotent, retry_safe};
 use crate::fastcgi::client::request::{self, Call};
 use crate::fastcgi::proto::ProtocolStatus;
 use crate::gateway::{AppError, Body, Request, Response};
@@ -58,6 +58,27 @@ fn read_replay(req: &mut Request<'_>, len: Option<u64>) -> Result<Option<Vec<u8>
     }
 }
 
+/// What one try came to.
+enum Attempt {
+    /// The request is answered (or must end with this error): no more tries.
+    Done(Result<Body<'static>, AppError>),
+    /// It failed before anything reached the client.
+    Failed {
+        t: Tried,
+        started: bool,
+        reused: bool,
+    },
+}
+
+/// The parts of the request every try shares.
+struct Shared<'h> {
+    pooled: bool,
+    idempotent: bool,
+    head: &'h [u8],
+    len: Option<u64>,
+    replay: Option<Vec<u8>>,
+}
+
 /// Forwards `req` (see the module documentation of `fcgi:` for the rules).
 pub(super) fn forward<'a>(
     app: &Fcgi,
@@ -74,6 +95,13 @@ pub(super) fn forward<'a>(
         .map(|p| balance::hash(req.environ.get(p).unwrap_or_default()));
     let len = req.input.content_length();
     let replay = read_replay(req, len)?;
+    let shared = Shared {
+        pooled,
+        idempotent: is_idempotent(req.environ.method().as_bytes()),
+        head: &head,
+        len,
+        replay,
+    };
     let mut tried = vec![false; app.backends.len()];
     let mut last = LastError::Bad("no backend tried".into());
     for _ in 0..opts.tries {
@@ -85,102 +113,154 @@ pub(super) fn forward<'a>(
         };
         tried[i] = true;
         let b = &app.backends[i];
-        let mut lease = match b.lease(pooled, opts.idle, opts.connect_timeout, opts.timeout) {
-            Ok(l) => l,
-            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
-                last = LastError::Busy(e.to_string());
-                continue;
-            }
-            Err(e) => {
-                b.failed(opts.eject_after, &format!("connect: {e}"));
-                b.retried();
-                last = LastError::Bad(format!("{}: connect: {e}", b.addr));
-                continue;
-            }
+        let (t, started, reused) = match attempt(app, b, &shared, req, resp) {
+            None => break,
+            Some(Attempt::Done(result)) => return result,
+            Some(Attempt::Failed { t, started, reused }) => (t, started, reused),
         };
-        let streamed = replay.is_none() && len != Some(0);
-        if streamed && req.input.consumed() > 0 {
-            b.release(Some(lease.conn));
-            break;
+        if t.failure == Failure::Connect && t.what.contains("busy for") {
+            last = LastError::Busy(t.what);
+            continue;
         }
-        let mut bytes: &[u8] = replay.as_deref().unwrap_or_default();
-        let body: Option<&mut dyn Read> = match (&replay, streamed) {
-            (Some(_), _) => Some(&mut bytes),
-            (None, true) => Some(&mut req.input),
-            (None, false) => None,
-        };
-        b.started();
-        let mut bridge = Bridge::new(resp, &mut *req.errors);
-        let call = Call {
-            head: &head,
-            body,
-            body_len: len,
-            timeout: opts.timeout,
-        };
-        let result = request::run(&mut lease.conn, Exchange::new(1, pooled), call, &mut bridge);
-        b.stopped();
-        let started = bridge.started;
-        let outcome = match result {
-            Ok(end) if end.status == ProtocolStatus::RequestComplete => {
-                Ok((bridge.finish(), end.reusable))
-            }
-            Ok(end) => Err(Tried {
-                failure: Failure::Refused(end.status),
-                output_seen: false,
-                client_side: false,
-                what: format!("END_REQUEST {:?}", end.status),
-            }),
-            Err(e) => Err(Tried {
-                failure: e.failure,
-                output_seen: e.output_seen,
-                client_side: e.client_side,
-                what: e.what,
-            }),
-        };
-        let bad_reply = bridge.bad_reply.take();
-        drop(bridge);
-        if let Some(why) = bad_reply {
-            b.release(None);
-            return answer(resp, req, LastError::Bad(format!("{}: {why}", b.addr)));
-        }
-        let t = match outcome {
-            Ok((Ok(tail), reusable)) => {
-                b.succeeded();
-                b.release((pooled && reusable).then_some(lease.conn));
-                return Ok(Body::Full(tail.into()));
-            }
-            Ok((Err(e), _)) => {
-                b.release(None);
-                return answer(resp, req, LastError::Bad(format!("{}: {e}", b.addr)));
-            }
-            Err(t) => t,
-        };
-        b.release(None);
-        if t.client_side {
-            let kind = if t.what.starts_with("request body") {
-                io::ErrorKind::Other
-            } else {
-                io::ErrorKind::BrokenPipe
-            };
-            return Err(AppError::Io(io::Error::new(kind, t.what)));
-        }
-        if !(lease.reused && t.failure == Failure::Dropped) {
+        if !(reused && matches!(t.failure, Failure::Dropped | Failure::Eof)) {
             b.failed(opts.eject_after, &t.what);
         }
         let what = format!("{}: {}", b.addr, t.what);
-        if started && resp.headers_sent() {
-            return Err(AppError::Io(io::Error::other(what)));
-        }
-        let timed_out = t.what.contains("no progress");
-        last = if timed_out {
+        last = if t.what.contains("no progress") {
             LastError::Timeout(what)
         } else {
             LastError::Bad(what)
         };
-        if !retry_safe(t.failure, t.output_seen || started) {
+        let facts = TryFacts {
+            output_seen: t.output_seen || started,
+            reused,
+            idempotent: shared.idempotent,
+        };
+        if !retry_safe(t.failure, facts) {
             break;
         }
         b.retried();
     }
     answer(resp, req, last)
+}
+
+/// One try on backend `b`; `None` when it cannot be made (a streamed body already began).
+fn attempt(
+    app: &Fcgi,
+    b: &super::backend::Backend,
+    shared: &Shared<'_>,
+    req: &mut Request<'_>,
+    resp: &mut Response<'_>,
+) -> Option<Attempt> {
+    let opts = &app.opts;
+    let streamed = shared.replay.is_none() && shared.len != Some(0);
+    if streamed && req.input.consumed() > 0 {
+        return None;
+    }
+    let mut lease = match b.lease(shared.pooled, opts.idle, opts.connect_timeout, opts.timeout) {
+        Ok(l) => l,
+        Err(e) => {
+            let what = match e.kind() {
+                io::ErrorKind::TimedOut => e.to_string(),
+                _ => format!("connect: {e}"),
+            };
+            let t = Tried {
+                failure: Failure::Connect,
+                output_seen: false,
+                client_side: false,
+                what,
+            };
+            return Some(Attempt::Failed {
+                t,
+                started: false,
+                reused: false,
+            });
+        }
+    };
+    let mut bytes: &[u8] = shared.replay.as_deref().unwrap_or_default();
+    let body: Option<&mut dyn Read> = match (&shared.replay, streamed) {
+        (Some(_), _) => Some(&mut bytes),
+        (None, true) => Some(&mut req.input),
+        (None, false) => None,
+    };
+    b.started();
+    let mut bridge = Bridge::new(resp, &mut *req.errors);
+    let call = Call {
+        head: shared.head,
+        body,
+        body_len: shared.len,
+        timeout: opts.timeout,
+    };
+    let result = request::run(
+        &mut lease.conn,
+        Exchange::new(1, shared.pooled),
+        call,
+        &mut bridge,
+    );
+    b.stopped();
+    let started = bridge.started;
+    let outcome = match result {
+        Ok(end) if end.status == ProtocolStatus::RequestComplete => {
+            Ok((bridge.finish(), end.reusable))
+        }
+        Ok(end) => Err(Tried {
+            failure: Failure::Refused(end.status),
+            output_seen: false,
+            client_side: false,
+            what: format!("END_REQUEST {:?}", end.status),
+        }),
+        Err(e) => Err(Tried {
+            failure: e.failure,
+            output_seen: e.output_seen,
+            client_side: e.client_side,
+            what: e.what,
+        }),
+    };
+    let bad_reply = bridge.bad_reply.take();
+    drop(bridge);
+    let done = |r| Some(Attempt::Done(r));
+    match outcome {
+        Ok((Ok(tail), reusable)) if bad_reply.is_none() => {
+            b.succeeded();
+            b.release((shared.pooled && reusable).then_some(lease.conn));
+            return done(Ok(Body::Full(tail.into())));
+        }
+        _ => b.release(None),
+    }
+    if let Some(why) = bad_reply {
+        return done(answer(
+            resp,
+            req,
+            LastError::Bad(format!("{}: {why}", b.addr)),
+        ));
+    }
+    let t = match outcome {
+        Err(t) => t,
+        Ok((r, _)) => {
+            let why = r.err().map(|e| e.to_string()).unwrap_or_default();
+            return done(answer(
+                resp,
+                req,
+                LastError::Bad(format!("{}: {why}", b.addr)),
+            ));
+        }
+    };
+    if t.client_side {
+        let kind = if t.what.starts_with("request body") {
+            io::ErrorKind::Other
+        } else {
+            io::ErrorKind::BrokenPipe
+        };
+        return done(Err(AppError::Io(io::Error::new(kind, t.what))));
+    }
+    if started && resp.headers_sent() {
+        b.failed(opts.eject_after, &t.what);
+        let what = format!("{}: {} (reply cut)", b.addr, t.what);
+        return done(Err(AppError::Io(io::Error::other(what))));
+    }
+    Some(Attempt::Failed {
+        t,
+        started,
+        reused: lease.reused,
+    })
 }

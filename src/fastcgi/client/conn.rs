@@ -160,6 +160,17 @@ impl Conn {
         )
     }
 
+    /// After an EOF: `true` when the peer still takes bytes, i.e. it shut only its writing
+    /// side (a Unix socket whose peer is gone fails with EPIPE). Writes an empty GET_VALUES
+    /// record as the probe. Always `false` for TCP, where a write to a closed peer succeeds.
+    pub fn peer_still_reads(&mut self) -> bool {
+        const PROBE: [u8; 8] = [1, 9, 0, 0, 0, 0, 0, 0];
+        match &mut self.sock {
+            Sock::Unix(s) => s.write(&PROBE).ok() == Some(PROBE.len()),
+            Sock::Tcp(_) => false,
+        }
+    }
+
     /// One non-blocking read (`WouldBlock` when nothing is there).
     pub fn read_some(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match &mut self.sock {

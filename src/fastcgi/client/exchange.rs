@@ -252,28 +252,54 @@ pub enum Failure {
     Dropped,
     /// The connection ended cleanly (EOF) before END_REQUEST.
     Eof,
+    /// EOF before any reply while the backend still takes our bytes (a Unix socket it shut
+    /// for writing only): it drains what it will never answer, as php-fpm does when it
+    /// recycles a worker after the last reply on a kept connection.
+    HalfClosed,
     /// END_REQUEST with this protocol status.
     Refused(ProtocolStatus),
     /// The backend sent bytes that are not FastCGI, or timed out, or anything else.
     Other,
 }
 
+/// What the retry rule knows about the failed try besides how it failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TryFacts {
+    /// Some reply byte (STDOUT or STDERR) had come.
+    pub output_seen: bool,
+    /// The connection had carried a request before (kept alive in a pool).
+    pub reused: bool,
+    /// The method is idempotent (RFC 9110 9.2.2: GET, HEAD, OPTIONS, TRACE, PUT, DELETE).
+    pub idempotent: bool,
+}
+
 /// Whether a failed request may be sent again (to any backend): exactly when the backend
 /// cannot have acted on it. Never once a reply byte came. Otherwise: a connection that was
-/// never made; bytes the peer dropped unread (it closed before reading our request, as a
-/// stale kept connection does); OVERLOADED or CANT_MPX_CONN (refused, not run). A clean EOF
-/// after the request was written is not retried: the backend read it and may have acted.
-pub fn retry_safe(failure: Failure, output_seen: bool) -> bool {
-    if output_seen {
+/// never made; bytes the peer dropped unread (it closed before reading our request);
+/// OVERLOADED or CANT_MPX_CONN (refused, not run); a backend that shut its side and drains
+/// our bytes unanswered. A plain EOF may be a kept connection closed as the request arrived
+/// or a backend that read the request and died: only an idempotent request is sent again
+/// after it, and only on a reused connection.
+pub fn retry_safe(failure: Failure, facts: TryFacts) -> bool {
+    if facts.output_seen {
         return false;
     }
     match failure {
-        Failure::Connect | Failure::Dropped => true,
+        Failure::Connect | Failure::Dropped | Failure::HalfClosed => true,
         Failure::Refused(s) => {
             matches!(s, ProtocolStatus::Overloaded | ProtocolStatus::CantMpxConn)
         }
-        Failure::Eof | Failure::Other => false,
+        Failure::Eof => facts.reused && facts.idempotent,
+        Failure::Other => false,
     }
+}
+
+/// Whether `method` is idempotent (RFC 9110 section 9.2.2).
+pub fn is_idempotent(method: &[u8]) -> bool {
+    matches!(
+        method,
+        b"GET" | b"HEAD" | b"OPTIONS" | b"TRACE" | b"PUT" | b"DELETE"
+    )
 }
 
 #[cfg(test)]

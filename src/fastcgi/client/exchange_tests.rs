@@ -200,21 +200,53 @@ fn get_values_round_trip() {
 #[test]
 fn retries_only_when_the_backend_cannot_have_acted() {
     use ProtocolStatus::*;
-    assert!(retry_safe(Failure::Connect, false));
-    assert!(retry_safe(Failure::Dropped, false));
-    assert!(retry_safe(Failure::Refused(Overloaded), false));
-    assert!(retry_safe(Failure::Refused(CantMpxConn), false));
-    assert!(!retry_safe(Failure::Refused(UnknownRole), false));
-    assert!(!retry_safe(Failure::Refused(RequestComplete), false));
-    assert!(!retry_safe(Failure::Eof, false));
-    assert!(!retry_safe(Failure::Other, false));
+    let fresh = TryFacts::default();
+    let reused_get = TryFacts {
+        reused: true,
+        idempotent: true,
+        ..fresh
+    };
+    let reused_post = TryFacts {
+        reused: true,
+        ..fresh
+    };
+    for facts in [fresh, reused_get, reused_post] {
+        assert!(retry_safe(Failure::Connect, facts));
+        assert!(retry_safe(Failure::Dropped, facts));
+        assert!(retry_safe(Failure::HalfClosed, facts));
+        assert!(retry_safe(Failure::Refused(Overloaded), facts));
+        assert!(retry_safe(Failure::Refused(CantMpxConn), facts));
+        assert!(!retry_safe(Failure::Refused(UnknownRole), facts));
+        assert!(!retry_safe(Failure::Refused(RequestComplete), facts));
+        assert!(!retry_safe(Failure::Other, facts));
+    }
+    assert!(retry_safe(Failure::Eof, reused_get));
+    assert!(
+        !retry_safe(Failure::Eof, reused_post),
+        "a POST never runs twice"
+    );
+    assert!(!retry_safe(
+        Failure::Eof,
+        TryFacts {
+            idempotent: true,
+            ..fresh
+        }
+    ));
     for f in [
         Failure::Connect,
         Failure::Dropped,
+        Failure::HalfClosed,
         Failure::Refused(Overloaded),
+        Failure::Eof,
     ] {
-        assert!(!retry_safe(f, true), "{f:?} after output");
+        let seen = TryFacts {
+            output_seen: true,
+            ..reused_get
+        };
+        assert!(!retry_safe(f, seen), "{f:?} after output");
     }
+    assert!(is_idempotent(b"GET") && is_idempotent(b"PUT") && !is_idempotent(b"POST"));
+    assert!(!is_idempotent(b"get") && !is_idempotent(b"PATCH"));
 }
 
 #[test]

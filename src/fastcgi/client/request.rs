@@ -8,7 +8,7 @@ use std::time::Duration;
 use nix::poll::PollFlags;
 
 use super::conn::{Conn, wait};
-use super::exchange::{Exchange, Failure, Reply, ReplyError, retry_safe};
+use super::exchange::{Exchange, Failure, Reply, ReplyError, TryFacts, retry_safe};
 use crate::fastcgi::proto::ProtocolStatus;
 
 /// Where the reply goes.
@@ -60,9 +60,15 @@ pub struct CallError {
 }
 
 impl CallError {
-    /// Whether the request may be sent again (see [`retry_safe`]).
-    pub fn retry_safe(&self) -> bool {
-        !self.client_side && retry_safe(self.failure, self.output_seen)
+    /// Whether the request may be sent again (see [`retry_safe`]); `reused`: the connection
+    /// had carried a request before.
+    pub fn retry_safe(&self, reused: bool, idempotent: bool) -> bool {
+        let facts = TryFacts {
+            output_seen: self.output_seen,
+            reused,
+            idempotent,
+        };
+        !self.client_side && retry_safe(self.failure, facts)
     }
 
     fn io(x: &Exchange, e: &io::Error, doing: &str) -> CallError {
@@ -288,7 +294,13 @@ impl Io<'_, '_> {
                 io::ErrorKind::UnexpectedEof,
                 "backend closed the connection",
             );
-            return Err(CallError::io(&self.x, &e, "reading the reply"));
+            let mut err = CallError::io(&self.x, &e, "reading the reply");
+            if !self.x.output_seen() && self.conn.peer_still_reads() {
+                err.failure = Failure::HalfClosed;
+                err.what
+                    .push_str(" (it still reads: it drains what it will not answer)");
+            }
+            return Err(err);
         }
         self.dispatch()
     }
