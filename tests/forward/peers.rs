@@ -9,7 +9,9 @@ use crate::support::{Backend, Ready, TempDir, cgate_bin, find_program, manifest_
 /// `cgate fastcgi --listen unix:SOCK ARGS...`.
 pub fn cgate(sock: &Path, args: &[&str]) -> Backend {
     let mut cmd = Command::new(cgate_bin());
-    cmd.arg("fastcgi").arg("--listen").arg(format!("unix:{}", sock.display()));
+    cmd.arg("fastcgi")
+        .arg("--listen")
+        .arg(format!("unix:{}", sock.display()));
     cmd.args(args);
     Backend::spawn("cgate", cmd, &[Ready::Unix(sock.to_path_buf())])
 }
@@ -49,7 +51,11 @@ pub fn php_fpm(dir: &TempDir, children: u32, max_requests: u32) -> PhpFpm {
     std::fs::write(&script, ECHO_PHP).expect("write echo.php");
     let d = dir.path().display();
     let root = crate::support::is_root();
-    let user = if root { "user = root\ngroup = root\n" } else { "" };
+    let user = if root {
+        "user = root\ngroup = root\n"
+    } else {
+        ""
+    };
     let conf = format!(
         "[global]\nerror_log = {d}/php-fpm.log\ndaemonize = no\npid = {d}/php-fpm.pid\n\
          [echo]\n{user}listen = {}\npm = static\npm.max_children = {children}\n\
@@ -59,7 +65,12 @@ pub fn php_fpm(dir: &TempDir, children: u32, max_requests: u32) -> PhpFpm {
     let conf_path = dir.join("php-fpm.conf");
     std::fs::write(&conf_path, conf).expect("write php-fpm.conf");
     let mut cmd = Command::new(find_program("php-fpm8.2"));
-    cmd.arg("-F").arg("-n").arg("-y").arg(&conf_path).arg("-p").arg(dir.path());
+    cmd.arg("-F")
+        .arg("-n")
+        .arg("-y")
+        .arg(&conf_path)
+        .arg("-p")
+        .arg(dir.path());
     if root {
         cmd.arg("-R");
     }
@@ -97,6 +108,9 @@ pub fn libfcgi(dir: &TempDir, sock: &Path) -> Backend {
         .arg("-lfcgi")
         .status()
         .expect("gcc runs");
-    assert!(status.success(), "gcc hello_fcgi.c -lfcgi failed (libfcgi-dev installed?)");
+    assert!(
+        status.success(),
+        "gcc hello_fcgi.c -lfcgi failed (libfcgi-dev installed?)"
+    );
     spawn_fcgi(sock, &Command::new(bin))
 }

@@ -13,8 +13,11 @@ use crate::fastcgi::client::{BackendAddr, Conn};
 pub const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 /// Longest time out of rotation between two probes.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
-/// How long a probe or the first GET_VALUES waits for the answer.
+/// How long a probe waits for the answer to its GET_VALUES (no answer in time counts as
+/// alive: libfcgi, for one, answers only with its next reply).
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long the first request to a backend waits for its FCGI_MAX_CONNS.
+pub const SIZING_TIMEOUT: Duration = Duration::from_millis(250);
 
 /// Counters of one backend, as the operations status endpoint shows them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,7 +120,7 @@ impl Backend {
             return;
         }
         let advertised = Conn::connect(&self.addr, connect_timeout)
-            .and_then(|mut c| query_values(&mut c, PROBE_TIMEOUT))
+            .and_then(|mut c| query_values(&mut c, SIZING_TIMEOUT))
             .ok()
             .and_then(|v| v.max_conns)
             .filter(|&n| n > 0);
