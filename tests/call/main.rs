@@ -213,7 +213,7 @@ fn backend_stderr_goes_to_stderr() {
 #[test]
 fn php_fpm_params_and_body_hash() {
     let dir = TempDir::new("call-php");
-    let php = peers::php_fpm(&dir, 2, 0);
+    let php = peers::php_fpm(&dir, "echo", 2, 0);
     let body = data(100_000, 3);
     let file = dir.join("post.bin");
     std::fs::write(&file, &body).unwrap();

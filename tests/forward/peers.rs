@@ -1,5 +1,6 @@
 //! Real FastCGI backends for the forwarding and `cgate call` tests: cgate itself, php-fpm,
 //! Go's net/http/fcgi and libfcgi, each started in a temp dir on a Unix socket.
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -43,10 +44,11 @@ pub struct PhpFpm {
     pub script: PathBuf,
 }
 
-/// php-fpm8.2 in the foreground (`-F -y CONF -p PREFIX`), `children` static workers, each
-/// recycled after `max_requests` requests (0: never).
-pub fn php_fpm(dir: &TempDir, children: u32, max_requests: u32) -> PhpFpm {
-    let sock = dir.join("php.sock");
+/// php-fpm8.2 pool `name` in the foreground (`-F -y CONF -p PREFIX`), `children` static
+/// workers, each recycled after `max_requests` requests (0: never). Pools in one `dir` share
+/// its `echo.php`.
+pub fn php_fpm(dir: &TempDir, name: &str, children: u32, max_requests: u32) -> PhpFpm {
+    let sock = dir.join(&format!("{name}.sock"));
     let script = dir.join("echo.php");
     std::fs::write(&script, ECHO_PHP).expect("write echo.php");
     let d = dir.path().display();
@@ -57,12 +59,12 @@ pub fn php_fpm(dir: &TempDir, children: u32, max_requests: u32) -> PhpFpm {
         ""
     };
     let conf = format!(
-        "[global]\nerror_log = {d}/php-fpm.log\ndaemonize = no\npid = {d}/php-fpm.pid\n\
-         [echo]\n{user}listen = {}\npm = static\npm.max_children = {children}\n\
+        "[global]\nerror_log = {d}/{name}.log\ndaemonize = no\npid = {d}/{name}.pid\n\
+         [{name}]\n{user}listen = {}\npm = static\npm.max_children = {children}\n\
          pm.max_requests = {max_requests}\nclear_env = yes\ncatch_workers_output = yes\n",
         sock.display()
     );
-    let conf_path = dir.join("php-fpm.conf");
+    let conf_path = dir.join(&format!("{name}.conf"));
     std::fs::write(&conf_path, conf).expect("write php-fpm.conf");
     let mut cmd = Command::new(find_program("php-fpm8.2"));
     cmd.arg("-F")
@@ -75,7 +77,7 @@ pub fn php_fpm(dir: &TempDir, children: u32, max_requests: u32) -> PhpFpm {
         cmd.arg("-R");
     }
     let mut proc = Backend::spawn("php-fpm", cmd, &[Ready::Unix(sock.clone())]);
-    proc.proc.add_log(dir.join("php-fpm.log"));
+    proc.proc.add_log(dir.join(&format!("{name}.log")));
     PhpFpm { proc, sock, script }
 }
 

@@ -3,7 +3,7 @@
 
 use std::io::{self, Read};
 use std::os::fd::BorrowedFd;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::poll::PollFlags;
 
@@ -110,6 +110,10 @@ pub struct Call<'a> {
 
 const READ_LEN: usize = 64 * 1024;
 
+/// How often a client without a descriptor to watch is asked whether it is gone while the
+/// backend is silent.
+pub const CLIENT_CHECK: Duration = Duration::from_millis(500);
+
 struct Io<'c, 'h> {
     conn: &'c mut Conn,
     x: Exchange,
@@ -119,6 +123,7 @@ struct Io<'c, 'h> {
     timeout: Duration,
     end: Option<End>,
     sent_all: bool,
+    watch_client: bool,
 }
 
 /// Runs one request on `conn`. On a client-side failure ABORT_REQUEST is sent (best
@@ -139,6 +144,7 @@ pub fn run(
         timeout: call.timeout,
         end: None,
         sent_all: false,
+        watch_client: true,
     };
     let mut out = Vec::with_capacity(call.head.len() + 16);
     out.extend_from_slice(call.head);
@@ -305,22 +311,39 @@ impl Io<'_, '_> {
         self.dispatch()
     }
 
+    /// Waits until the backend's socket is readable, watching the client meanwhile: its
+    /// descriptor when it has one (until it turned readable without the client being gone:
+    /// then, like without one, the client is asked every [`CLIENT_CHECK`]).
     fn wait_readable(&mut self) -> Result<(), CallError> {
-        let (r, client) = wait(
-            self.conn.fd(),
-            PollFlags::POLLIN,
-            self.handler.watch_fd(),
-            self.timeout,
-        )
-        .map_err(|e| CallError::io(&self.x, &e, "poll"))?;
-        if !client.is_empty() && self.handler.client_gone() {
-            self.abort();
-            return Err(CallError::client(&self.x, "the client went away".into()));
+        let deadline = Instant::now() + self.timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(self.timed_out());
+            }
+            let watch = if self.watch_client {
+                self.handler.watch_fd()
+            } else {
+                None
+            };
+            let slice = if watch.is_some() {
+                left
+            } else {
+                left.min(CLIENT_CHECK)
+            };
+            let (r, client) = wait(self.conn.fd(), PollFlags::POLLIN, watch, slice)
+                .map_err(|e| CallError::io(&self.x, &e, "poll"))?;
+            if !r.is_empty() {
+                return Ok(());
+            }
+            if self.handler.client_gone() {
+                self.abort();
+                return Err(CallError::client(&self.x, "the client went away".into()));
+            }
+            if !client.is_empty() {
+                self.watch_client = false;
+            }
         }
-        if r.is_empty() && client.is_empty() {
-            return Err(self.timed_out());
-        }
-        Ok(())
     }
 
     fn dispatch(&mut self) -> Result<(), CallError> {
