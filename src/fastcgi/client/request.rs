@@ -110,6 +110,35 @@ pub struct Call<'a> {
 
 const READ_LEN: usize = 64 * 1024;
 
+/// Size of the read buffer: one read's room beside the partial record a read may leave.
+const BUFFER_LEN: usize = 2 * READ_LEN + 1024;
+
+thread_local! {
+    /// Buffers returned by finished requests of this thread, for the next ones (at most 2).
+    static SPARE: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn take_buffer() -> Vec<u8> {
+    SPARE
+        .with(|s| s.borrow_mut().pop())
+        .unwrap_or_else(|| vec![0; BUFFER_LEN])
+}
+
+/// A buffer that goes back to this thread's spares when dropped.
+struct Buffer(Vec<u8>);
+
+impl Drop for Buffer {
+    fn drop(&mut self) {
+        let v = std::mem::take(&mut self.0);
+        SPARE.with(|s| {
+            let mut s = s.borrow_mut();
+            if s.len() < 2 {
+                s.push(v);
+            }
+        });
+    }
+}
+
 /// How often a client without a descriptor to watch is asked whether it is gone while the
 /// backend is silent.
 pub const CLIENT_CHECK: Duration = Duration::from_millis(500);
@@ -117,8 +146,9 @@ pub const CLIENT_CHECK: Duration = Duration::from_millis(500);
 struct Io<'c, 'h> {
     conn: &'c mut Conn,
     x: Exchange,
-    buf: Vec<u8>,
+    buf: Buffer,
     start: usize,
+    filled: usize,
     handler: &'h mut dyn Handler,
     timeout: Duration,
     end: Option<End>,
@@ -138,8 +168,9 @@ pub fn run(
     let mut io = Io {
         conn,
         x,
-        buf: Vec::new(),
+        buf: Buffer(take_buffer()),
         start: 0,
+        filled: 0,
         handler,
         timeout: call.timeout,
         end: None,
@@ -172,11 +203,11 @@ pub fn run(
 impl Io<'_, '_> {
     /// Sends the body as STDIN records as it is read; `false` when the reply ended first.
     fn send_body(&mut self, body: &mut dyn Read, len: Option<u64>) -> Result<bool, CallError> {
-        let mut chunk = vec![0u8; READ_LEN];
+        let mut chunk = Buffer(take_buffer());
         let mut out = Vec::with_capacity(READ_LEN + 64);
         let mut left = len;
         loop {
-            let n = match body.read(&mut chunk) {
+            let n = match body.read(&mut chunk.0[..READ_LEN]) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
@@ -189,7 +220,7 @@ impl Io<'_, '_> {
                 self.x.end_stdin(&mut out);
                 return self.send(&out);
             }
-            self.x.stdin(&mut out, &chunk[..n]);
+            self.x.stdin(&mut out, &chunk.0[..n]);
             left = left.map(|l| l.saturating_sub(n as u64));
             if left == Some(0) {
                 self.x.end_stdin(&mut out);
@@ -267,34 +298,23 @@ impl Io<'_, '_> {
 
     /// Reads once (waiting when `block`) and hands every whole record to the handler.
     fn receive(&mut self, block: bool) -> Result<(), CallError> {
-        if self.start > 0 && self.start == self.buf.len() {
-            self.buf.clear();
-            self.start = 0;
-        } else if self.start > READ_LEN {
-            self.buf.drain(..self.start);
-            self.start = 0;
+        if self.start == self.filled {
+            (self.start, self.filled) = (0, 0);
+        } else if self.filled + READ_LEN > self.buf.0.len() {
+            // What is left is part of one record (< 64 KiB + 264): move it to the front.
+            self.buf.0.copy_within(self.start..self.filled, 0);
+            (self.start, self.filled) = (0, self.filled - self.start);
         }
-        let len = self.buf.len();
-        self.buf.resize(len + READ_LEN, 0);
         let got = loop {
-            match self.conn.read_some(&mut self.buf[len..]) {
+            match self.conn.read_some(&mut self.buf.0[self.filled..]) {
                 Ok(n) => break n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock && block => {
-                    self.wait_readable()
-                        .inspect_err(|_| self.buf.truncate(len))?;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.buf.truncate(len);
-                    return Ok(());
-                }
-                Err(e) => {
-                    self.buf.truncate(len);
-                    return Err(CallError::io(&self.x, &e, "reading the reply"));
-                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && block => self.wait_readable()?,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) => return Err(CallError::io(&self.x, &e, "reading the reply")),
             }
         };
-        self.buf.truncate(len + got);
+        self.filled += got;
         if got == 0 {
             let e = io::Error::new(
                 io::ErrorKind::UnexpectedEof,
@@ -355,7 +375,7 @@ impl Io<'_, '_> {
         };
         while let Some((reply, used)) = self
             .x
-            .next(&self.buf[self.start..])
+            .next(&self.buf.0[self.start..self.filled])
             .map_err(|e| proto(&self.x, e))?
         {
             let result = match reply {
@@ -384,7 +404,7 @@ impl Io<'_, '_> {
             }
         }
         if let Some(end) = self.end.as_mut() {
-            end.reusable &= self.start == self.buf.len();
+            end.reusable &= self.start == self.filled;
         }
         self.handler
             .batch_end(self.end.is_some())
