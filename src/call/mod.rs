@@ -33,13 +33,14 @@ pub const MAX_MEMORY_BODY: u64 = 64 << 20;
 #[command(
     after_help = "Exit codes: 0 reply as expected (--expect CODE, else a complete \
     1xx-3xx reply), 1 another reply, 2 bad arguments, 3 no reply (connection, timeout or \
-    protocol failure)."
+    protocol failure).",
+    next_help_heading = "Request and reply"
 )]
 pub struct CallArgs {
     /// The responder: unix:/path, /path or host:port.
     #[arg(value_name = "ADDR")]
     pub addr: String,
-    /// The request target, /path?query (default /).
+    /// The request target, /path?query.
     #[arg(value_name = "TARGET", default_value = "/")]
     pub target: String,
     /// HTTP method (default GET, or POST with -d).
@@ -57,7 +58,7 @@ pub struct CallArgs {
     /// SCRIPT_FILENAME (php-fpm needs it: the script to run).
     #[arg(long, value_name = "PATH")]
     pub script_filename: Option<String>,
-    /// SCRIPT_NAME (default empty).
+    /// SCRIPT_NAME.
     #[arg(long, default_value = "")]
     pub script_name: String,
     /// Print only the reply head (status and headers).
