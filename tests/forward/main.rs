@@ -324,3 +324,59 @@ fn a_bad_reply_head_is_a_502_and_a_dead_backend_too() {
     );
     assert_eq!(out.status.code(), Some(1));
 }
+
+/// A backend that refuses one request with END_REQUEST `status` and no output.
+fn refusing_backend(
+    sock: &Path,
+    status: cgate::fastcgi::ProtocolStatus,
+) -> std::thread::JoinHandle<usize> {
+    let listener = UnixListener::bind(sock).unwrap();
+    std::thread::spawn(move || {
+        let (mut c, _) = listener.accept().expect("accept");
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !got.ends_with(&[1, 5, 0, 1, 0, 0, 0, 0]) {
+            let n = c.read(&mut buf).expect("read the request");
+            assert!(n > 0, "request ended early");
+            got.extend_from_slice(&buf[..n]);
+        }
+        let mut out = Vec::new();
+        cgate::fastcgi::record::encode_end_request(&mut out, 1, 0, status);
+        c.write_all(&out).unwrap();
+        got.len()
+    })
+}
+
+#[test]
+fn an_overloaded_backend_is_skipped_and_a_silent_one_times_out() {
+    let dir = TempDir::new("fwd-refuse");
+    let over = dir.join("over.sock");
+    let refused = refusing_backend(&over, cgate::fastcgi::ProtocolStatus::Overloaded);
+    let hello = dir.join("hello.sock");
+    let _hello = peers::cgate(&hello, &["--app", "hello"]);
+    let spec = format!("fcgi:unix:{},unix:{}", over.display(), hello.display());
+    let out = cgate_local(&["request", "--app", &spec, "-d", "posted", "/"], &[]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "Status: 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 14\r\n\r\nHello, world!\n"
+    );
+    assert!(
+        refused.join().unwrap() > 0,
+        "the first try went to the overloaded backend"
+    );
+    let mute = dir.join("mute.sock");
+    let silent = mute_backend(&mute);
+    let spec = format!("fcgi:unix:{};timeout=1", mute.display());
+    let out = cgate_local(&["request", "--app", &spec, "/"], &[]);
+    let reply = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        reply.starts_with("Status: 504 Gateway Timeout\r\n"),
+        "{reply}"
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let got = silent.join().unwrap();
+    assert!(
+        got.ends_with(&[1, 5, 0, 1, 0, 0, 0, 0]),
+        "the whole request went out"
+    );
+}

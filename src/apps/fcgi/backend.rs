@@ -173,7 +173,7 @@ impl Backend {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
+                    io::ErrorKind::ResourceBusy,
                     format!(
                         "all {} connections to {} busy for {wait:?}",
                         pool.limit, self.addr

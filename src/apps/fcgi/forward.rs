@@ -20,6 +20,10 @@ struct Tried {
     failure: Failure,
     output_seen: bool,
     client_side: bool,
+    /// The pool had no free connection in time (not the backend's failure).
+    busy: bool,
+    /// The backend made no progress in time.
+    timed_out: bool,
     what: String,
 }
 
@@ -118,7 +122,7 @@ pub(super) fn forward<'a>(
             Some(Attempt::Done(result)) => return result,
             Some(Attempt::Failed { t, started, reused }) => (t, started, reused),
         };
-        if t.failure == Failure::Connect && t.what.contains("busy for") {
+        if t.busy {
             last = LastError::Busy(t.what);
             continue;
         }
@@ -126,7 +130,7 @@ pub(super) fn forward<'a>(
             b.failed(opts.eject_after, &t.what);
         }
         let what = format!("{}: {}", b.addr, t.what);
-        last = if t.what.contains("no progress") {
+        last = if t.timed_out {
             LastError::Timeout(what)
         } else {
             LastError::Bad(what)
@@ -168,6 +172,8 @@ fn attempt(
                 failure: Failure::Connect,
                 output_seen: false,
                 client_side: false,
+                busy: e.kind() == io::ErrorKind::ResourceBusy,
+                timed_out: false,
                 what,
             };
             return Some(Attempt::Failed {
@@ -207,12 +213,16 @@ fn attempt(
             failure: Failure::Refused(end.status),
             output_seen: false,
             client_side: false,
+            busy: false,
+            timed_out: false,
             what: format!("END_REQUEST {:?}", end.status),
         }),
         Err(e) => Err(Tried {
             failure: e.failure,
             output_seen: e.output_seen,
             client_side: e.client_side,
+            busy: false,
+            timed_out: e.timed_out,
             what: e.what,
         }),
     };

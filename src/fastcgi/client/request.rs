@@ -55,6 +55,8 @@ pub struct CallError {
     pub output_seen: bool,
     /// The failure was on our side of the gateway: the client left or its body failed.
     pub client_side: bool,
+    /// The backend made no progress within the timeout.
+    pub timed_out: bool,
     /// What happened.
     pub what: String,
 }
@@ -81,6 +83,7 @@ impl CallError {
             failure,
             output_seen: x.output_seen(),
             client_side: false,
+            timed_out: e.kind() == io::ErrorKind::TimedOut,
             what: format!("{doing}: {e}"),
         }
     }
@@ -90,6 +93,7 @@ impl CallError {
             failure: Failure::Other,
             output_seen: x.output_seen(),
             client_side: true,
+            timed_out: false,
             what,
         }
     }
@@ -371,6 +375,7 @@ impl Io<'_, '_> {
             failure: Failure::Other,
             output_seen: x.output_seen(),
             client_side: false,
+            timed_out: false,
             what: format!("backend protocol error: {e}"),
         };
         while let Some((reply, used)) = self
