@@ -119,4 +119,8 @@ impl Handler for Bridge<'_, '_, '_> {
     fn client_gone(&mut self) -> bool {
         self.resp.client_gone()
     }
+
+    fn about_to_wait(&mut self) {
+        crate::gateway::about_to_block();
+    }
 }

@@ -31,6 +31,9 @@ pub trait Handler {
     fn client_gone(&mut self) -> bool {
         false
     }
+    /// The request is about to wait for the backend (once per request, before the first
+    /// wait): a server running requests inline can move its other work elsewhere.
+    fn about_to_wait(&mut self) {}
 }
 
 /// How a request ended at the backend.
@@ -158,6 +161,7 @@ struct Io<'c, 'h> {
     end: Option<End>,
     sent_all: bool,
     watch_client: bool,
+    waited: bool,
 }
 
 /// Runs one request on `conn`. On a client-side failure ABORT_REQUEST is sent (best
@@ -180,6 +184,7 @@ pub fn run(
         end: None,
         sent_all: false,
         watch_client: true,
+        waited: false,
     };
     let mut out = Vec::with_capacity(call.head.len() + 16);
     out.extend_from_slice(call.head);
@@ -193,6 +198,10 @@ pub fn run(
                 io.sent_all = io.send_body(body, call.body_len)?;
             }
         }
+    }
+    // The reply cannot be there yet: wait before the first read (one syscall less).
+    if io.end.is_none() {
+        io.wait_readable()?;
     }
     while io.end.is_none() {
         io.receive(true)?;
@@ -339,6 +348,10 @@ impl Io<'_, '_> {
     /// descriptor when it has one (until it turned readable without the client being gone:
     /// then, like without one, the client is asked every [`CLIENT_CHECK`]).
     fn wait_readable(&mut self) -> Result<(), CallError> {
+        if !self.waited {
+            self.waited = true;
+            self.handler.about_to_wait();
+        }
         let deadline = Instant::now() + self.timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
