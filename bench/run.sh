@@ -37,7 +37,7 @@ CGATE_ECHO_APP="echo"               # answers JSON with input.length and input.s
 POST_LEN=$((1 << 30))               # bytes POSTed to the echo app
 # forwarding (fwd): nginx -> cgate fcgi: -> cgate hello, and `cgate call --repeat`
 CGATE_FWD_APP="fcgi:unix:{back}"    # {back}: the socket of the cgate hello behind it
-CALL_REPEAT=100000 CALL_CONC=8      # cgate call --repeat N --concurrency C, per backend
+CALL_REPEAT=100000 CALL_CONCS="1 8" # cgate call --repeat N --concurrency C, per backend and C
 
 BENCH="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(dirname "$BENCH")"
@@ -416,27 +416,29 @@ run_cgi_timing() {
 
 # --- cgate call --repeat: the same client against cgate hello and libfcgi hello ------------
 run_call_repeat() {
-  local dir="$OUT/round$ROUND/call-repeat" sock="$T/sock/call-repeat.sock" rowlog="$T/log/call-repeat.log" why peer
+  local dir="$OUT/round$ROUND/call-repeat" sock="$T/sock/call-repeat.sock" rowlog="$T/log/call-repeat.log" why peer c
   mkdir -p "$dir"
+  for c in $CALL_CONCS; do
   for peer in cgate libfcgi; do
     BACKEND_PIDS=()
     rm -f "$sock"
     if [[ $peer == cgate ]]; then
       start_cgate call-repeat "$sock" 1 "$CGATE_HELLO_APP" "$rowlog"
     else
-      start_libfcgi call-repeat "$sock" "$CALL_CONC" hello-fcgi "$rowlog" \
+      start_libfcgi call-repeat "$sock" "$c" hello-fcgi "$rowlog" \
         || { fail_row "$dir" call-repeat "libfcgi did not start"; stop_backend; return; }
     fi
     if ! why=$(wait_ready "unix:$sock"); then
       fail_row "$dir" call-repeat "$peer: $why"; stop_backend; return
     fi
-    fg_run "$CGATE" call "unix:$sock" / --expect 200 --repeat "$CALL_REPEAT" --concurrency "$CALL_CONC" \
-      >"$dir/$peer.txt" 2>&1
+    fg_run "$CGATE" call "unix:$sock" / --expect 200 --repeat "$CALL_REPEAT" --concurrency "$c" \
+      >"$dir/$peer-c$c.txt" 2>&1
     stop_backend
     rm -f "$sock"
-    grep -q '^requests .* errors 0 ' "$dir/$peer.txt" \
-      || { fail_row "$dir" call-repeat "$peer: $(head -c 200 "$dir/$peer.txt")"; return; }
-    log "round $ROUND call-repeat $(printf '%-8s' "$peer") $(head -n 1 "$dir/$peer.txt")"
+    grep -q '^requests .* errors 0 ' "$dir/$peer-c$c.txt" \
+      || { fail_row "$dir" call-repeat "$peer: $(head -c 200 "$dir/$peer-c$c.txt")"; return; }
+    log "round $ROUND call-repeat $(printf '%-8s' "$peer") -c $c $(head -n 1 "$dir/$peer-c$c.txt")"
+  done
   done
   echo OK >"$dir/status"
 }
