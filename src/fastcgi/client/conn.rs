@@ -110,11 +110,32 @@ pub fn wait(
     ))
 }
 
+/// Connects a non-blocking Unix socket: a backend whose listen backlog is full answers
+/// EAGAIN at once (a blocking connect would wait for it without bound).
+fn connect_unix(path: &std::path::Path) -> io::Result<UnixStream> {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, UnixAddr, connect, socket};
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    let addr = UnixAddr::new(path)?;
+    match connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &addr) {
+        Ok(()) => Ok(UnixStream::from(fd)),
+        Err(nix::errno::Errno::EAGAIN) => Err(io::Error::new(
+            io::ErrorKind::WouldBlock,
+            "the backend's listen backlog is full",
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
 impl Conn {
     /// Connects to `addr` within `timeout`.
     pub fn connect(addr: &BackendAddr, timeout: Duration) -> io::Result<Conn> {
         let sock = match addr {
-            BackendAddr::Unix(p) => Sock::Unix(UnixStream::connect(p)?),
+            BackendAddr::Unix(p) => Sock::Unix(connect_unix(p)?),
             BackendAddr::Tcp(a) => {
                 let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
                 let mut found = None;
