@@ -274,3 +274,46 @@ fn go_and_libfcgi_hello() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn a_full_listen_backlog_fails_at_once_instead_of_waiting() {
+    use nix::sys::socket::{
+        AddressFamily, Backlog, SockFlag, SockType, UnixAddr, bind, connect, listen, socket,
+    };
+    use std::os::fd::AsRawFd;
+    let dir = TempDir::new("call-backlog");
+    let sock = dir.join("full.sock");
+    let listener = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::empty(),
+        None,
+    )
+    .unwrap();
+    bind(listener.as_raw_fd(), &UnixAddr::new(&sock).unwrap()).unwrap();
+    listen(&listener, Backlog::new(0).unwrap()).unwrap();
+    // Fill the queue with connections nobody accepts.
+    let mut held = Vec::new();
+    loop {
+        let c = socket(
+            AddressFamily::Unix,
+            SockType::Stream,
+            SockFlag::SOCK_NONBLOCK,
+            None,
+        )
+        .unwrap();
+        match connect(c.as_raw_fd(), &UnixAddr::new(&sock).unwrap()) {
+            Ok(()) => held.push(c),
+            Err(nix::errno::Errno::EAGAIN) => break,
+            Err(e) => panic!("connect: {e}"),
+        }
+        assert!(held.len() < 1000, "the backlog never filled");
+    }
+    let out = call(&[&sock_arg(&sock), "--timeout", "60", "/"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("listen backlog is full"),
+        "{}",
+        text(&out.stderr)
+    );
+}
