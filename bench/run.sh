@@ -37,6 +37,9 @@ CGATE_ECHO_APP="echo"               # answers JSON with input.length and input.s
 POST_LEN=$((1 << 30))               # bytes POSTed to the echo app
 # forwarding (fwd): nginx -> cgate fcgi: -> cgate hello, and `cgate call --repeat`
 CGATE_FWD_APP="fcgi:unix:{back}"    # {back}: the socket of the cgate hello behind it
+# The forwarder waits on its backend inside each request: it gets loop threads for the
+# requests it should have in flight at once (README, forwarding section).
+CGATE_FWD_FLAGS=${CGATE_FWD_FLAGS---workers 4}
 CALL_REPEAT=100000 CALL_CONCS="1 8" # cgate call --repeat N --concurrency C, per backend and C
 
 BENCH="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -94,7 +97,7 @@ register_rows() {
   local len="len:$BYTES_LEN" kib=$((BYTES_LEN / 1024))
   add_row nginx-static       static ""          ""            0  0 "$none" hello ""       "nginx return 200"
   add_row cgate-ka           fcgi start_cgate   "$CGATE_HELLO_APP" 1 1 "$none" hello hello-ka "cgate --app $CGATE_HELLO_APP"
-  add_row cgate-fwd-ka       fcgi start_cgate_fwd "$CGATE_FWD_APP" 1 1 "$none" hello fwd-ka "cgate --app $CGATE_FWD_APP -> cgate --app $CGATE_HELLO_APP"
+  add_row cgate-fwd-ka       fcgi start_cgate_fwd "$CGATE_FWD_APP" 1 1 "$none" hello fwd-ka "cgate $CGATE_FWD_FLAGS --app $CGATE_FWD_APP -> cgate --app $CGATE_HELLO_APP"
   add_row libfcgi-ka         fcgi start_libfcgi hello-fcgi    "$k" 1 "$none" hello hello-ka "C libfcgi, $k processes"
   add_row go-fcgi-ka         fcgi start_go      ""            1  1 "$none" hello hello-ka "Go net/http/fcgi"
   add_row php-fpm-ka         fcgi start_php     ""            "$k" 1 "$php" hello hello-ka "php-fpm, $k children"
@@ -215,7 +218,9 @@ start_cgate_fwd() {
   rm -f "$back"
   start_cgate "$1-back" "$back" 1 "$CGATE_HELLO_APP" "$5"
   why=$(wait_ready "unix:$back") || { echo "$why" >>"$5"; return 1; }
-  start_cgate "$1" "$2" 1 "$app" "$5"
+  # shellcheck disable=SC2086  # flags split on purpose
+  echo "command: $CGATE fastcgi --listen unix:$2 --app $app $CGATE_FWD_FLAGS" >>"$5"
+  launch "$5" "$CGATE" fastcgi --listen "unix:$2" --app "$app" $CGATE_FWD_FLAGS
   FRONT_PID=${BACKEND_PIDS[-1]}
 }
 start_libfcgi() {  # spawn-fcgi forks N children and exits; their PIDs are in its output

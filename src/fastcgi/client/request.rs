@@ -31,8 +31,8 @@ pub trait Handler {
     fn client_gone(&mut self) -> bool {
         false
     }
-    /// The request is about to wait for the backend (once per request, before the first
-    /// wait): a server running requests inline can move its other work elsewhere.
+    /// The backend has been silent for [`SILENT_BEFORE_HINT`] and the request waits on (once
+    /// per request): a server running requests inline can move its other work elsewhere.
     fn about_to_wait(&mut self) {}
 }
 
@@ -145,6 +145,10 @@ impl Drop for Buffer {
         });
     }
 }
+
+/// How long the backend may be silent before the handler hears [`Handler::about_to_wait`]
+/// (a fast backend's reply comes first and costs the server no hand-off).
+pub const SILENT_BEFORE_HINT: Duration = Duration::from_millis(1);
 
 /// How often a client without a descriptor to watch is asked whether it is gone while the
 /// backend is silent.
@@ -348,10 +352,6 @@ impl Io<'_, '_> {
     /// descriptor when it has one (until it turned readable without the client being gone:
     /// then, like without one, the client is asked every [`CLIENT_CHECK`]).
     fn wait_readable(&mut self) -> Result<(), CallError> {
-        if !self.waited {
-            self.waited = true;
-            self.handler.about_to_wait();
-        }
         let deadline = Instant::now() + self.timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -363,7 +363,9 @@ impl Io<'_, '_> {
             } else {
                 None
             };
-            let slice = if watch.is_some() {
+            let slice = if !self.waited {
+                left.min(SILENT_BEFORE_HINT)
+            } else if watch.is_some() {
                 left
             } else {
                 left.min(CLIENT_CHECK)
@@ -372,6 +374,10 @@ impl Io<'_, '_> {
                 .map_err(|e| CallError::io(&self.x, &e, "poll"))?;
             if !r.is_empty() {
                 return Ok(());
+            }
+            if !self.waited {
+                self.waited = true;
+                self.handler.about_to_wait();
             }
             if self.handler.client_gone() {
                 self.abort();
