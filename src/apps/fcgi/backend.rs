@@ -311,3 +311,65 @@ impl Backend {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixListener;
+
+    #[test]
+    fn the_pool_never_exceeds_its_bound_and_reuses_what_comes_back() {
+        let dir = std::env::temp_dir().join(format!("cgate-pool-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("b.sock");
+        let _ = std::fs::remove_file(&path);
+        let _listener = UnixListener::bind(&path).unwrap();
+        let b = Backend::new(BackendAddr::Unix(path.clone()), 2);
+        let (idle, connect, wait) = (
+            Duration::from_secs(60),
+            Duration::from_secs(1),
+            Duration::from_millis(20),
+        );
+        let one = b.lease(false, idle, connect, wait).unwrap();
+        let two = b.lease(false, idle, connect, wait).unwrap();
+        assert!(!one.reused && !two.reused);
+        let busy = b.lease(false, idle, connect, wait).unwrap_err();
+        assert_eq!(busy.kind(), io::ErrorKind::ResourceBusy);
+        assert_eq!((b.stats().open, b.stats().limit), (2, 2));
+        b.release(Some(one.conn));
+        let again = b.lease(false, idle, connect, wait).unwrap();
+        assert!(again.reused, "the returned connection is reused");
+        b.release(None);
+        b.release(Some(again.conn));
+        assert_eq!(b.stats().open, 1);
+        b.expire_idle(Duration::ZERO);
+        assert_eq!(b.stats().open, 0);
+        drop(two);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn consecutive_failures_eject_and_a_success_resets_the_count() {
+        let b = Backend::new(BackendAddr::Tcp("127.0.0.1:9".into()), 4);
+        b.failed(2, "one");
+        b.succeeded();
+        b.failed(2, "two");
+        assert!(
+            !b.is_ejected(),
+            "a success between failures starts the count over"
+        );
+        b.failed(2, "three");
+        assert!(b.is_ejected());
+        b.failed(2, "four");
+        let s = b.stats();
+        assert_eq!((s.errors, s.ejections, s.ejected), (4, 1, true));
+        b.started();
+        b.retried();
+        assert_eq!(
+            (b.stats().requests, b.stats().in_flight, b.stats().retries),
+            (1, 1, 1)
+        );
+        b.stopped();
+        assert_eq!(b.in_flight(), 0);
+    }
+}
