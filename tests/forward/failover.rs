@@ -112,7 +112,7 @@ fn killing_backends_under_load_loses_nothing_safe_and_runs_no_post_twice() {
         .map(|k| format!("unix:{}", dir.join(&format!("b{k}.sock")).display()))
         .collect();
     let sock = dir.join("front.sock");
-    let _front = super::front(&sock, &format!("fcgi:{};max_conns=16", addrs.join(",")));
+    let front = super::front(&sock, &format!("fcgi:{};max_conns=16", addrs.join(",")));
     let nginx = super::nginx_to(&sock);
     let port = nginx.port();
     let stop = AtomicBool::new(false);
@@ -197,4 +197,15 @@ fn killing_backends_under_load_loses_nothing_safe_and_runs_no_post_twice() {
         "a backend held {most} connections, advertised {ADVERTISED}"
     );
     assert!(most >= 1, "the sampler saw no connection at all");
+    // A killed backend refuses connections until restarted: it leaves the rotation, and a
+    // GET_VALUES probe brings it back (one log line each).
+    let log = front.output();
+    assert!(
+        log.contains("ejected for 1s after 2 consecutive failures"),
+        "{log}"
+    );
+    assert!(
+        log.contains("returned to rotation (probe answered)"),
+        "{log}"
+    );
 }

@@ -126,7 +126,12 @@ pub(super) fn forward<'a>(
             last = LastError::Busy(t.what);
             continue;
         }
-        if !(reused && matches!(t.failure, Failure::Dropped | Failure::Eof)) {
+        if !(reused
+            && matches!(
+                t.failure,
+                Failure::NotSent | Failure::Dropped | Failure::Eof
+            ))
+        {
             b.failed(opts.eject_after, &t.what);
         }
         let what = format!("{}: {}", b.addr, t.what);

@@ -247,8 +247,12 @@ pub fn parse_values(content: &[u8]) -> Result<BackendValues, pairs::PairsError> 
 pub enum Failure {
     /// The connection could not be made (refused, reset, no such socket): nothing was sent.
     Connect,
-    /// The backend's kernel dropped our bytes unread: a write failed with EPIPE, or a read
-    /// or write with ECONNRESET (the peer closed with request bytes still queued).
+    /// The peer was gone before it took a byte of this request: its first write failed
+    /// with EPIPE or ECONNRESET (a kept connection the backend had closed).
+    NotSent,
+    /// EPIPE or ECONNRESET after some of the request went out: the peer closed with bytes
+    /// still unread, but it may have read (and acted on) the rest, e.g. all of it but the
+    /// empty STDIN record.
     Dropped,
     /// The connection ended cleanly (EOF) before END_REQUEST.
     Eof,
@@ -275,17 +279,19 @@ pub struct TryFacts {
 
 /// Whether a failed request may be sent again (to any backend): exactly when the backend
 /// cannot have acted on it. Never once a reply byte came. Otherwise: a connection that was
-/// never made; bytes the peer dropped unread (it closed before reading our request);
-/// OVERLOADED or CANT_MPX_CONN (refused, not run); a backend that shut its side and drains
-/// our bytes unanswered. A plain EOF may be a kept connection closed as the request arrived
-/// or a backend that read the request and died: only an idempotent request is sent again
-/// after it, and only on a reused connection.
+/// never made; a request none of which the peer took; OVERLOADED or CANT_MPX_CONN (refused,
+/// not run); a backend that shut its side and drains our bytes unanswered. A reset after
+/// part of the request went out, or a plain EOF, may follow a backend that read the
+/// request and acted (then died): only an idempotent request is sent again after them (after
+/// an EOF only on a reused connection, where it is mostly a kept connection closed as the
+/// request arrived).
 pub fn retry_safe(failure: Failure, facts: TryFacts) -> bool {
     if facts.output_seen {
         return false;
     }
     match failure {
-        Failure::Connect | Failure::Dropped | Failure::HalfClosed => true,
+        Failure::Connect | Failure::NotSent | Failure::HalfClosed => true,
+        Failure::Dropped => facts.idempotent,
         Failure::Refused(s) => {
             matches!(s, ProtocolStatus::Overloaded | ProtocolStatus::CantMpxConn)
         }

@@ -212,8 +212,9 @@ fn retries_only_when_the_backend_cannot_have_acted() {
     };
     for facts in [fresh, reused_get, reused_post] {
         assert!(retry_safe(Failure::Connect, facts));
-        assert!(retry_safe(Failure::Dropped, facts));
+        assert!(retry_safe(Failure::NotSent, facts));
         assert!(retry_safe(Failure::HalfClosed, facts));
+        assert_eq!(retry_safe(Failure::Dropped, facts), facts.idempotent);
         assert!(retry_safe(Failure::Refused(Overloaded), facts));
         assert!(retry_safe(Failure::Refused(CantMpxConn), facts));
         assert!(!retry_safe(Failure::Refused(UnknownRole), facts));
@@ -234,6 +235,7 @@ fn retries_only_when_the_backend_cannot_have_acted() {
     ));
     for f in [
         Failure::Connect,
+        Failure::NotSent,
         Failure::Dropped,
         Failure::HalfClosed,
         Failure::Refused(Overloaded),

@@ -166,6 +166,7 @@ struct Io<'c, 'h> {
     sent_all: bool,
     watch_client: bool,
     waited: bool,
+    written: u64,
 }
 
 /// Runs one request on `conn`. On a client-side failure ABORT_REQUEST is sent (best
@@ -189,6 +190,7 @@ pub fn run(
         sent_all: false,
         watch_client: true,
         waited: false,
+        written: 0,
     };
     let mut out = Vec::with_capacity(call.head.len() + 16);
     out.extend_from_slice(call.head);
@@ -254,7 +256,10 @@ impl Io<'_, '_> {
     fn send(&mut self, mut data: &[u8]) -> Result<bool, CallError> {
         while !data.is_empty() {
             match self.conn.write_some(data) {
-                Ok(n) => data = &data[n..],
+                Ok(n) => {
+                    data = &data[n..];
+                    self.written += n as u64;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     let (r, _) = wait(
                         self.conn.fd(),
@@ -274,7 +279,10 @@ impl Io<'_, '_> {
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    let err = CallError::io(&self.x, &e, "sending the request");
+                    let mut err = CallError::io(&self.x, &e, "sending the request");
+                    if err.failure == Failure::Dropped && self.written == 0 {
+                        err.failure = Failure::NotSent;
+                    }
                     return self.reply_after_write_error(err);
                 }
             }
