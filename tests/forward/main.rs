@@ -380,3 +380,64 @@ fn an_overloaded_backend_is_skipped_and_a_silent_one_times_out() {
         "the whole request went out"
     );
 }
+
+/// Reads one record (header, content, padding) from `c`: `(type, content)`.
+fn read_record(c: &mut UnixStream) -> (u8, Vec<u8>) {
+    let mut h = [0u8; 8];
+    c.read_exact(&mut h).expect("record header");
+    let len = usize::from(u16::from_be_bytes([h[4], h[5]])) + usize::from(h[6]);
+    let mut body = vec![0u8; len];
+    c.read_exact(&mut body).expect("record content");
+    body.truncate(usize::from(u16::from_be_bytes([h[4], h[5]])));
+    (h[1], body)
+}
+
+/// A backend that reads a request up to its body (all but the closing empty STDIN record),
+/// "acts" (counts it), then dies with that record unread: the client sees a reset.
+fn acting_then_dying_backend(sock: &Path, wants_body: bool) -> std::thread::JoinHandle<usize> {
+    let listener = UnixListener::bind(sock).unwrap();
+    std::thread::spawn(move || {
+        let (mut c, _) = listener.accept().expect("accept");
+        while read_record(&mut c) != (4, Vec::new()) {}
+        if wants_body {
+            let (t, body) = read_record(&mut c);
+            assert_eq!((t, body.is_empty()), (5, false), "the body's STDIN record");
+        }
+        1
+    })
+}
+
+#[test]
+fn a_backend_that_acted_and_died_unanswered_gets_no_second_post_but_a_get_is_retried() {
+    let dir = TempDir::new("fwd-acted");
+    let hello = dir.join("hello.sock");
+    let _hello = peers::cgate(&hello, &["--app", "hello"]);
+    for (method, wants_body) in [("POST", true), ("GET", false)] {
+        let dying = dir.join(&format!("dying-{method}.sock"));
+        let acted = acting_then_dying_backend(&dying, wants_body);
+        let spec = format!("fcgi:unix:{},unix:{}", dying.display(), hello.display());
+        let mut args = vec!["request", "--app", &spec, "-X", method];
+        if wants_body {
+            args.extend(["-d", "pay once"]);
+        }
+        args.push("/");
+        let out = cgate_local(&args, &[]);
+        let reply = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert_eq!(
+            acted.join().unwrap(),
+            1,
+            "{method}: the first try reached the dying backend"
+        );
+        if method == "POST" {
+            assert!(
+                reply.starts_with("Status: 502 Bad Gateway\r\n"),
+                "POST must not run twice: {reply}"
+            );
+        } else {
+            assert!(
+                reply.ends_with("\r\n\r\nHello, world!\n"),
+                "GET is retried: {reply}"
+            );
+        }
+    }
+}
