@@ -215,14 +215,16 @@ fn dispatch(argv: Vec<OsString>, custom: Option<Arc<dyn App>>) -> anyhow::Result
             return Ok(if e.use_stderr() { EXIT_USAGE } else { 0 });
         }
     };
-    if let Some(Command::Call(c)) = &cli.command {
-        return Ok(crate::call::run(c.clone()));
-    }
+    // `cgate call` serves no app: none is built (a bad CGATE_APP does not stop it).
+    let command = match cli.command {
+        Some(Command::Call(c)) => return Ok(crate::call::run(c)),
+        other => other,
+    };
     let app = build_app(&cli.app, custom).map_err(usage)?;
-    match cli.command {
+    match command {
         Some(Command::Cgi(_)) => Ok(crate::cgi::gateway::run(&*app)),
         Some(Command::Fastcgi(f)) => crate::fastcgi::server::run_cli(app, f.server),
-        Some(Command::Call(_)) => unreachable!("handled before the app is built"),
+        Some(Command::Call(c)) => Ok(crate::call::run(c)),
         Some(Command::Request(r)) => {
             let req = LocalRequest {
                 method: r.method,
