@@ -16,8 +16,9 @@
 #   -d, --duration D    measured wrk time per row (default 5s)
 #   -w, --warmup D      wrk warm-up per row, not measured (default 1s)
 #   --only REGEX        run only rows whose name matches (the nginx-static rows always
-#                       run: every ratio needs them); `cgi-run` and `post-1g` name the
-#                       CGI-run timing and the 1 GiB POST
+#                       run: every ratio needs them); `cgi-run`, `call-repeat` and
+#                       `post-1g` name the CGI-run timing, the `cgate call --repeat`
+#                       comparison and the 1 GiB POST
 #   --out DIR           keep the raw results in DIR (default: inside the work dir)
 #   --keep              keep the work dir (configs, logs, sockets, results)
 #   --list              print the row names and exit
@@ -34,6 +35,12 @@ CGATE_BYTES_APP="bytes:65536"       # an app that answers BYTES_LEN bytes
 BYTES_LEN=65536
 CGATE_ECHO_APP="echo"               # answers JSON with input.length and input.sha256
 POST_LEN=$((1 << 30))               # bytes POSTed to the echo app
+# forwarding (fwd): nginx -> cgate fcgi: -> cgate hello, and `cgate call --repeat`
+CGATE_FWD_APP="fcgi:unix:{back}"    # {back}: the socket of the cgate hello behind it
+# The forwarder waits on its backend inside each request: it gets loop threads for the
+# requests it should have in flight at once (README, forwarding section).
+CGATE_FWD_FLAGS=${CGATE_FWD_FLAGS---workers 4}
+CALL_REPEAT=100000 CALL_CONCS="1 8" # cgate call --repeat N --concurrency C, per backend and C
 
 BENCH="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(dirname "$BENCH")"
@@ -90,6 +97,7 @@ register_rows() {
   local len="len:$BYTES_LEN" kib=$((BYTES_LEN / 1024))
   add_row nginx-static       static ""          ""            0  0 "$none" hello ""       "nginx return 200"
   add_row cgate-ka           fcgi start_cgate   "$CGATE_HELLO_APP" 1 1 "$none" hello hello-ka "cgate --app $CGATE_HELLO_APP"
+  add_row cgate-fwd-ka       fcgi start_cgate_fwd "$CGATE_FWD_APP" 1 1 "$none" hello fwd-ka "cgate $CGATE_FWD_FLAGS --app $CGATE_FWD_APP -> cgate --app $CGATE_HELLO_APP"
   add_row libfcgi-ka         fcgi start_libfcgi hello-fcgi    "$k" 1 "$none" hello hello-ka "C libfcgi, $k processes"
   add_row go-fcgi-ka         fcgi start_go      ""            1  1 "$none" hello hello-ka "Go net/http/fcgi"
   add_row php-fpm-ka         fcgi start_php     ""            "$k" 1 "$php" hello hello-ka "php-fpm, $k children"
@@ -116,7 +124,7 @@ selected() {  # selected NAME: the static rows always run
 # --- processes -------------------------------------------------------------------------
 # Only what runs now is tracked (NGINX_PID, the current row's BACKEND_PIDS): a stopped
 # row's PIDs are forgotten, so a reused PID is never signalled.
-NGINX_PID="" FG_PID="" TARGET=""
+NGINX_PID="" FG_PID="" TARGET="" FRONT_PID=""
 BACKEND_PIDS=()
 
 alive() {  # alive PID: exists and is not a zombie
@@ -201,6 +209,19 @@ start_cgate() {
   local app=${4//\{dir\}/$T/cgi-bin}
   echo "command: $CGATE fastcgi --listen unix:$2 --app $app" >>"$5"
   launch "$5" "$CGATE" fastcgi --listen "unix:$2" --app "$app"
+}
+# start_cgate_fwd: cgate hello on NAME.back.sock, and in front of it (on SOCK) cgate
+# forwarding to it; FRONT_PID is the forwarder alone (its CPU is the forwarding cost).
+start_cgate_fwd() {
+  local back="${2%.sock}.back.sock" app why
+  app=${4//\{back\}/$back}
+  rm -f "$back"
+  start_cgate "$1-back" "$back" 1 "$CGATE_HELLO_APP" "$5"
+  why=$(wait_ready "unix:$back") || { echo "$why" >>"$5"; return 1; }
+  # shellcheck disable=SC2086  # flags split on purpose
+  echo "command: $CGATE fastcgi --listen unix:$2 --app $app $CGATE_FWD_FLAGS" >>"$5"
+  launch "$5" "$CGATE" fastcgi --listen "unix:$2" --app "$app" $CGATE_FWD_FLAGS
+  FRONT_PID=${BACKEND_PIDS[-1]}
 }
 start_libfcgi() {  # spawn-fcgi forks N children and exits; their PIDs are in its output
   local out pids args
@@ -354,6 +375,7 @@ run_row() {  # run_row NAME
   fi
   local groups=("nginx=$NGINX_PID")
   ((${#BACKEND_PIDS[@]})) && groups+=("backend=$(IFS=,; echo "${BACKEND_PIDS[*]}")")
+  [[ -n ${FRONT_PID:-} ]] && groups+=("front=$FRONT_PID")
   fg_run wrk -t"$THREADS" -c"$CONNS" -d"$WARMUP" --timeout 5s "$url" >"$dir/warmup.txt" 2>&1
   "$PY" "$LIB/procstat.py" cpu "${groups[@]}" >"$dir/cpu-before.json"
   fg_run wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --timeout 5s -s "$LIB/wrk-report.lua" "$url" >"$dir/wrk.txt" 2>&1
@@ -363,7 +385,8 @@ run_row() {  # run_row NAME
     "$PY" "$LIB/procstat.py" mem "${BACKEND_PIDS[@]}" >"$dir/mem.json"
   fi
   stop_backend
-  rm -f "$sock"
+  FRONT_PID=""
+  rm -f "$sock" "${sock%.sock}.back.sock"
   if grep -q '^WRK_RESULT' "$dir/wrk.txt"; then
     echo OK >"$dir/status"
     log "round $ROUND $(printf '%-17s' "$row") $(awk '/^Requests\/sec/ {printf "%9.0f req/s", $2}' "$dir/wrk.txt")"
@@ -394,6 +417,35 @@ run_cgi_timing() {
   else
     fail_row "$dir" cgi-run "hyperfine failed: $(tail -n 3 "$dir/hyperfine.txt" | tr '\n' ' ')"
   fi
+}
+
+# --- cgate call --repeat: the same client against cgate hello and libfcgi hello ------------
+run_call_repeat() {
+  local dir="$OUT/round$ROUND/call-repeat" sock="$T/sock/call-repeat.sock" rowlog="$T/log/call-repeat.log" why peer c
+  mkdir -p "$dir"
+  for c in $CALL_CONCS; do
+  for peer in cgate libfcgi; do
+    BACKEND_PIDS=()
+    rm -f "$sock"
+    if [[ $peer == cgate ]]; then
+      start_cgate call-repeat "$sock" 1 "$CGATE_HELLO_APP" "$rowlog"
+    else
+      start_libfcgi call-repeat "$sock" "$c" hello-fcgi "$rowlog" \
+        || { fail_row "$dir" call-repeat "libfcgi did not start"; stop_backend; return; }
+    fi
+    if ! why=$(wait_ready "unix:$sock"); then
+      fail_row "$dir" call-repeat "$peer: $why"; stop_backend; return
+    fi
+    fg_run "$CGATE" call "unix:$sock" / --expect 200 --repeat "$CALL_REPEAT" --concurrency "$c" \
+      >"$dir/$peer-c$c.txt" 2>&1
+    stop_backend
+    rm -f "$sock"
+    grep -q '^requests .* errors 0 ' "$dir/$peer-c$c.txt" \
+      || { fail_row "$dir" call-repeat "$peer: $(head -c 200 "$dir/$peer-c$c.txt")"; return; }
+    log "round $ROUND call-repeat $(printf '%-8s' "$peer") -c $c $(head -n 1 "$dir/$peer-c$c.txt")"
+  done
+  done
+  echo OK >"$dir/status"
 }
 
 # --- 1 GiB POST through nginx to cgate's echo app ---------------------------------------
@@ -447,7 +499,7 @@ main() {
   cp "$BENCH/peers/php/hello.php" "$T/www/hello.php"
   register_rows
   if ((LIST)); then
-    for row in "${ROW_NAMES[@]}" cgi-run post-1g; do printf '%-17s %s\n' "$row" "${ROW_NOTE[$row]:-}"; done
+    for row in "${ROW_NAMES[@]}" cgi-run call-repeat post-1g; do printf '%-17s %s\n' "$row" "${ROW_NOTE[$row]:-}"; done
     exit 0
   fi
   OUT=${OUT:-$T/results}
@@ -471,6 +523,7 @@ main() {
       selected "$row" && run_row "$row"
     done
     selected cgi-run && run_cgi_timing
+    selected call-repeat && run_call_repeat
   done
   selected post-1g && run_post
 

@@ -20,6 +20,11 @@ have systemd-socket-activate || need_packages+=(systemd)
 have promtool || need_packages+=(prometheus)
 # fuzz stage: libfuzzer-sys compiles libFuzzer (C++) when cargo-fuzz builds the targets.
 have g++ || need_packages+=(g++)
+# fwd (fcgi: forwarding and `cgate call` tests): real FastCGI backends to forward to.
+have php-fpm8.2 || need_packages+=(php8.2-fpm)
+have go || need_packages+=(golang-go)
+have gcc || need_packages+=(gcc)
+[ -f /usr/include/fcgiapp.h ] || need_packages+=(libfcgi-dev)
 
 if [ "${#need_packages[@]}" -gt 0 ]; then
     echo "== installing ${need_packages[*]}"

@@ -51,6 +51,9 @@ enum Command {
     Fastcgi(FastCgiArgs),
     /// Run the app once on a request built from arguments and print the CGI response.
     Request(RequestArgs),
+    /// Send a FastCGI request to a responder and print its CGI reply (or, with --repeat, a
+    /// latency summary).
+    Call(crate::call::CallArgs),
 }
 
 /// Which app to serve.
@@ -241,6 +244,11 @@ fn dispatch(argv: Vec<OsString>, custom: Option<Arc<dyn App>>) -> anyhow::Result
             return Ok(if e.use_stderr() { EXIT_USAGE } else { 0 });
         }
     };
+    // `cgate call` serves no app: none is built (a bad CGATE_APP does not stop it).
+    let command = match cli.command {
+        Some(Command::Call(c)) => return Ok(crate::call::run(c)),
+        other => other,
+    };
     let custom_app = custom.is_some();
     let app = build_app(&cli.app, custom).map_err(usage)?;
     let specs = if custom_app {
@@ -248,13 +256,14 @@ fn dispatch(argv: Vec<OsString>, custom: Option<Arc<dyn App>>) -> anyhow::Result
     } else {
         cli.app.specs()
     };
-    match cli.command {
+    match command {
         Some(Command::Cgi(_)) => Ok(crate::cgi::gateway::run(&*app)),
         Some(Command::Fastcgi(f)) => {
             let mut opts = f.server.options(&specs, cli.app.runs_scripts());
             opts.ops.app_limits = cli.app.limits();
             serve(app, &opts)
         }
+        Some(Command::Call(c)) => Ok(crate::call::run(c)),
         Some(Command::Request(r)) => {
             let req = LocalRequest {
                 method: r.method,

@@ -59,6 +59,7 @@
 
 #[doc(hidden)]
 pub mod apps;
+pub(crate) mod call;
 /// Not part of the API: the CGI reply parser, reachable for the fuzz targets and their regression tests.
 #[doc(hidden)]
 pub mod cgi;

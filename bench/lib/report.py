@@ -23,6 +23,12 @@ CPU_MAX_US = 10.0
 RSS_MAX_MIB = 6.0
 CGI_RUN_MAX_RATIO = 1.2
 POST_GROWTH_MAX_MIB = 16.0
+# forwarding (fwd): nginx -> cgate fcgi: -> cgate hello against nginx -> cgate hello, the
+# forwarder's own CPU, and `cgate call --repeat` against cgate vs against libfcgi.
+FWD_MIN_RATIO = 0.6
+FWD_CPU_MAX_US = 15.0
+CALL_MIN_RATIO = 1.5
+CALL_TARGET_CONC = 1  # the target is taken one request at a time (--concurrency 1)
 
 
 def read_kv(path):
@@ -72,6 +78,9 @@ def load_row(path):
     if before and after and "backend" in after["groups"] and row["requests"]:
         ticks = after["groups"]["backend"]["ticks"] - before["groups"]["backend"]["ticks"]
         row["backend_us"] = 1e6 * ticks / after["hz"] / row["requests"]
+    if before and after and "front" in after["groups"] and row["requests"]:
+        ticks = after["groups"]["front"]["ticks"] - before["groups"]["front"]["ticks"]
+        row["front_us"] = 1e6 * ticks / after["hz"] / row["requests"]
     mem = read_json(os.path.join(path, "mem.json"))
     if mem:
         row["rss_mib"] = mem["rss_kib"] / 1024
@@ -190,6 +199,64 @@ def post(results):
     return p
 
 
+def fwd(results):
+    """Forwarding figures: per-round fwd/direct req/s ratio, the forwarder's CPU, and the
+    `cgate call --repeat` req/s against cgate and libfcgi (medians over rounds)."""
+    ratios, front_us, call = [], [], {}
+    failures = []
+    for n, rows in sorted(load(results).items()):
+        f, d = rows.get("cgate-fwd-ka"), rows.get("cgate-ka")
+        if f and d and f["status"] == "OK" and d["status"] == "OK":
+            ratios.append(f["rps"] / d["rps"])
+            if "front_us" in f:
+                front_us.append(f["front_us"])
+        path = os.path.join(results, f"round{n}", "call-repeat")
+        if os.path.isdir(path):
+            status = read_status(path)
+            if status != "OK":
+                failures.append(status)
+                continue
+            for name in sorted(os.listdir(path)):
+                m = re.fullmatch(r"(cgate|libfcgi)-c(\d+)\.txt", name)
+                if not m:
+                    continue
+                with open(os.path.join(path, name)) as fh:
+                    rate = re.search(r"([0-9.]+) req/s", fh.read())
+                call.setdefault((int(m.group(2)), m.group(1)), []).append(float(rate.group(1)))
+    med = lambda v: statistics.median(v) if v else None
+    per_conc = {}
+    for conc in sorted({c for c, _ in call}):
+        c, l = call.get((conc, "cgate"), []), call.get((conc, "libfcgi"), [])
+        per_conc[conc] = {"cgate": med(c), "libfcgi": med(l),
+                          "ratio": med([a / b for a, b in zip(c, l) if b])}
+    return {"ratio": med(ratios), "front_us": med(front_us), "call": per_conc, "failures": failures}
+
+
+def fwd_targets(f):
+    out = []
+    if f["ratio"] is None:
+        out.append("(8) NOT MEASURED cgate-fwd-ka / cgate-ka req/s: a row failed or was not run")
+    else:
+        out.append(f"(8) {'MET   ' if f['ratio'] >= FWD_MIN_RATIO else 'MISSED'} cgate-fwd-ka / cgate-ka req/s = "
+                   f"{f['ratio']:.2f}x (target >= {FWD_MIN_RATIO}x)")
+    if f["front_us"] is None:
+        out.append("(9) NOT MEASURED forwarding CPU: cgate-fwd-ka failed or was not run")
+    else:
+        out.append(f"(9) {'MET   ' if f['front_us'] <= FWD_CPU_MAX_US else 'MISSED'} forwarding CPU (the fcgi: "
+                   f"process alone) {f['front_us']:.1f} us/req (target <= {FWD_CPU_MAX_US} us)")
+    for conc, c in f["call"].items():
+        if c["ratio"] is None:
+            continue
+        label, target = ("10", f" (target >= {CALL_MIN_RATIO}x)") if conc == CALL_TARGET_CONC else ("  ", "")
+        verdict = ("MET    " if c["ratio"] >= CALL_MIN_RATIO else "MISSED ") if target else "(info) "
+        out.append(f"({label}) {verdict}cgate call --repeat --concurrency {conc}: cgate {c['cgate']:.0f} req/s / "
+                   f"libfcgi ({conc} processes) {c['libfcgi']:.0f} req/s = {c['ratio']:.2f}x{target}")
+    if CALL_TARGET_CONC not in f["call"] or f["call"][CALL_TARGET_CONC]["ratio"] is None:
+        why = "; ".join(f["failures"]) or "not run"
+        out.append(f"(10) NOT MEASURED cgate call --repeat: {why}")
+    return out
+
+
 def targets(rows, cgi, big):
     lines = []
 
@@ -302,6 +369,7 @@ def main():
             print(f"- 1 GiB POST: {big['status_line']}")
     print("\n### targets\n")
     print("\n".join(targets(rows, cgi, big)))
+    print("\n".join(fwd_targets(fwd(results))))
     print()
 
 

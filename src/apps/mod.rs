@@ -3,6 +3,7 @@
 pub mod bytes;
 pub mod cgi;
 pub mod echo;
+pub mod fcgi;
 pub mod hello;
 
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use crate::gateway::App;
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
     /// The SPEC names no built-in app.
-    #[error("unknown app {0:?} (expected hello, echo, bytes:N or cgi:DIR)")]
+    #[error("unknown app {0:?} (expected hello, echo, bytes:N, cgi:DIR or fcgi:ADDR[,ADDR...])")]
     Unknown(String),
     /// The SPEC's argument is invalid.
     #[error("invalid app {spec:?}: {why}")]
@@ -51,6 +52,9 @@ pub fn from_spec_with(
                 .map(|a| Arc::new(a) as Arc<dyn App>)
                 .ok_or_else(|| invalid(format!("N must be at most {}", bytes::MAX_BYTES)))
         }
+        Some(("fcgi", rest)) => fcgi::Fcgi::from_spec(rest)
+            .map(|a| Arc::new(a) as Arc<dyn App>)
+            .map_err(invalid),
         Some(("cgi", dir)) if !dir.is_empty() => cgi::CgiDir::new(dir.into(), cgi_options.clone())
             .map(|a| Arc::new(a) as Arc<dyn App>)
             .map_err(|e| invalid(e.to_string())),

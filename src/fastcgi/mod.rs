@@ -3,6 +3,7 @@
 //! `proto` never does I/O; `server` only moves bytes between sockets and `proto`, and runs
 //! the app through the gateway driver.
 
+pub mod client;
 pub mod proto;
 /// Not part of the API: reachable for the project's in-process server tests only.
 #[doc(hidden)]

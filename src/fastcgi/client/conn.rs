@@ -1,0 +1,258 @@
+//! A connection to a FastCGI backend: its address forms, connect with a timeout, and
+//! non-blocking reads and writes bounded by `poll`.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+
+/// Where a backend listens: `unix:/path`, `/path`, `host:port` (`:port` is loopback).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum BackendAddr {
+    /// A Unix socket path.
+    Unix(PathBuf),
+    /// A TCP `host:port`, resolved at each connect.
+    Tcp(String),
+}
+
+/// An address that is none of the accepted forms.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid backend address {0:?} (expected unix:/path, /path or host:port)")]
+pub struct BackendAddrError(pub String);
+
+impl std::str::FromStr for BackendAddr {
+    type Err = BackendAddrError;
+
+    fn from_str(s: &str) -> Result<Self, BackendAddrError> {
+        let err = || BackendAddrError(s.to_owned());
+        if let Some(p) = s.strip_prefix("unix:") {
+            return if p.starts_with('/') || p.starts_with("./") {
+                Ok(BackendAddr::Unix(p.into()))
+            } else {
+                Err(err())
+            };
+        }
+        if s.starts_with('/') || s.starts_with("./") {
+            return Ok(BackendAddr::Unix(s.into()));
+        }
+        let (host, port) = s.rsplit_once(':').ok_or_else(err)?;
+        port.parse::<u16>().map_err(|_| err())?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.contains(['/', ' ', ',']) {
+            return Err(err());
+        }
+        Ok(BackendAddr::Tcp(if host.is_empty() {
+            format!("127.0.0.1:{port}")
+        } else {
+            s.to_owned()
+        }))
+    }
+}
+
+impl fmt::Display for BackendAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BackendAddr::Unix(p) => write!(f, "unix:{}", p.display()),
+            BackendAddr::Tcp(a) => f.write_str(a),
+        }
+    }
+}
+
+/// The socket of one backend connection (non-blocking).
+#[derive(Debug)]
+enum Sock {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+/// One open connection to a backend.
+#[derive(Debug)]
+pub struct Conn {
+    sock: Sock,
+    /// How many requests this connection has carried (0: fresh).
+    pub uses: u32,
+    /// When it was last returned idle.
+    pub idle_since: Instant,
+}
+
+/// `poll` on one descriptor (and an optional second one) until `events` or the timeout;
+/// returns the revents of both.
+pub fn wait(
+    fd: BorrowedFd<'_>,
+    events: PollFlags,
+    other: Option<BorrowedFd<'_>>,
+    timeout: Duration,
+) -> io::Result<(PollFlags, PollFlags)> {
+    let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+    let mut fds = vec![PollFd::new(fd, events)];
+    if let Some(o) = other {
+        fds.push(PollFd::new(o, PollFlags::POLLIN));
+    }
+    loop {
+        match poll(
+            &mut fds,
+            PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
+        ) {
+            Ok(_) => break,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let rev = |p: &PollFd| p.revents().unwrap_or(PollFlags::empty());
+    Ok((
+        rev(&fds[0]),
+        fds.get(1).map(rev).unwrap_or(PollFlags::empty()),
+    ))
+}
+
+/// Connects a non-blocking Unix socket: a backend whose listen backlog is full answers
+/// EAGAIN at once (a blocking connect would wait for it without bound).
+fn connect_unix(path: &std::path::Path) -> io::Result<UnixStream> {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, UnixAddr, connect, socket};
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    let addr = UnixAddr::new(path)?;
+    match connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &addr) {
+        Ok(()) => Ok(UnixStream::from(fd)),
+        Err(nix::errno::Errno::EAGAIN) => Err(io::Error::new(
+            io::ErrorKind::WouldBlock,
+            "the backend's listen backlog is full",
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+impl Conn {
+    /// Connects to `addr` within `timeout`.
+    pub fn connect(addr: &BackendAddr, timeout: Duration) -> io::Result<Conn> {
+        let sock = match addr {
+            BackendAddr::Unix(p) => Sock::Unix(connect_unix(p)?),
+            BackendAddr::Tcp(a) => {
+                let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
+                let mut found = None;
+                for sa in a.to_socket_addrs()? {
+                    match TcpStream::connect_timeout(&sa, timeout) {
+                        Ok(s) => {
+                            found = Some(s);
+                            break;
+                        }
+                        Err(e) => last = e,
+                    }
+                }
+                let s = found.ok_or(last)?;
+                s.set_nodelay(true)?;
+                Sock::Tcp(s)
+            }
+        };
+        match &sock {
+            Sock::Tcp(s) => s.set_nonblocking(true)?,
+            Sock::Unix(s) => s.set_nonblocking(true)?,
+        }
+        Ok(Conn {
+            sock,
+            uses: 0,
+            idle_since: Instant::now(),
+        })
+    }
+
+    /// The socket's descriptor.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        match &self.sock {
+            Sock::Tcp(s) => s.as_fd(),
+            Sock::Unix(s) => s.as_fd(),
+        }
+    }
+
+    /// `true` when an idle connection turned readable: a responder sends nothing between
+    /// requests, so this is its close (or garbage); the connection must not be reused.
+    pub fn is_stale(&self) -> bool {
+        !matches!(
+            wait(self.fd(), PollFlags::POLLIN, None, Duration::ZERO),
+            Ok((r, _)) if r.is_empty()
+        )
+    }
+
+    /// After an EOF: `true` when the peer still takes bytes, i.e. it shut only its writing
+    /// side (a Unix socket whose peer is gone fails with EPIPE). Writes an empty GET_VALUES
+    /// record as the probe. Always `false` for TCP, where a write to a closed peer succeeds.
+    pub fn peer_still_reads(&mut self) -> bool {
+        const PROBE: [u8; 8] = [1, 9, 0, 0, 0, 0, 0, 0];
+        match &mut self.sock {
+            Sock::Unix(s) => s.write(&PROBE).ok() == Some(PROBE.len()),
+            Sock::Tcp(_) => false,
+        }
+    }
+
+    /// One non-blocking read (`WouldBlock` when nothing is there).
+    pub fn read_some(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match &mut self.sock {
+            Sock::Tcp(s) => s.read(buf),
+            Sock::Unix(s) => s.read(buf),
+        }
+    }
+
+    /// One non-blocking write (`WouldBlock` when the socket is full).
+    pub fn write_some(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match &mut self.sock {
+            Sock::Tcp(s) => s.write(buf),
+            Sock::Unix(s) => s.write(buf),
+        }
+    }
+
+    /// Writes all of `buf`, waiting at most `timeout` for each step of progress.
+    pub fn write_all(&mut self, mut buf: &[u8], timeout: Duration) -> io::Result<()> {
+        while !buf.is_empty() {
+            match self.write_some(buf) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => buf = &buf[n..],
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let (r, _) = wait(self.fd(), PollFlags::POLLOUT, None, timeout)?;
+                    if r.is_empty() {
+                        return Err(io::ErrorKind::TimedOut.into());
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn address_forms() {
+        let p = |s: &str| s.parse::<BackendAddr>();
+        assert_eq!(
+            p("unix:/run/a.sock"),
+            Ok(BackendAddr::Unix("/run/a.sock".into()))
+        );
+        assert_eq!(
+            p("/run/a.sock"),
+            Ok(BackendAddr::Unix("/run/a.sock".into()))
+        );
+        assert_eq!(
+            p("10.0.0.2:9000"),
+            Ok(BackendAddr::Tcp("10.0.0.2:9000".into()))
+        );
+        assert_eq!(p(":9000"), Ok(BackendAddr::Tcp("127.0.0.1:9000".into())));
+        assert_eq!(p("[::1]:9000"), Ok(BackendAddr::Tcp("[::1]:9000".into())));
+        assert_eq!(p("php:9000"), Ok(BackendAddr::Tcp("php:9000".into())));
+        for bad in ["", "unix:rel", "host", "h:99999", "a/b:1", "h:x"] {
+            assert!(p(bad).is_err(), "{bad}");
+        }
+        assert_eq!(p("/x").unwrap().to_string(), "unix:/x");
+    }
+}

@@ -1,0 +1,491 @@
+//! One request over one backend connection: the head and the body written as the body is
+//! read, the reply handed to a [`Handler`] record batch by record batch as it arrives.
+
+use std::io::{self, Read};
+use std::os::fd::BorrowedFd;
+use std::time::{Duration, Instant};
+
+use nix::poll::PollFlags;
+
+use super::conn::{Conn, wait};
+use super::exchange::{Exchange, Failure, Reply, ReplyError, TryFacts, retry_safe};
+use crate::fastcgi::proto::ProtocolStatus;
+
+/// Where the reply goes.
+pub trait Handler {
+    /// STDOUT bytes of one record.
+    fn stdout(&mut self, data: &[u8]) -> io::Result<()>;
+    /// STDERR bytes of one record.
+    fn stderr(&mut self, data: &[u8]);
+    /// The records of one read were handed over; `ended` when END_REQUEST was among them.
+    /// A streaming handler passes what it holds on to its client here.
+    fn batch_end(&mut self, ended: bool) -> io::Result<()> {
+        let _ = ended;
+        Ok(())
+    }
+    /// A descriptor that turns readable when the client may have gone.
+    fn watch_fd(&self) -> Option<BorrowedFd<'_>> {
+        None
+    }
+    /// Whether the client is gone (asked when [`Handler::watch_fd`] turned readable).
+    fn client_gone(&mut self) -> bool {
+        false
+    }
+    /// The backend has been silent for [`SILENT_BEFORE_HINT`] and the request waits on (once
+    /// per request): a server running requests inline can move its other work elsewhere.
+    fn about_to_wait(&mut self) {}
+}
+
+/// How a request ended at the backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct End {
+    /// END_REQUEST's application status.
+    pub app_status: u32,
+    /// END_REQUEST's protocol status.
+    pub status: ProtocolStatus,
+    /// The whole request went out and nothing followed END_REQUEST: the connection may
+    /// carry another request.
+    pub reusable: bool,
+}
+
+/// Why a request failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}")]
+pub struct CallError {
+    /// How far it had gone, for the retry decision.
+    pub failure: Failure,
+    /// Some reply byte had come (the backend acted; the reply may be partly out).
+    pub output_seen: bool,
+    /// The failure was on our side of the gateway: the client left or its body failed.
+    pub client_side: bool,
+    /// The backend made no progress within the timeout.
+    pub timed_out: bool,
+    /// What happened.
+    pub what: String,
+}
+
+impl CallError {
+    /// Whether the request may be sent again (see [`retry_safe`]); `reused`: the connection
+    /// had carried a request before.
+    pub fn retry_safe(&self, reused: bool, idempotent: bool) -> bool {
+        let facts = TryFacts {
+            output_seen: self.output_seen,
+            reused,
+            idempotent,
+        };
+        !self.client_side && retry_safe(self.failure, facts)
+    }
+
+    fn io(x: &Exchange, e: &io::Error, doing: &str) -> CallError {
+        let failure = match e.kind() {
+            io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => Failure::Dropped,
+            io::ErrorKind::UnexpectedEof => Failure::Eof,
+            _ => Failure::Other,
+        };
+        CallError {
+            failure,
+            output_seen: x.output_seen(),
+            client_side: false,
+            timed_out: e.kind() == io::ErrorKind::TimedOut,
+            what: format!("{doing}: {e}"),
+        }
+    }
+
+    fn client(x: &Exchange, what: String) -> CallError {
+        CallError {
+            failure: Failure::Other,
+            output_seen: x.output_seen(),
+            client_side: true,
+            timed_out: false,
+            what,
+        }
+    }
+}
+
+/// A request's parts for [`run`].
+pub struct Call<'a> {
+    /// BEGIN_REQUEST and PARAMS, as [`Exchange::begin`] wrote them.
+    pub head: &'a [u8],
+    /// The body (STDIN); `None`: no body, the empty STDIN goes with the head.
+    pub body: Option<&'a mut dyn Read>,
+    /// The body's length when known (CONTENT_LENGTH): its last chunk and the empty STDIN
+    /// record then leave in one write.
+    pub body_len: Option<u64>,
+    /// Longest wait for any progress (connect excluded).
+    pub timeout: Duration,
+}
+
+const READ_LEN: usize = 64 * 1024;
+
+/// Size of the read buffer: one read's room beside the partial record a read may leave.
+const BUFFER_LEN: usize = 2 * READ_LEN + 1024;
+
+thread_local! {
+    /// Buffers returned by finished requests of this thread, for the next ones (at most 2).
+    static SPARE: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn take_buffer() -> Vec<u8> {
+    SPARE
+        .with(|s| s.borrow_mut().pop())
+        .unwrap_or_else(|| vec![0; BUFFER_LEN])
+}
+
+/// A buffer that goes back to this thread's spares when dropped.
+struct Buffer(Vec<u8>);
+
+impl Drop for Buffer {
+    fn drop(&mut self) {
+        let v = std::mem::take(&mut self.0);
+        SPARE.with(|s| {
+            let mut s = s.borrow_mut();
+            if s.len() < 2 {
+                s.push(v);
+            }
+        });
+    }
+}
+
+/// How long the backend may be silent before the handler hears [`Handler::about_to_wait`]
+/// (a fast backend's reply comes first and costs the server no hand-off).
+pub const SILENT_BEFORE_HINT: Duration = Duration::from_millis(1);
+
+/// How often a client without a descriptor to watch is asked whether it is gone while the
+/// backend is silent.
+pub const CLIENT_CHECK: Duration = Duration::from_millis(500);
+
+struct Io<'c, 'h> {
+    conn: &'c mut Conn,
+    x: Exchange,
+    buf: Buffer,
+    start: usize,
+    filled: usize,
+    handler: &'h mut dyn Handler,
+    timeout: Duration,
+    end: Option<End>,
+    sent_all: bool,
+    watch_client: bool,
+    waited: bool,
+    written: u64,
+}
+
+/// Runs one request on `conn`. On a client-side failure ABORT_REQUEST is sent (best
+/// effort); after any failure the connection must be closed. A reply that ends without
+/// FCGI_KEEP_CONN having been asked is complete at END_REQUEST.
+pub fn run(
+    conn: &mut Conn,
+    x: Exchange,
+    call: Call<'_>,
+    handler: &mut dyn Handler,
+) -> Result<End, CallError> {
+    let mut io = Io {
+        conn,
+        x,
+        buf: Buffer(take_buffer()),
+        start: 0,
+        filled: 0,
+        handler,
+        timeout: call.timeout,
+        end: None,
+        sent_all: false,
+        watch_client: true,
+        waited: false,
+        written: 0,
+    };
+    let mut out = Vec::with_capacity(call.head.len() + 16);
+    out.extend_from_slice(call.head);
+    match call.body {
+        None => {
+            io.x.end_stdin(&mut out);
+            io.sent_all = io.send(&out)?;
+        }
+        Some(body) => {
+            if io.send(&out)? {
+                io.sent_all = io.send_body(body, call.body_len)?;
+            }
+        }
+    }
+    // The reply cannot be there yet: wait before the first read (one syscall less).
+    if io.end.is_none() {
+        io.wait_readable()?;
+    }
+    while io.end.is_none() {
+        io.receive(true)?;
+    }
+    let mut end = io
+        .end
+        .ok_or_else(|| CallError::io(&io.x, &io::ErrorKind::UnexpectedEof.into(), "reply"))?;
+    end.reusable &= io.sent_all;
+    Ok(end)
+}
+
+impl Io<'_, '_> {
+    /// Sends the body as STDIN records as it is read; `false` when the reply ended first.
+    fn send_body(&mut self, body: &mut dyn Read, len: Option<u64>) -> Result<bool, CallError> {
+        let mut chunk = Buffer(take_buffer());
+        let mut out = Vec::with_capacity(READ_LEN + 64);
+        let mut left = len;
+        loop {
+            let n = match body.read(&mut chunk.0[..READ_LEN]) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.abort();
+                    return Err(CallError::client(&self.x, format!("request body: {e}")));
+                }
+            };
+            out.clear();
+            if n == 0 {
+                self.x.end_stdin(&mut out);
+                return self.send(&out);
+            }
+            self.x.stdin(&mut out, &chunk.0[..n]);
+            left = left.map(|l| l.saturating_sub(n as u64));
+            if left == Some(0) {
+                self.x.end_stdin(&mut out);
+                return self.send(&out);
+            }
+            if !self.send(&out)? {
+                return Ok(false);
+            }
+        }
+    }
+
+    /// Writes `data`, handling reply records that arrive meanwhile (a backend may answer
+    /// before it has read the whole body). `false` when the reply ended before all was sent.
+    fn send(&mut self, mut data: &[u8]) -> Result<bool, CallError> {
+        while !data.is_empty() {
+            match self.conn.write_some(data) {
+                Ok(n) => {
+                    data = &data[n..];
+                    self.written += n as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let (r, _) = wait(
+                        self.conn.fd(),
+                        PollFlags::POLLOUT | PollFlags::POLLIN,
+                        None,
+                        self.timeout,
+                    )
+                    .map_err(|e| CallError::io(&self.x, &e, "poll"))?;
+                    if r.is_empty() {
+                        return Err(self.timed_out());
+                    }
+                    if r.intersects(PollFlags::POLLIN | PollFlags::POLLHUP)
+                        && !r.contains(PollFlags::POLLOUT)
+                    {
+                        self.receive(false)?;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let mut err = CallError::io(&self.x, &e, "sending the request");
+                    if err.failure == Failure::Dropped && self.written == 0 {
+                        err.failure = Failure::NotSent;
+                    }
+                    return self.reply_after_write_error(err);
+                }
+            }
+            if self.end.is_some() {
+                return Ok(data.is_empty());
+            }
+        }
+        Ok(true)
+    }
+
+    /// The backend stopped reading (it answered from part of the body and closed): its
+    /// reply may still be waiting in our receive queue; without a whole reply, `err` stands.
+    fn reply_after_write_error(&mut self, err: CallError) -> Result<bool, CallError> {
+        while self.end.is_none() {
+            if self.receive(true).is_err() {
+                return Err(err);
+            }
+        }
+        Ok(false)
+    }
+
+    fn timed_out(&self) -> CallError {
+        CallError::io(
+            &self.x,
+            &io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no progress in {:?}", self.timeout),
+            ),
+            "backend",
+        )
+    }
+
+    fn abort(&mut self) {
+        let mut out = Vec::new();
+        self.x.abort(&mut out);
+        let _ = self.conn.write_some(&out);
+    }
+
+    /// Reads once (waiting when `block`) and hands every whole record to the handler.
+    fn receive(&mut self, block: bool) -> Result<(), CallError> {
+        if self.start == self.filled {
+            (self.start, self.filled) = (0, 0);
+        } else if self.filled + READ_LEN > self.buf.0.len() {
+            // What is left is part of one record (< 64 KiB + 264): move it to the front.
+            self.buf.0.copy_within(self.start..self.filled, 0);
+            (self.start, self.filled) = (0, self.filled - self.start);
+        }
+        let got = loop {
+            match self.conn.read_some(&mut self.buf.0[self.filled..]) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && block => self.wait_readable()?,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) => return Err(CallError::io(&self.x, &e, "reading the reply")),
+            }
+        };
+        self.filled += got;
+        if got == 0 {
+            let e = io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "backend closed the connection",
+            );
+            let mut err = CallError::io(&self.x, &e, "reading the reply");
+            if !self.x.output_seen() && self.conn.peer_still_reads() {
+                err.failure = Failure::HalfClosed;
+                err.what
+                    .push_str(" (it still reads: it drains what it will not answer)");
+            }
+            return Err(err);
+        }
+        self.dispatch()
+    }
+
+    /// Waits until the backend's socket is readable, watching the client meanwhile: its
+    /// descriptor when it has one (until it turned readable without the client being gone:
+    /// then, like without one, the client is asked every [`CLIENT_CHECK`]).
+    fn wait_readable(&mut self) -> Result<(), CallError> {
+        let deadline = Instant::now() + self.timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(self.timed_out());
+            }
+            let watch = if self.watch_client {
+                self.handler.watch_fd()
+            } else {
+                None
+            };
+            let slice = if !self.waited {
+                left.min(SILENT_BEFORE_HINT)
+            } else if watch.is_some() {
+                left
+            } else {
+                left.min(CLIENT_CHECK)
+            };
+            let (r, client) = wait(self.conn.fd(), PollFlags::POLLIN, watch, slice)
+                .map_err(|e| CallError::io(&self.x, &e, "poll"))?;
+            if !r.is_empty() {
+                return Ok(());
+            }
+            if !self.waited {
+                self.waited = true;
+                self.handler.about_to_wait();
+            }
+            if self.handler.client_gone() {
+                self.abort();
+                return Err(CallError::client(&self.x, "the client went away".into()));
+            }
+            if !client.is_empty() {
+                self.watch_client = false;
+            }
+        }
+    }
+
+    fn dispatch(&mut self) -> Result<(), CallError> {
+        let proto = |x: &Exchange, e: ReplyError| CallError {
+            failure: Failure::Other,
+            output_seen: x.output_seen(),
+            client_side: false,
+            timed_out: false,
+            what: format!("backend protocol error: {e}"),
+        };
+        while let Some((reply, used)) = self
+            .x
+            .next(&self.buf.0[self.start..self.filled])
+            .map_err(|e| proto(&self.x, e))?
+        {
+            let result = match reply {
+                Reply::Stdout(b) => self.handler.stdout(b),
+                Reply::Stderr(b) => {
+                    self.handler.stderr(b);
+                    Ok(())
+                }
+                Reply::End { app_status, status } => {
+                    self.end = Some(End {
+                        app_status,
+                        status,
+                        reusable: true,
+                    });
+                    Ok(())
+                }
+                Reply::Values(_) | Reply::Nothing => Ok(()),
+            };
+            self.start += used;
+            if let Err(e) = result {
+                self.abort();
+                return Err(CallError::client(
+                    &self.x,
+                    format!("writing the reply: {e}"),
+                ));
+            }
+        }
+        if let Some(end) = self.end.as_mut() {
+            end.reusable &= self.start == self.filled;
+        }
+        self.handler
+            .batch_end(self.end.is_some())
+            .map_err(|e| CallError::client(&self.x, format!("writing the reply: {e}")))
+    }
+}
+
+/// Asks a backend for its values (GET_VALUES) on `conn`, waiting at most `timeout`.
+pub fn query_values(
+    conn: &mut Conn,
+    timeout: Duration,
+) -> io::Result<super::exchange::BackendValues> {
+    let mut out = Vec::new();
+    super::exchange::get_values(&mut out);
+    conn.write_all(&out, timeout)?;
+    let mut x = Exchange::new(1, false);
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some((reply, _)) = x.next(&buf).map_err(io::Error::other)? {
+            return match reply {
+                Reply::Values(content) => {
+                    super::exchange::parse_values(content).map_err(io::Error::other)
+                }
+                _ => Err(io::Error::other("the backend does not answer GET_VALUES")),
+            };
+        }
+        if buf.len() > 70 * 1024 {
+            return Err(io::Error::other("GET_VALUES_RESULT too large"));
+        }
+        match conn.read_some(&mut chunk) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "backend closed the connection",
+                ));
+            }
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                let (r, _) = wait(conn.fd(), PollFlags::POLLIN, None, timeout)?;
+                if r.is_empty() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "no GET_VALUES_RESULT",
+                    ));
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
