@@ -40,6 +40,8 @@ enum Command {
     Fastcgi(FastCgiArgs),
     /// Run the app once on a request built from arguments and print the CGI response.
     Request(RequestArgs),
+    /// Serve the app over HTTP on a local port, for development (no web server needed).
+    Serve(crate::serve::ServeArgs),
 }
 
 /// Which app to serve.
@@ -216,6 +218,7 @@ fn dispatch(argv: Vec<OsString>, custom: Option<Arc<dyn App>>) -> anyhow::Result
     match cli.command {
         Some(Command::Cgi(_)) => Ok(crate::cgi::gateway::run(&*app)),
         Some(Command::Fastcgi(f)) => crate::fastcgi::server::run_cli(app, f.server),
+        Some(Command::Serve(s)) => crate::serve::run_cli(app, s),
         Some(Command::Request(r)) => {
             let req = LocalRequest {
                 method: r.method,

@@ -40,6 +40,7 @@ pub mod local;
 pub mod middleware;
 pub mod net;
 pub mod os;
+pub mod serve;
 
 use std::sync::Arc;
 

@@ -11,15 +11,18 @@ pub enum GatewayKind {
     FastCgi,
     /// `cgate request`: built from the command line for local testing.
     Local,
+    /// `cgate serve`: HTTP straight from a client.
+    Http,
 }
 
 impl GatewayKind {
-    /// The lower-case name used in diagnostics (`cgi`, `fastcgi`, `local`).
+    /// The lower-case name used in diagnostics (`cgi`, `fastcgi`, `local`, `http`).
     pub fn as_str(self) -> &'static str {
         match self {
             GatewayKind::Cgi => "cgi",
             GatewayKind::FastCgi => "fastcgi",
             GatewayKind::Local => "local",
+            GatewayKind::Http => "http",
         }
     }
 }
