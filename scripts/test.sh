@@ -16,6 +16,8 @@ have spawn-fcgi || need_packages+=(spawn-fcgi)
 have fcgiwrap || need_packages+=(fcgiwrap)
 have curl || need_packages+=(curl)
 have systemd-socket-activate || need_packages+=(systemd)
+# serve: the tests load the echo page in headless Chromium.
+have chromium || need_packages+=(chromium)
 
 if [ "${#need_packages[@]}" -gt 0 ]; then
     echo "== installing ${need_packages[*]}"
