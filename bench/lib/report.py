@@ -23,6 +23,7 @@ CPU_MAX_US = 10.0
 RSS_MAX_MIB = 6.0
 CGI_RUN_MAX_RATIO = 1.2
 POST_GROWTH_MAX_MIB = 16.0
+SERVE_MIN_X_STATIC = 0.5  # cgate serve straight from wrk, against nginx's own reply
 
 
 def read_kv(path):
@@ -245,6 +246,12 @@ def targets(rows, cgi, big):
         check("7", big["sha_ok"] and big["growth_mib"] <= POST_GROWTH_MAX_MIB,
               f"1 GiB POST sha256 {'right' if big['sha_ok'] else 'WRONG'}, cgate peak RSS growth "
               f"{big['growth_mib']:.1f} MiB (target <= {POST_GROWTH_MAX_MIB} MiB)")
+    r = rows.get("cgate-serve")
+    if not r or r.get("x_static") is None:
+        unknown("8", f"cgate serve req/s: cgate-serve {state('cgate-serve')}")
+    else:
+        check("8", r["x_static"] >= SERVE_MIN_X_STATIC,
+              f"cgate serve / nginx static req/s = {r['x_static']:.2f}x (target >= {SERVE_MIN_X_STATIC}x)")
     return lines
 
 

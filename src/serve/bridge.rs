@@ -1,81 +1,77 @@
-//! The request body between hyper (async) and the app (a blocking thread): chunks over a bounded channel.
+//! The request body as the app reads it: each read drives the connection until hyper has the next chunk.
 //!
-//! The pump task starts pulling the body only when the app first reads it, so hyper sends
-//! `100 Continue` only to a client whose body is wanted, and an app that answers without
-//! reading (a 401, a 413) never makes the client upload. Two chunks at most are in flight:
-//! a fast client waits for a slow app (TCP backpressure), memory stays flat.
+//! Nothing is read ahead: hyper pulls body bytes from the socket only while the app asks
+//! for them, so a fast client waits for a slow app (TCP backpressure) and memory stays
+//! flat; hyper sends `100 Continue` only on the first read, so an app that answers without
+//! reading (a 401, a 413) never makes the client upload.
 
+use std::cell::RefCell;
 use std::io::{self, Read};
 use std::pin::Pin;
 use std::time::Duration;
 
 use hyper::body::{Body as _, Bytes, Incoming};
-use tokio::sync::{mpsc, oneshot};
 
-/// Chunks queued between the pump and the app.
-const IN_FLIGHT: usize = 2;
+use super::driver::Driver;
 
-/// What the pump hands the app.
-enum Piece {
-    Data(Bytes),
-    End,
-    Failed(io::Error),
-}
-
-/// The app's side: a blocking `Read` over the chunks the pump sends.
-pub struct BodyReader {
-    rx: mpsc::Receiver<Piece>,
-    start: Option<oneshot::Sender<()>>,
+/// The app's side of a request body.
+pub struct BodyReader<'d> {
+    driver: &'d RefCell<Driver>,
+    body: Incoming,
+    timeout: Duration,
     current: Bytes,
     ended: bool,
 }
 
-/// Starts the pump for `body` on the current runtime and returns the app's reader. A
-/// single wait for the next chunk longer than `timeout` fails the body.
-pub fn spawn(body: Incoming, timeout: Duration) -> BodyReader {
-    let (tx, rx) = mpsc::channel(IN_FLIGHT);
-    let (start_tx, start_rx) = oneshot::channel();
-    tokio::spawn(pump(body, tx, start_rx, timeout));
-    BodyReader {
-        rx,
-        start: Some(start_tx),
-        current: Bytes::new(),
-        ended: false,
+impl<'d> BodyReader<'d> {
+    /// A reader of `body`; one wait for the next chunk longer than `timeout` fails it.
+    pub fn new(driver: &'d RefCell<Driver>, body: Incoming, timeout: Duration) -> Self {
+        BodyReader {
+            driver,
+            body,
+            timeout,
+            current: Bytes::new(),
+            ended: false,
+        }
+    }
+
+    /// Waits for the next data chunk; `None` at the end of the body.
+    fn next_chunk(&mut self) -> io::Result<Option<Bytes>> {
+        let body = &mut self.body;
+        let next = self
+            .driver
+            .borrow_mut()
+            .drive(Some(self.timeout), |cx, state| {
+                match Pin::new(&mut *body).poll_frame(cx) {
+                    // The body's end only counts while the connection lives: hyper may drop
+                    // its side of a cut body without an error.
+                    std::task::Poll::Ready(None) if state.ended => {
+                        std::task::Poll::Ready(Some(Err(aborted())))
+                    }
+                    std::task::Poll::Ready(None) => std::task::Poll::Ready(None),
+                    std::task::Poll::Ready(Some(frame)) => {
+                        std::task::Poll::Ready(Some(frame.map_err(|e| body_error(&e))))
+                    }
+                    std::task::Poll::Pending => std::task::Poll::Pending,
+                }
+            });
+        match next {
+            None => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no request body data for {}s", self.timeout.as_secs()),
+            )),
+            Some(None) => Ok(None),
+            Some(Some(Err(e))) => Err(e),
+            Some(Some(Ok(frame))) => Ok(Some(frame.into_data().unwrap_or_default())),
+        }
     }
 }
 
-async fn pump(
-    mut body: Incoming,
-    tx: mpsc::Sender<Piece>,
-    start: oneshot::Receiver<()>,
-    timeout: Duration,
-) {
-    if start.await.is_err() {
-        return; // the app ended without reading: hyper drains a little or closes
-    }
-    loop {
-        let next = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx));
-        let piece = tokio::select! {
-            () = tx.closed() => return,
-            r = tokio::time::timeout(timeout, next) => match r {
-                Err(_) => Piece::Failed(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("no request body data for {}s", timeout.as_secs()),
-                )),
-                Ok(None) => Piece::End,
-                Ok(Some(Err(e))) => Piece::Failed(body_error(&e)),
-                Ok(Some(Ok(frame))) => match frame.into_data() {
-                    Ok(d) if d.is_empty() => continue,
-                    Ok(d) => Piece::Data(d),
-                    Err(_trailers) => continue,
-                },
-            },
-        };
-        let last = !matches!(piece, Piece::Data(_));
-        if tx.send(piece).await.is_err() || last {
-            return;
-        }
-    }
+fn aborted() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::ConnectionAborted,
+        "request body: the connection is gone",
+    )
 }
 
 fn body_error(e: &hyper::Error) -> io::Error {
@@ -87,7 +83,7 @@ fn body_error(e: &hyper::Error) -> io::Error {
     io::Error::new(kind, format!("request body: {e}"))
 }
 
-impl Read for BodyReader {
+impl Read for BodyReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if buf.is_empty() {
             return Ok(0);
@@ -96,17 +92,9 @@ impl Read for BodyReader {
             if self.ended {
                 return Ok(0);
             }
-            if let Some(start) = self.start.take() {
-                let _ = start.send(());
-            }
-            match self.rx.blocking_recv() {
-                Some(Piece::Data(d)) => self.current = d,
-                Some(Piece::End) => self.ended = true,
-                Some(Piece::Failed(e)) => return Err(e),
-                None => {
-                    let why = "request body: the connection is gone";
-                    return Err(io::Error::new(io::ErrorKind::ConnectionAborted, why));
-                }
+            match self.next_chunk()? {
+                Some(d) => self.current = d,
+                None => self.ended = true,
             }
         }
         let n = buf.len().min(self.current.len());

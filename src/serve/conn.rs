@@ -1,23 +1,28 @@
-//! Connections and requests: hyper serves each connection; each request's app runs on a blocking thread.
+//! Connections and requests: a thread per connection drives hyper and runs each request's app inline.
 
-use std::convert::Infallible;
+use std::cell::{Cell, RefCell};
+use std::future::Future;
 use std::io::{self, Read};
 use std::net::SocketAddr;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::pin::Pin;
+use std::rc::Rc;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use hyper::body::{Body as _, Incoming};
 use hyper::server::conn::http1;
 use hyper::{Method, Request, Response, StatusCode};
-use tokio::net::TcpStream;
-use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot, watch};
+use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
 
+use super::bridge::BodyReader;
+use super::driver::Driver;
 use super::environ::{self, Peers};
 use super::io::{Stream, Timer};
 use super::log::AccessLog;
-use super::reply::{self, Gone, GoneGuard, HttpSink, ReplyBody};
-use super::{bridge, environ::BadRequest};
-use crate::gateway::{App, BodyLength, Input, run_app};
+use super::reply::{self, HttpSink, ReplyBody};
+use crate::gateway::{App, BodyLength, Environ, Input, run_app};
 
 /// What every connection shares.
 pub struct Shared {
@@ -48,38 +53,136 @@ impl Shared {
     }
 }
 
-/// Serves one connection until it ends, or until `stop` turns true: then the request in
-/// flight finishes and the connection closes (an idle one at once). `_alive` and `_slot`
-/// are held for the connection's lifetime (shutdown waits for the first; the second counts
-/// against `--max-conns`).
-pub async fn serve(
-    tcp: TcpStream,
-    remote: SocketAddr,
-    shared: Arc<Shared>,
-    mut stop: watch::Receiver<bool>,
-    _alive: mpsc::Sender<()>,
-    _slot: OwnedSemaphorePermit,
-) {
-    let Ok(local) = tcp.local_addr() else { return };
-    let _ = tcp.set_nodelay(true);
-    let peers = Peers { local, remote };
-    let io = Stream::new(tcp, shared.io_timeout);
-    let svc_shared = shared.clone();
-    let service = hyper::service::service_fn(move |req| handle(req, svc_shared.clone(), peers));
-    let conn = shared.http.serve_connection(io, service);
-    tokio::pin!(conn);
-    let stopping = *stop.borrow_and_update();
-    if stopping {
-        conn.as_mut().graceful_shutdown();
-    }
-    tokio::select! {
-        _ = conn.as_mut() => return,
-        _ = stop.changed(), if !stopping => conn.as_mut().graceful_shutdown(),
-    }
-    let _ = conn.await;
+/// The response slot of one request, shared by hyper's service future and the app's sink.
+#[derive(Clone, Default)]
+pub struct Answer(Rc<Slot>);
+
+#[derive(Default)]
+struct Slot {
+    response: RefCell<Option<Response<ReplyBody>>>,
+    given: Cell<bool>,
 }
 
-/// The body's length as the app sees it, or the answer to give instead of running the app.
+impl Answer {
+    /// Gives hyper the response (once).
+    pub fn set(&self, r: Response<ReplyBody>) {
+        self.0.given.set(true);
+        *self.0.response.borrow_mut() = Some(r);
+    }
+
+    /// `true` once a response was given.
+    pub fn is_set(&self) -> bool {
+        self.0.given.get()
+    }
+
+    /// `true` once hyper has taken the response given.
+    pub fn taken(&self) -> bool {
+        self.0.given.get() && self.0.response.borrow().is_none()
+    }
+}
+
+/// hyper's future for one request: ready once the app (or the gateway) answered. No waker
+/// is kept: the answer is set on this thread, which then drives the connection, and hyper
+/// polls the request in flight on every turn.
+pub struct Pending(Answer);
+
+impl Future for Pending {
+    type Output = Result<Response<ReplyBody>, std::convert::Infallible>;
+
+    fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.0.0.response.borrow_mut().take() {
+            Some(r) => Poll::Ready(Ok(r)),
+            None => Poll::Pending,
+        }
+    }
+}
+
+type Inbox = Rc<RefCell<Option<(Request<Incoming>, Answer)>>>;
+
+/// The service hyper calls per request: it parks the request for the connection's loop.
+pub struct Service {
+    inbox: Inbox,
+}
+
+impl hyper::service::Service<Request<Incoming>> for Service {
+    type Response = Response<ReplyBody>;
+    type Error = std::convert::Infallible;
+    type Future = Pending;
+
+    fn call(&self, req: Request<Incoming>) -> Pending {
+        let answer = Answer::default();
+        *self.inbox.borrow_mut() = Some((req, answer.clone()));
+        Pending(answer)
+    }
+}
+
+/// Serves one accepted connection on a thread of its own until it ends, or until `stop`
+/// turns true (then the request in flight finishes and the connection closes, an idle one
+/// at once). `alive` and `slot` are held until the thread ends.
+pub fn spawn(
+    tcp: std::net::TcpStream,
+    remote: SocketAddr,
+    shared: Arc<Shared>,
+    stop: watch::Receiver<bool>,
+    alive: mpsc::Sender<()>,
+    slot: OwnedSemaphorePermit,
+) -> io::Result<()> {
+    std::thread::Builder::new()
+        .name("cgate-conn".into())
+        .spawn(move || {
+            let _held = (alive, slot);
+            if let Err(e) = connection(tcp, remote, &shared, stop) {
+                eprintln!("cgate: connection from {remote}: {e}");
+            }
+        })
+        .map(drop)
+}
+
+fn connection(
+    tcp: std::net::TcpStream,
+    remote: SocketAddr,
+    shared: &Shared,
+    stop: watch::Receiver<bool>,
+) -> io::Result<()> {
+    let peers = Peers {
+        local: tcp.local_addr()?,
+        remote,
+    };
+    tcp.set_nodelay(true)?;
+    tcp.set_nonblocking(true)?;
+    let watch = OwnedFd::from(tcp.try_clone()?);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()?;
+    let tcp = {
+        let _in_runtime = rt.enter();
+        tokio::net::TcpStream::from_std(tcp)?
+    };
+    let blocked = Rc::new(Cell::new(false));
+    let inbox = Inbox::default();
+    let io = Stream::new(tcp, shared.io_timeout, blocked.clone());
+    let service = Service {
+        inbox: inbox.clone(),
+    };
+    let conn = shared.http.serve_connection(io, service);
+    let driver = RefCell::new(Driver::new(rt, conn, stop, blocked));
+    loop {
+        let next = driver
+            .borrow_mut()
+            .drive(None, |_, state| match inbox.borrow_mut().take() {
+                Some(p) => Poll::Ready(Some(p)),
+                None if state.ended => Poll::Ready(None),
+                None => Poll::Pending,
+            });
+        let Some(Some((req, answer))) = next else {
+            return Ok(());
+        };
+        handle(req, &answer, &driver, shared, peers, watch.as_fd());
+    }
+}
+
+/// The body's length as the app sees it, or the declared size refused.
 fn body_length(body: &Incoming, has_length_header: bool, max: u64) -> Result<BodyLength, u64> {
     match body.size_hint().exact() {
         Some(n) if n > max => Err(n),
@@ -88,11 +191,15 @@ fn body_length(body: &Incoming, has_length_header: bool, max: u64) -> Result<Bod
     }
 }
 
-async fn handle(
+/// Answers one request: the gateway's own 400/413, or the app, run here and now.
+fn handle(
     req: Request<Incoming>,
-    shared: Arc<Shared>,
+    answer: &Answer,
+    driver: &RefCell<Driver>,
+    shared: &Shared,
     peers: Peers,
-) -> Result<Response<ReplyBody>, Infallible> {
+    watch: BorrowedFd<'_>,
+) {
     let started = Instant::now();
     let (parts, body) = req.into_parts();
     let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
@@ -105,7 +212,7 @@ async fn handle(
                 "request body of {n} bytes is over the {}-byte limit\n",
                 shared.max_body
             );
-            return Ok(reply::plain(StatusCode::PAYLOAD_TOO_LARGE, &why, log));
+            return answer.set(reply::plain(StatusCode::PAYLOAD_TOO_LARGE, &why, log));
         }
     };
     let declared = match length {
@@ -114,38 +221,31 @@ async fn handle(
     };
     let env = match environ::build(&parts, peers, declared) {
         Ok(env) => env,
-        Err(e) => return Ok(bad_request(&e, log)),
+        Err(e) => {
+            let text = format!("Bad Request: {e}\n");
+            return answer.set(reply::plain(StatusCode::BAD_REQUEST, &text, log));
+        }
     };
     let reader = match length {
         BodyLength::Exact(0) => None,
-        _ => Some(bridge::spawn(body, shared.io_timeout)),
+        _ => Some(BodyReader::new(driver, body, shared.io_timeout)),
     };
-    let gone = Arc::new(Gone::default());
-    let (start_tx, start_rx) = oneshot::channel();
-    let sink = HttpSink::new(start_tx, parts.method == Method::HEAD, gone.clone());
-    let app = shared.app.clone();
-    tokio::task::spawn_blocking(move || run(&*app, env, reader, length, sink));
-    let guard = GoneGuard(gone);
-    Ok(match start_rx.await {
-        Ok(start) => reply::response(start, guard, log),
-        Err(_) => {
-            let text = "Internal Server Error\n";
-            reply::plain(StatusCode::INTERNAL_SERVER_ERROR, text, log)
-        }
-    })
+    let head_only = parts.method == Method::HEAD;
+    let mut sink = HttpSink::new(driver, answer.clone(), log, head_only, watch);
+    run(&*shared.app, env, reader, length, &mut sink);
+    if let (false, Some(log)) = (answer.is_set(), sink.into_log()) {
+        let text = "Internal Server Error\n";
+        answer.set(reply::plain(StatusCode::INTERNAL_SERVER_ERROR, text, log));
+    }
 }
 
-fn bad_request(e: &BadRequest, log: AccessLog) -> Response<ReplyBody> {
-    reply::plain(StatusCode::BAD_REQUEST, &format!("Bad Request: {e}\n"), log)
-}
-
-/// Runs the app for one request on the current (blocking) thread.
+/// Runs the app for one request on this thread.
 fn run(
     app: &dyn App,
-    env: crate::gateway::Environ,
-    reader: Option<bridge::BodyReader>,
+    env: Environ,
+    reader: Option<BodyReader<'_>>,
     length: BodyLength,
-    mut sink: HttpSink,
+    sink: &mut HttpSink<'_>,
 ) {
     let mut empty = io::empty();
     let mut reader = reader;
@@ -156,5 +256,5 @@ fn run(
     let input = Input::new(source, length);
     let mut errors = io::stderr();
     let mut req = crate::gateway::Request::new(env, input, &mut errors);
-    run_app(app, &mut req, &mut sink);
+    run_app(app, &mut req, sink);
 }

@@ -1,8 +1,10 @@
 //! The glue hyper needs from the runtime: a TCP stream with hyper's I/O traits (and a write deadline), and a timer.
 
+use std::cell::Cell;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::rc::Rc;
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
@@ -10,28 +12,31 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 /// Bytes read from the socket per call (copied into hyper's buffer).
-const READ_CHUNK: usize = 16 * 1024;
+const READ_CHUNK: usize = 64 * 1024;
 
 /// A client connection as hyper reads and writes it.
 ///
 /// Reads go through a small buffer of our own (one copy, no uninitialised memory). A write
 /// that cannot make progress for `write_timeout` (a client that stopped reading) fails with
-/// `TimedOut`, which ends the connection and so the request's response.
+/// `TimedOut`, which ends the connection and so the request's response. `blocked` tells
+/// whether the last write is waiting for room on the socket.
 pub struct Stream {
     tcp: TcpStream,
     buf: Box<[u8]>,
     write_timeout: Duration,
     stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+    blocked: Rc<Cell<bool>>,
 }
 
 impl Stream {
-    /// Wraps an accepted connection.
-    pub fn new(tcp: TcpStream, write_timeout: Duration) -> Stream {
+    /// Wraps an accepted connection; `blocked` is set while a write waits on the socket.
+    pub fn new(tcp: TcpStream, write_timeout: Duration, blocked: Rc<Cell<bool>>) -> Stream {
         Stream {
             tcp,
             buf: vec![0; READ_CHUNK].into_boxed_slice(),
             write_timeout,
             stalled: None,
+            blocked,
         }
     }
 
@@ -51,8 +56,12 @@ impl Stream {
 
     fn wrote<T>(&mut self, cx: &mut Context<'_>, r: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
         match r {
-            Poll::Pending => self.pending_write(cx),
+            Poll::Pending => {
+                self.blocked.set(true);
+                self.pending_write(cx)
+            }
             ready => {
+                self.blocked.set(false);
                 self.stalled = None;
                 ready
             }

@@ -5,8 +5,8 @@
 //! the response; ` cut` follows when the response did not end cleanly (the app failed after
 //! it started, or the client went away).
 
-use std::io::Write;
 use std::net::IpAddr;
+use std::os::fd::AsFd;
 use std::time::Instant;
 
 /// One request's log line, printed on drop.
@@ -54,8 +54,9 @@ impl Drop for AccessLog {
     fn drop(&mut self) {
         let mut line = self.line();
         line.push('\n');
-        // One write per line, so lines of concurrent requests never interleave.
-        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+        // One write(2) per line, without std's stderr lock (connection threads would queue
+        // on it): lines of concurrent requests never interleave.
+        let _ = nix::unistd::write(std::io::stderr().as_fd(), line.as_bytes());
     }
 }
 

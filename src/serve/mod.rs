@@ -1,13 +1,17 @@
 //! `cgate serve`: the app on a local HTTP/1.1 port, for development (hyper on a tokio runtime).
 //!
-//! One runtime thread runs hyper's connections; each request's app runs on a blocking
-//! thread of tokio's pool (at most one per connection), fed by [`bridge`] (the request
-//! body) and writing to [`reply::HttpSink`] (the response), through the same driver as the
-//! other gateways. The environ is the one nginx's `fastcgi_params` give ([`mod@environ`]).
-//! Nothing of this runs unless `serve` is the command: a CGI run only links it.
+//! The main thread accepts connections and handles signals; each connection gets a thread
+//! with a single-threaded runtime of its own ([`driver`]), which runs hyper and, for each
+//! request, the app itself, inline: the app reads [`bridge::BodyReader`] and writes to
+//! [`reply::HttpSink`], through the same driver as the other gateways, and the connection is
+//! driven whenever the app needs I/O. A slow or blocking app holds only its own connection;
+//! a quick one costs no hand-off between threads. The environ is the one nginx's
+//! `fastcgi_params` give ([`mod@environ`]). Nothing of this runs unless `serve` is the
+//! command: a CGI run only links it.
 
 pub mod bridge;
 pub mod conn;
+pub mod driver;
 pub mod environ;
 pub mod io;
 pub mod log;
@@ -34,7 +38,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080", value_parser = parse_listen)]
     pub listen: SocketAddr,
     /// Most connections open at once; more are closed on arrival (default 1024). Each
-    /// connection runs at most one request at a time, on a thread of its own.
+    /// connection has a thread of its own, which runs its requests one at a time.
     #[arg(long, value_name = "N", default_value_t = 1024)]
     pub max_conns: usize,
     /// Most body bytes of one request (default 1 GiB): a larger Content-Length gets 413, a
@@ -81,8 +85,6 @@ pub fn run_cli(app: Arc<dyn App>, args: ServeArgs) -> anyhow::Result<i32> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .enable_time()
-        .max_blocking_threads(max_conns)
-        .thread_name("cgate-serve")
         .build()
         .context("cannot start the HTTP runtime")?;
     if !addr.ip().is_loopback() {
@@ -129,8 +131,12 @@ async fn serve(
                     let Ok(slot) = slots.clone().try_acquire_owned() else {
                         continue; // over --max-conns: closed on arrival
                     };
-                    let c = conn::serve(tcp, remote, shared.clone(), stop_rx.clone(), alive_tx.clone(), slot);
-                    tokio::spawn(c);
+                    let started = tcp.into_std().and_then(|tcp| {
+                        conn::spawn(tcp, remote, shared.clone(), stop_rx.clone(), alive_tx.clone(), slot)
+                    });
+                    if let Err(e) = started {
+                        eprintln!("cgate: connection from {remote}: {e}");
+                    }
                 }
                 Err(e) => {
                     eprintln!("cgate: accept: {e}");

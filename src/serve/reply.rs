@@ -1,39 +1,32 @@
-//! The response between the app (a blocking thread) and hyper: the gateway [`Sink`], hyper's body, the head's conversion.
+//! The response: the gateway [`Sink`] the app writes to, hyper's body, and the head's conversion.
 //!
-//! The sink queues the head and body bytes until the app flushes or finishes: a response
-//! the app completes without flushing (a `Body::Full`) crosses to hyper in one message and
-//! leaves with a Content-Length; otherwise the head and each flushed chunk cross as they
-//! come, over a bounded channel (a slow client holds the app back instead of filling
-//! memory), and hyper sends them chunked unless the app declared a Content-Length. A cut
-//! response ends the connection without the final chunk, so the client sees it truncated.
+//! The sink holds the head and body bytes until the app flushes or finishes. A response
+//! the app completes without flushing (a `Body::Full`) goes to hyper whole and leaves with
+//! its Content-Length; otherwise each flush hands hyper the bytes and drives the connection
+//! until they are written (a slow client holds the app back instead of filling memory),
+//! and hyper sends them chunked unless the app declared a Content-Length. A cut response
+//! ends the connection without the final chunk, so the client sees it truncated.
 
+use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::rc::Rc;
 use std::task::{Context, Poll};
 
 use hyper::body::{Body, Bytes, Frame};
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Response, StatusCode};
-use tokio::sync::{mpsc, oneshot};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
+use super::conn::Answer;
+use super::driver::Driver;
 use super::log::AccessLog;
 use crate::gateway::{Head, Sink};
 
-/// Flushed chunks queued between the app and hyper.
-const IN_FLIGHT: usize = 4;
-
 /// Body bytes the sink holds before it passes them on without being asked to.
 const HOLD: usize = 64 * 1024;
-
-/// What the app's side hands hyper first.
-pub struct Start {
-    head: Head,
-    first: Bytes,
-    rest: Option<mpsc::Receiver<Chunk>>,
-}
 
 enum Chunk {
     Data(Bytes),
@@ -41,104 +34,110 @@ enum Chunk {
     Cut,
 }
 
-/// Whether the client is gone, shared by the request's async side and the app's thread.
-#[derive(Debug, Default)]
-pub struct Gone {
-    flag: AtomicBool,
-    wake: Mutex<Option<OwnedFd>>,
-}
-
-impl Gone {
-    /// Marks the client gone and closes the write end of the watch pipe, if one was made.
-    fn set(&self) {
-        self.flag.store(true, Ordering::SeqCst);
-        let w = self.wake.lock().map(|mut w| w.take());
-        drop(w);
-    }
-}
-
-/// Held by the request's async side for as long as the client can still get the response;
-/// dropping it (the response was sent, or hyper dropped the request because the
-/// connection ended) marks the client gone.
-pub struct GoneGuard(pub Arc<Gone>);
-
-impl Drop for GoneGuard {
-    fn drop(&mut self) {
-        self.0.set();
-    }
-}
+/// Chunks on their way from the sink to hyper (same thread).
+type Queue = Rc<RefCell<VecDeque<Chunk>>>;
 
 /// The gateway sink of one HTTP request.
-pub struct HttpSink {
-    start: Option<oneshot::Sender<Start>>,
+pub struct HttpSink<'d> {
+    driver: &'d RefCell<Driver>,
+    answer: Answer,
+    log: Option<AccessLog>,
     head: Option<Head>,
     buf: Vec<u8>,
-    tx: Option<mpsc::Sender<Chunk>>,
+    queue: Option<Queue>,
     head_only: bool,
-    gone: Arc<Gone>,
-    watch: OnceLock<Option<OwnedFd>>,
+    watch: BorrowedFd<'d>,
+    watching: bool,
 }
 
 fn gone_error() -> io::Error {
     io::Error::new(io::ErrorKind::BrokenPipe, "the client is gone")
 }
 
-impl HttpSink {
-    /// A sink handing its response to `start`; `head_only` (a HEAD request) drops the body.
-    pub fn new(start: oneshot::Sender<Start>, head_only: bool, gone: Arc<Gone>) -> HttpSink {
+impl<'d> HttpSink<'d> {
+    /// A sink answering through `answer`; `head_only` (a HEAD request) drops the body;
+    /// `watch` is the connection's socket (readable when the client may have gone).
+    pub fn new(
+        driver: &'d RefCell<Driver>,
+        answer: Answer,
+        log: AccessLog,
+        head_only: bool,
+        watch: BorrowedFd<'d>,
+    ) -> HttpSink<'d> {
         HttpSink {
-            start: Some(start),
+            driver,
+            answer,
+            log: Some(log),
             head: None,
             buf: Vec::new(),
-            tx: None,
+            queue: None,
             head_only,
-            gone,
-            watch: OnceLock::new(),
+            watch,
+            watching: true,
         }
     }
 
-    /// Passes the head (if still here) and the held bytes on; `last` ends the response.
+    /// Hands the head (if still here) and the held bytes to hyper; `last` ends the response.
+    /// Unless `last`, drives the connection until hyper has written them.
     fn pass_on(&mut self, last: bool) -> io::Result<()> {
-        let first = Bytes::from(std::mem::take(&mut self.buf));
-        if let Some(start) = self.start.take() {
-            let head = self
-                .head
-                .take()
-                .ok_or_else(|| io::Error::other("body before head"))?;
-            let rest = if last {
-                None
-            } else {
-                let (tx, rx) = mpsc::channel(IN_FLIGHT);
-                self.tx = Some(tx);
-                Some(rx)
-            };
-            return start
-                .send(Start { head, first, rest })
-                .map_err(|_| gone_error());
+        if self.driver.borrow().ended() {
+            return Err(gone_error());
         }
-        let tx = self.tx.as_ref().ok_or_else(gone_error)?;
-        if !first.is_empty() {
-            tx.blocking_send(Chunk::Data(first))
-                .map_err(|_| gone_error())?;
+        let bytes = Bytes::from(std::mem::take(&mut self.buf));
+        match (&self.queue, self.head.take()) {
+            (None, Some(head)) => {
+                let queue = (!last).then(Queue::default);
+                let log = self
+                    .log
+                    .take()
+                    .ok_or_else(|| io::Error::other("answered twice"))?;
+                self.answer.set(response(head, bytes, queue.clone(), log));
+                self.queue = queue;
+            }
+            (Some(q), _) => {
+                let mut q = q.borrow_mut();
+                if !bytes.is_empty() {
+                    q.push_back(Chunk::Data(bytes));
+                }
+                if last {
+                    q.push_back(Chunk::End);
+                }
+            }
+            (None, None) => return Err(io::Error::other("body before head")),
         }
         if last {
-            tx.blocking_send(Chunk::End).map_err(|_| gone_error())?;
-            self.tx = None;
+            return Ok(()); // the connection loop writes it after the app returns
         }
-        Ok(())
+        let (queue, answer) = (&self.queue, &self.answer);
+        let done = self.driver.borrow_mut().drive(None, |_, state| {
+            // Drained when hyper took every chunk, or dropped the body (a HEAD reply, or
+            // the declared length reached): nothing more of it goes out.
+            let drained = queue
+                .as_ref()
+                .is_none_or(|q| q.borrow().is_empty() || Rc::strong_count(q) == 1);
+            if state.ended {
+                Poll::Ready(false)
+            } else if drained && answer.taken() && state.written {
+                Poll::Ready(true)
+            } else {
+                Poll::Pending
+            }
+        });
+        if done == Some(true) {
+            Ok(())
+        } else {
+            Err(gone_error())
+        }
     }
 }
 
-impl Sink for HttpSink {
+impl Sink for HttpSink<'_> {
     fn send_head(&mut self, head: &Head) -> io::Result<()> {
         self.head = Some(head.clone());
         Ok(())
     }
 
     fn send_body(&mut self, chunk: &[u8]) -> io::Result<()> {
-        if self.gone.flag.load(Ordering::Relaxed) {
-            return Err(gone_error());
-        }
         if self.head_only {
             return Ok(());
         }
@@ -150,7 +149,7 @@ impl Sink for HttpSink {
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        if self.buf.is_empty() && self.start.is_none() {
+        if self.buf.is_empty() && self.head.is_none() {
             return Ok(());
         }
         self.pass_on(false)
@@ -161,61 +160,51 @@ impl Sink for HttpSink {
     }
 
     fn abort(&mut self) {
-        if self.start.is_some() {
-            if self.head.is_none() {
-                return; // nothing was started: dropping the sender makes hyper answer 500
-            }
-            if self.pass_on(false).is_err() {
-                return;
-            }
+        if self.queue.is_none() && self.head.is_some() && self.pass_on(false).is_err() {
+            return;
         }
-        if let Some(tx) = self.tx.take() {
-            let _ = tx.blocking_send(Chunk::Cut);
+        if let Some(q) = &self.queue {
+            q.borrow_mut().push_back(Chunk::Cut);
         }
     }
 
     fn client_gone(&mut self) -> bool {
-        self.gone.flag.load(Ordering::SeqCst)
+        let state = self.driver.borrow_mut().poll_now();
+        if state.ended {
+            return true;
+        }
+        // Still readable after hyper's turn: hyper holds bytes it will not take now (the
+        // next pipelined request); stop offering the socket, or a poller would spin.
+        let mut fds = [PollFd::new(self.watch, PollFlags::POLLIN)];
+        if poll(&mut fds, PollTimeout::ZERO).is_ok_and(|n| n > 0) {
+            self.watching = false;
+        }
+        false
     }
 
     fn watch_fd(&self) -> Option<BorrowedFd<'_>> {
-        let read = self.watch.get_or_init(|| {
-            let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ok()?;
-            let mut slot = self.gone.wake.lock().ok()?;
-            if !self.gone.flag.load(Ordering::SeqCst) {
-                *slot = Some(w); // closed by Gone::set: the read end then reports EOF
-            }
-            Some(r)
-        });
-        read.as_ref().map(AsFd::as_fd)
+        self.watching.then(|| self.watch.as_fd())
+    }
+}
+
+impl HttpSink<'_> {
+    /// The access-log line, unless a response took it (the app never started one).
+    pub fn into_log(mut self) -> Option<AccessLog> {
+        self.log.take()
     }
 }
 
 /// hyper's view of a response body: the first bytes, then the app's chunks.
 pub struct ReplyBody {
     first: Bytes,
-    rest: Option<mpsc::Receiver<Chunk>>,
+    rest: Option<Queue>,
     cut: bool,
     log: AccessLog,
-    _guard: Option<GoneGuard>,
 }
 
 impl Drop for ReplyBody {
     fn drop(&mut self) {
         self.log.complete = !self.cut && self.first.is_empty() && self.rest.is_none();
-    }
-}
-
-impl ReplyBody {
-    /// A complete body (answers the gateway gives itself, e.g. a 400).
-    pub fn full(bytes: impl Into<Bytes>, log: AccessLog) -> ReplyBody {
-        ReplyBody {
-            first: bytes.into(),
-            rest: None,
-            cut: false,
-            log,
-            _guard: None,
-        }
     }
 }
 
@@ -225,27 +214,29 @@ impl Body for ReplyBody {
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
+        _cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        // No waker is needed: the queue is filled on this thread, which then drives the
+        // connection, and hyper polls its body on every turn.
         let this = &mut *self;
         let data = if !this.first.is_empty() {
             std::mem::take(&mut this.first)
         } else {
-            let Some(rx) = this.rest.as_mut() else {
+            let Some(q) = this.rest.as_ref() else {
                 return Poll::Ready(None);
             };
-            match rx.poll_recv(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Some(Chunk::Data(d))) => d,
-                Poll::Ready(Some(Chunk::End)) => {
+            let next = q.borrow_mut().pop_front();
+            match next {
+                None => return Poll::Pending,
+                Some(Chunk::Data(d)) => d,
+                Some(Chunk::End) => {
                     this.rest = None;
                     return Poll::Ready(None);
                 }
-                Poll::Ready(Some(Chunk::Cut) | None) => {
+                Some(Chunk::Cut) => {
                     this.rest = None;
                     this.cut = true;
-                    let cut = io::Error::other("the app's response was cut");
-                    return Poll::Ready(Some(Err(cut)));
+                    return Poll::Ready(Some(Err(io::Error::other("the app's response was cut"))));
                 }
             }
         };
@@ -259,12 +250,12 @@ impl Body for ReplyBody {
 }
 
 /// The hyper response for what the app started.
-pub fn response(start: Start, guard: GoneGuard, mut log: AccessLog) -> Response<ReplyBody> {
-    let Start {
-        mut head,
-        first,
-        rest,
-    } = start;
+fn response(
+    mut head: Head,
+    first: Bytes,
+    rest: Option<Queue>,
+    mut log: AccessLog,
+) -> Response<ReplyBody> {
     if head.get("content-length").is_some() && head.content_length().is_none() {
         eprintln!("cgate: the app's Content-Length is malformed or repeated: dropped");
         head.remove("content-length");
@@ -285,7 +276,6 @@ pub fn response(start: Start, guard: GoneGuard, mut log: AccessLog) -> Response<
         rest,
         cut: false,
         log,
-        _guard: Some(guard),
     };
     let mut resp = Response::new(body);
     *resp.status_mut() = status;
@@ -317,7 +307,13 @@ pub fn response(start: Start, guard: GoneGuard, mut log: AccessLog) -> Response<
 pub fn plain(status: StatusCode, text: &str, mut log: AccessLog) -> Response<ReplyBody> {
     log.status = status.as_u16();
     let len = text.len();
-    let mut resp = Response::new(ReplyBody::full(text.to_owned(), log));
+    let body = ReplyBody {
+        first: Bytes::from(text.to_owned()),
+        rest: None,
+        cut: false,
+        log,
+    };
+    let mut resp = Response::new(body);
     *resp.status_mut() = status;
     let h = resp.headers_mut();
     h.insert(
