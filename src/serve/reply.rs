@@ -91,7 +91,14 @@ impl<'d> HttpSink<'d> {
                     .log
                     .take()
                     .ok_or_else(|| io::Error::other("answered twice"))?;
-                self.answer.set(response(head, bytes, queue.clone(), log));
+                let body = ReplyBody {
+                    first: bytes,
+                    rest: queue.clone(),
+                    cut: false,
+                    head_only: self.head_only,
+                    log,
+                };
+                self.answer.set(response(head, body));
                 self.queue = queue;
             }
             (Some(q), _) => {
@@ -199,12 +206,15 @@ pub struct ReplyBody {
     first: Bytes,
     rest: Option<Queue>,
     cut: bool,
+    /// A HEAD reply: hyper drops the body unread, which is its clean end.
+    head_only: bool,
     log: AccessLog,
 }
 
 impl Drop for ReplyBody {
     fn drop(&mut self) {
-        self.log.complete = !self.cut && self.first.is_empty() && self.rest.is_none();
+        let sent = self.first.is_empty() && self.rest.is_none();
+        self.log.complete = !self.cut && (sent || self.head_only);
     }
 }
 
@@ -250,12 +260,7 @@ impl Body for ReplyBody {
 }
 
 /// The hyper response for what the app started.
-fn response(
-    mut head: Head,
-    first: Bytes,
-    rest: Option<Queue>,
-    mut log: AccessLog,
-) -> Response<ReplyBody> {
+fn response(mut head: Head, mut body: ReplyBody) -> Response<ReplyBody> {
     if head.get("content-length").is_some() && head.content_length().is_none() {
         eprintln!("cgate: the app's Content-Length is malformed or repeated: dropped");
         head.remove("content-length");
@@ -270,13 +275,7 @@ fn response(
             StatusCode::BAD_GATEWAY
         }
     };
-    log.status = status.as_u16();
-    let body = ReplyBody {
-        first,
-        rest,
-        cut: false,
-        log,
-    };
+    body.log.status = status.as_u16();
     let mut resp = Response::new(body);
     *resp.status_mut() = status;
     let reason = head.status().get(4..).unwrap_or("");
@@ -311,6 +310,7 @@ pub fn plain(status: StatusCode, text: &str, mut log: AccessLog) -> Response<Rep
         first: Bytes::from(text.to_owned()),
         rest: None,
         cut: false,
+        head_only: false,
         log,
     };
     let mut resp = Response::new(body);

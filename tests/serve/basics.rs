@@ -97,6 +97,22 @@ fn head_gives_the_get_head_without_a_body() {
     let out = curl(&["-sI", &s.url("/")]);
     let (head, _) = without_date(&out);
     assert_eq!(head, format!("{HELLO_HEAD}\r\n"));
+
+    // A streamed reply (gzip) to HEAD: the head only, and the log line says it ended well.
+    let g = Serve::start(&["--app", "hello", "--gzip"]);
+    let gz = [("Accept-Encoding", "gzip")];
+    let get = request("GET", g.port, "/", &gz, b"");
+    assert_eq!(get.header("content-encoding"), Some("gzip"));
+    let head = request("HEAD", g.port, "/", &gz, b"");
+    assert_eq!(head.status, 200);
+    assert!(head.body.is_empty());
+    g.wait_log("127.0.0.1 HEAD / 200 0 ");
+    let log = g.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains(" HEAD "))
+        .expect("HEAD line");
+    assert!(line.ends_with("ms"), "{line}");
 }
 
 #[test]
