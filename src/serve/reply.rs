@@ -323,3 +323,56 @@ pub fn plain(status: StatusCode, text: &str, mut log: AccessLog) -> Response<Rep
     h.insert(hyper::header::CONTENT_LENGTH, HeaderValue::from(len));
     resp
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Converts a head and hands the response to `check`; the response is then leaked, so
+    /// its access-log line is not printed in the middle of the test output.
+    fn convert(status: &str, headers: &[(&str, &str)], check: impl FnOnce(&Response<ReplyBody>)) {
+        let head = Head::new(status, headers.iter().copied()).expect("valid head");
+        let log = AccessLog::new([127, 0, 0, 1].into(), "GET", "/", std::time::Instant::now());
+        let body = ReplyBody {
+            first: Bytes::from_static(b"hi"),
+            rest: None,
+            cut: false,
+            head_only: false,
+            log,
+        };
+        let r = response(head, body);
+        check(&r);
+        std::mem::forget(r);
+    }
+
+    #[test]
+    fn status_reason_and_headers_cross_over() {
+        let h = [("Content-Type", "text/plain"), ("X-A", "1"), ("X-A", "2")];
+        convert("200 OK", &h, |r| {
+            assert_eq!(r.status(), StatusCode::OK);
+            assert!(r.extensions().get::<hyper::ext::ReasonPhrase>().is_none());
+            let xa: Vec<_> = r.headers().get_all("x-a").iter().collect();
+            assert_eq!(xa, ["1", "2"]);
+        });
+        convert("404 No Such Thing", &[], |r| {
+            assert_eq!(r.status(), StatusCode::NOT_FOUND);
+            let reason = r.extensions().get::<hyper::ext::ReasonPhrase>();
+            assert_eq!(reason.map(|p| p.as_bytes()), Some(&b"No Such Thing"[..]));
+        });
+    }
+
+    #[test]
+    fn unsendable_heads_are_made_safe() {
+        let no_length =
+            |r: &Response<ReplyBody>| assert!(r.headers().get("content-length").is_none());
+        convert("200 OK", &[("Content-Length", "12abc")], no_length);
+        convert(
+            "200 OK",
+            &[("Content-Length", "2"), ("Content-Length", "3")],
+            no_length,
+        );
+        convert("100 Continue", &[], |r| {
+            assert_eq!(r.status(), StatusCode::BAD_GATEWAY)
+        });
+    }
+}
