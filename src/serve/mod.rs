@@ -102,6 +102,7 @@ pub fn run_cli(app: Arc<dyn App>, args: ServeArgs) -> anyhow::Result<i32> {
         Ok::<i32, anyhow::Error>(serve(listener, shared, max_conns, grace).await)
     })?;
     runtime.shutdown_timeout(Duration::from_secs(1));
+    log::flush();
     Ok(code)
 }
 
