@@ -96,6 +96,8 @@ register_rows() {
   local php="$T/www/hello.php" none="$T/www/none" cgi="$T/cgi-bin/hello" k=$PROCS_KA p=$PROCS
   local len="len:$BYTES_LEN" kib=$((BYTES_LEN / 1024))
   add_row nginx-static       static ""          ""            0  0 "$none" hello ""       "nginx return 200"
+  # serve row: wrk straight at `cgate serve` (no nginx in front), beside nginx's own reply.
+  add_row cgate-serve        http   start_serve "$CGATE_HELLO_APP" 1 0 "$none" hello serve "cgate serve --app $CGATE_HELLO_APP, no nginx"
   add_row cgate-ka           fcgi start_cgate   "$CGATE_HELLO_APP" 1 1 "$none" hello hello-ka "cgate --app $CGATE_HELLO_APP"
   add_row cgate-fwd-ka       fcgi start_cgate_fwd "$CGATE_FWD_APP" 1 1 "$none" hello fwd-ka "cgate $CGATE_FWD_FLAGS --app $CGATE_FWD_APP -> cgate --app $CGATE_HELLO_APP"
   add_row libfcgi-ka         fcgi start_libfcgi hello-fcgi    "$k" 1 "$none" hello hello-ka "C libfcgi, $k processes"
@@ -233,6 +235,10 @@ start_libfcgi() {  # spawn-fcgi forks N children and exits; their PIDs are in it
   ((${#pids[@]} == $3)) || { echo "spawn-fcgi started ${#pids[@]} of $3" >>"$5"; BACKEND_PIDS+=("${pids[@]}"); return 1; }
   BACKEND_PIDS+=("${pids[@]}")
 }
+start_serve() {  # HTTP on SERVE_PORT; its access log goes to the row log, as a user's would
+  echo "command: $CGATE serve --listen 127.0.0.1:$SERVE_PORT --app $4" >>"$5"
+  launch "$5" "$CGATE" serve --listen "127.0.0.1:$SERVE_PORT" --app "$4"
+}
 start_go()       { launch "$5" "$BUILD/go-fcgi-hello" -listen "$2"; }
 start_tokio()    { launch "$5" "$BUILD/rust-tokio-fastcgi-hello" "$2"; }
 start_outer()    { launch "$5" "$BUILD/rust-outer-cgi-hello" fcgi-unix --bind "$2" --max-connections "$3"; }
@@ -356,6 +362,8 @@ run_row() {  # run_row NAME
   local row=$1 dir="$OUT/round$ROUND/$1" sock="$T/sock/$1.sock" rowlog="$T/log/$1.round$ROUND.log"
   local url="http://127.0.0.1:$NGINX_PORT/$1" why
   [[ ${ROW_KIND[$row]} == static ]] && url="http://127.0.0.1:$NGINX_PORT/nginx-static"
+  local ready="unix:$sock"
+  [[ ${ROW_KIND[$row]} == http ]] && url="http://127.0.0.1:$SERVE_PORT/" && ready=$url
   mkdir -p "$dir"
   rm -f "$sock"
   ORDER=$((ORDER + 1))
@@ -366,7 +374,7 @@ run_row() {  # run_row NAME
     if ! ${ROW_START[$row]} "$row" "$sock" "${ROW_PROCS[$row]}" "${ROW_ARG[$row]}" "$rowlog"; then
       fail_row "$dir" "$row" "backend did not start: $(tail -n 3 "$rowlog" | tr '\n' ' ')"; stop_backend; return
     fi
-    if ! why=$(wait_ready "unix:$sock"); then
+    if ! why=$(wait_ready "$ready"); then
       fail_row "$dir" "$row" "$why; log: $(tail -n 3 "$rowlog" | tr '\n' ' ')"; stop_backend; return
     fi
   fi
@@ -505,6 +513,7 @@ main() {
   OUT=${OUT:-$T/results}
   mkdir -p "$OUT"
   NGINX_PORT=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  SERVE_PORT=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   {
     echo "date=$(date -Is)"; echo "host=$(uname -srm)"; echo "ncpu=$CPUS"
     echo "loadavg_at_start=$(cut -d' ' -f1-3 /proc/loadavg)"

@@ -25,6 +25,8 @@ have php-fpm8.2 || need_packages+=(php8.2-fpm)
 have go || need_packages+=(golang-go)
 have gcc || need_packages+=(gcc)
 [ -f /usr/include/fcgiapp.h ] || need_packages+=(libfcgi-dev)
+# serve: the tests load the echo page in headless Chromium.
+have chromium || need_packages+=(chromium)
 
 if [ "${#need_packages[@]}" -gt 0 ]; then
     echo "== installing ${need_packages[*]}"

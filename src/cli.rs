@@ -54,6 +54,8 @@ enum Command {
     /// Send a FastCGI request to a responder and print its CGI reply (or, with --repeat, a
     /// latency summary).
     Call(crate::call::CallArgs),
+    /// Serve the app over HTTP on a local port, for development (no web server needed).
+    Serve(crate::serve::ServeArgs),
 }
 
 /// Which app to serve.
@@ -264,6 +266,7 @@ fn dispatch(argv: Vec<OsString>, custom: Option<Arc<dyn App>>) -> anyhow::Result
             serve(app, &opts)
         }
         Some(Command::Call(c)) => Ok(crate::call::run(c)),
+        Some(Command::Serve(s)) => crate::serve::run_cli(app, s),
         Some(Command::Request(r)) => {
             let req = LocalRequest {
                 method: r.method,

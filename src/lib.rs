@@ -76,6 +76,7 @@ pub mod middleware;
 pub mod net;
 pub(crate) mod ops;
 pub(crate) mod os;
+pub(crate) mod serve;
 pub mod testing;
 
 use std::sync::Arc;

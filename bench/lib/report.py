@@ -29,6 +29,7 @@ FWD_MIN_RATIO = 0.6
 FWD_CPU_MAX_US = 15.0
 CALL_MIN_RATIO = 1.5
 CALL_TARGET_CONC = 1  # the target is taken one request at a time (--concurrency 1)
+SERVE_MIN_X_STATIC = 0.5  # cgate serve straight from wrk, against nginx's own reply
 
 
 def read_kv(path):
@@ -312,6 +313,12 @@ def targets(rows, cgi, big):
         check("7", big["sha_ok"] and big["growth_mib"] <= POST_GROWTH_MAX_MIB,
               f"1 GiB POST sha256 {'right' if big['sha_ok'] else 'WRONG'}, cgate peak RSS growth "
               f"{big['growth_mib']:.1f} MiB (target <= {POST_GROWTH_MAX_MIB} MiB)")
+    r = rows.get("cgate-serve")
+    if not r or r.get("x_static") is None:
+        unknown("8", f"cgate serve req/s: cgate-serve {state('cgate-serve')}")
+    else:
+        check("8", r["x_static"] >= SERVE_MIN_X_STATIC,
+              f"cgate serve / nginx static req/s = {r['x_static']:.2f}x (target >= {SERVE_MIN_X_STATIC}x)")
     return lines
 
 

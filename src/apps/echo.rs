@@ -1,4 +1,6 @@
-//! The `echo` app: a diagnostic JSON of the environ, the gateway facts and the body's sha256.
+//! The `echo` app: a diagnostic JSON of the environ, the gateway facts and the body's sha256 (an HTML page for browsers).
+
+mod html;
 
 use std::io::Read;
 
@@ -14,6 +16,9 @@ use crate::gateway::{App, AppError, Body, Request, Response};
 /// UTF-8 are shown decoded as ISO-8859-1 (one char per byte, as PEP 3333 does), under
 /// `environ`; their names are listed in `non_utf8`. A body that ends before its
 /// CONTENT_LENGTH gets a 400 with the error.
+///
+/// A client whose `Accept` prefers `text/html` to `application/json` (a browser) gets the
+/// same facts as a readable HTML page instead (`text/html; charset=utf-8`, `Vary: Accept`).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Echo;
 
@@ -28,6 +33,7 @@ pub fn hex(bytes: &[u8]) -> String {
     s
 }
 
+/// The bytes as text: UTF-8 when valid (`true`), else ISO-8859-1, one char per byte.
 fn text(b: &[u8]) -> (String, bool) {
     match std::str::from_utf8(b) {
         Ok(s) => (s.to_owned(), true),
@@ -59,6 +65,18 @@ impl App for Echo {
                 }
             }
         }
+        let sha256 = hex(&hasher.finalize());
+        if html::wanted(req.environ.get("HTTP_ACCEPT")) {
+            let page = html::page(&req.environ, length, &sha256);
+            resp.start(
+                "200 OK",
+                [
+                    ("Content-Type", "text/html; charset=utf-8"),
+                    ("Vary", "Accept"),
+                ],
+            )?;
+            return Ok(Body::from(page));
+        }
         let mut environ = Map::new();
         let mut non_utf8 = Vec::new();
         for (n, v) in req.environ.iter() {
@@ -79,7 +97,7 @@ impl App for Echo {
                 "multiprocess": g.multiprocess,
                 "run_once": g.run_once,
             },
-            "input": { "length": length, "sha256": hex(&hasher.finalize()) },
+            "input": { "length": length, "sha256": sha256 },
         });
         if !non_utf8.is_empty() {
             out["non_utf8"] = Value::Array(non_utf8);

@@ -12,15 +12,18 @@ pub enum GatewayKind {
     FastCgi,
     /// `cgate request`: built from the command line for local testing.
     Local,
+    /// `cgate serve`: HTTP straight from a client.
+    Http,
 }
 
 impl GatewayKind {
-    /// The lower-case name used in diagnostics (`cgi`, `fastcgi`, `local`).
+    /// The lower-case name used in diagnostics (`cgi`, `fastcgi`, `local`, `http`).
     pub fn as_str(self) -> &'static str {
         match self {
             GatewayKind::Cgi => "cgi",
             GatewayKind::FastCgi => "fastcgi",
             GatewayKind::Local => "local",
+            GatewayKind::Http => "http",
         }
     }
 }
@@ -64,12 +67,24 @@ impl GatewayFacts {
     }
 
     /// The facts of the gateway `kind` (one of [`GatewayFacts::cgi`], [`GatewayFacts::fastcgi`],
-    /// [`GatewayFacts::local`]).
+    /// [`GatewayFacts::local`], [`GatewayFacts::http`]).
     pub const fn new(kind: GatewayKind) -> Self {
         match kind {
             GatewayKind::Cgi => GatewayFacts::cgi(),
             GatewayKind::FastCgi => GatewayFacts::fastcgi(),
             GatewayKind::Local => GatewayFacts::local(),
+            GatewayKind::Http => GatewayFacts::http(),
+        }
+    }
+
+    /// `cgate serve`: one process, many threads, many requests each, HTTP from the client.
+    pub const fn http() -> Self {
+        GatewayFacts {
+            kind: GatewayKind::Http,
+            https: false,
+            multithread: true,
+            multiprocess: false,
+            run_once: false,
         }
     }
 

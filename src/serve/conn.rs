@@ -1,0 +1,260 @@
+//! Connections and requests: a thread per connection drives hyper and runs each request's app inline.
+
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::io::{self, Read};
+use std::net::SocketAddr;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use hyper::body::{Body as _, Incoming};
+use hyper::server::conn::http1;
+use hyper::{Method, Request, Response, StatusCode};
+use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
+
+use super::bridge::BodyReader;
+use super::driver::Driver;
+use super::environ::{self, Peers};
+use super::io::{Stream, Timer};
+use super::log::AccessLog;
+use super::reply::{self, HttpSink, ReplyBody};
+use crate::gateway::{App, BodyLength, Environ, Input, run_app};
+
+/// What every connection shares.
+pub struct Shared {
+    /// The app.
+    pub app: Arc<dyn App>,
+    /// hyper's HTTP/1 settings.
+    pub http: http1::Builder,
+    /// Longest wait for one request-body read or one response write.
+    pub io_timeout: Duration,
+    /// Most body bytes of one request.
+    pub max_body: u64,
+}
+
+impl Shared {
+    /// Settings for `app`: request heads (and idle kept-alive connections) get `timeout`.
+    pub fn new(app: Arc<dyn App>, timeout: Duration, max_body: u64) -> Shared {
+        let mut http = http1::Builder::new();
+        http.timer(Timer)
+            .header_read_timeout(timeout)
+            .keep_alive(true)
+            .title_case_headers(true);
+        Shared {
+            app,
+            http,
+            io_timeout: timeout,
+            max_body,
+        }
+    }
+}
+
+/// The response slot of one request, shared by hyper's service future and the app's sink.
+#[derive(Clone, Default)]
+pub struct Answer(Rc<Slot>);
+
+#[derive(Default)]
+struct Slot {
+    response: RefCell<Option<Response<ReplyBody>>>,
+    given: Cell<bool>,
+}
+
+impl Answer {
+    /// Gives hyper the response (once).
+    pub fn set(&self, r: Response<ReplyBody>) {
+        self.0.given.set(true);
+        *self.0.response.borrow_mut() = Some(r);
+    }
+
+    /// `true` once a response was given.
+    pub fn is_set(&self) -> bool {
+        self.0.given.get()
+    }
+
+    /// `true` once hyper has taken the response given.
+    pub fn taken(&self) -> bool {
+        self.0.given.get() && self.0.response.borrow().is_none()
+    }
+}
+
+/// hyper's future for one request: ready once the app (or the gateway) answered. No waker
+/// is kept: the answer is set on this thread, which then drives the connection, and hyper
+/// polls the request in flight on every turn.
+pub struct Pending(Answer);
+
+impl Future for Pending {
+    type Output = Result<Response<ReplyBody>, std::convert::Infallible>;
+
+    fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.0.0.response.borrow_mut().take() {
+            Some(r) => Poll::Ready(Ok(r)),
+            None => Poll::Pending,
+        }
+    }
+}
+
+type Inbox = Rc<RefCell<Option<(Request<Incoming>, Answer)>>>;
+
+/// The service hyper calls per request: it parks the request for the connection's loop.
+pub struct Service {
+    inbox: Inbox,
+}
+
+impl hyper::service::Service<Request<Incoming>> for Service {
+    type Response = Response<ReplyBody>;
+    type Error = std::convert::Infallible;
+    type Future = Pending;
+
+    fn call(&self, req: Request<Incoming>) -> Pending {
+        let answer = Answer::default();
+        *self.inbox.borrow_mut() = Some((req, answer.clone()));
+        Pending(answer)
+    }
+}
+
+/// Serves one accepted connection on a thread of its own until it ends, or until `stop`
+/// turns true (then the request in flight finishes and the connection closes, an idle one
+/// at once). `alive` and `slot` are held until the thread ends.
+pub fn spawn(
+    tcp: std::net::TcpStream,
+    remote: SocketAddr,
+    shared: Arc<Shared>,
+    stop: watch::Receiver<bool>,
+    alive: mpsc::Sender<()>,
+    slot: OwnedSemaphorePermit,
+) -> io::Result<()> {
+    std::thread::Builder::new()
+        .name("cgate-conn".into())
+        .spawn(move || {
+            let _held = (alive, slot);
+            if let Err(e) = connection(tcp, remote, &shared, stop) {
+                eprintln!("cgate: connection from {remote}: {e}");
+            }
+        })
+        .map(drop)
+}
+
+fn connection(
+    tcp: std::net::TcpStream,
+    remote: SocketAddr,
+    shared: &Shared,
+    stop: watch::Receiver<bool>,
+) -> io::Result<()> {
+    let peers = Peers {
+        local: tcp.local_addr()?,
+        remote,
+    };
+    tcp.set_nodelay(true)?;
+    tcp.set_nonblocking(true)?;
+    let watch = OwnedFd::from(tcp.try_clone()?);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()?;
+    let tcp = {
+        let _in_runtime = rt.enter();
+        tokio::net::TcpStream::from_std(tcp)?
+    };
+    let blocked = Rc::new(Cell::new(false));
+    let inbox = Inbox::default();
+    let io = Stream::new(tcp, shared.io_timeout, blocked.clone());
+    let service = Service {
+        inbox: inbox.clone(),
+    };
+    let conn = shared.http.serve_connection(io, service);
+    let driver = RefCell::new(Driver::new(rt, conn, stop, blocked));
+    loop {
+        let next = driver
+            .borrow_mut()
+            .drive(None, |_, state| match inbox.borrow_mut().take() {
+                Some(p) => Poll::Ready(Some(p)),
+                None if state.ended => Poll::Ready(None),
+                None => Poll::Pending,
+            });
+        let Some(Some((req, answer))) = next else {
+            return Ok(());
+        };
+        handle(req, &answer, &driver, shared, peers, watch.as_fd());
+    }
+}
+
+/// The body's length as the app sees it, or the declared size refused.
+fn body_length(body: &Incoming, has_length_header: bool, max: u64) -> Result<BodyLength, u64> {
+    match body.size_hint().exact() {
+        Some(n) if n > max => Err(n),
+        Some(n) if has_length_header || n == 0 => Ok(BodyLength::Exact(n)),
+        _ => Ok(BodyLength::ToEnd { max }),
+    }
+}
+
+/// Answers one request: the gateway's own 400/413, or the app, run here and now.
+fn handle(
+    req: Request<Incoming>,
+    answer: &Answer,
+    driver: &RefCell<Driver>,
+    shared: &Shared,
+    peers: Peers,
+    watch: BorrowedFd<'_>,
+) {
+    let started = Instant::now();
+    let (parts, body) = req.into_parts();
+    let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let log = AccessLog::new(peers.remote.ip(), parts.method.as_str(), target, started);
+    let has_length = parts.headers.contains_key(hyper::header::CONTENT_LENGTH);
+    let length = match body_length(&body, has_length, shared.max_body) {
+        Ok(l) => l,
+        Err(n) => {
+            let why = format!(
+                "request body of {n} bytes is over the {}-byte limit\n",
+                shared.max_body
+            );
+            return answer.set(reply::plain(StatusCode::PAYLOAD_TOO_LARGE, &why, log));
+        }
+    };
+    let declared = match length {
+        BodyLength::Exact(n) if has_length => Some(n),
+        _ => None,
+    };
+    let env = match environ::build(&parts, peers, declared) {
+        Ok(env) => env,
+        Err(e) => {
+            let text = format!("Bad Request: {e}\n");
+            return answer.set(reply::plain(StatusCode::BAD_REQUEST, &text, log));
+        }
+    };
+    let reader = match length {
+        BodyLength::Exact(0) => None,
+        _ => Some(BodyReader::new(driver, body, shared.io_timeout)),
+    };
+    let head_only = parts.method == Method::HEAD;
+    let mut sink = HttpSink::new(driver, answer.clone(), log, head_only, watch);
+    run(&*shared.app, env, reader, length, &mut sink);
+    if let (false, Some(log)) = (answer.is_set(), sink.into_log()) {
+        let text = "Internal Server Error\n";
+        answer.set(reply::plain(StatusCode::INTERNAL_SERVER_ERROR, text, log));
+    }
+}
+
+/// Runs the app for one request on this thread.
+fn run(
+    app: &dyn App,
+    env: Environ,
+    reader: Option<BodyReader<'_>>,
+    length: BodyLength,
+    sink: &mut HttpSink<'_>,
+) {
+    let mut empty = io::empty();
+    let mut reader = reader;
+    let source: &mut dyn Read = match reader.as_mut() {
+        Some(r) => r,
+        None => &mut empty,
+    };
+    let input = Input::new(source, length);
+    let mut errors = io::stderr();
+    let mut req = crate::gateway::Request::new(env, input, &mut errors);
+    run_app(app, &mut req, sink);
+}
