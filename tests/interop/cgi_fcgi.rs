@@ -155,8 +155,8 @@ fn concurrent(sock: &Path) -> Result<String, String> {
     }
 }
 
-fn unread(sock: &Path) -> Result<String, String> {
-    let body = data(1 << 20, 1);
+fn unread(sock: &Path, len: usize) -> Result<String, String> {
+    let body = data(len, 1);
     let len = body.len().to_string();
     let out = run(sock, &post_env("/hello", "", &len), &body)?;
     if out != HELLO_REPLY {
@@ -243,7 +243,11 @@ fn cgi_fcgi_bind_connect() {
         ("POST 16 MiB", verdict(post_16m(&sock))),
         ("200 x 16 concurrent", verdict(concurrent(&sock))),
         ("stream", verdict(stream(&stage.cgi_sock(), &stage.gate))),
-        ("unread 1 MiB (+ GET: n/a)", verdict(unread(&sock))),
+        (
+            "unread 64 KiB (+ GET: n/a)",
+            verdict(unread(&sock, 64 << 10)),
+        ),
+        ("unread 1 MiB (+ GET: n/a)", verdict(unread(&sock, 1 << 20))),
         (
             "GET on the same client connection",
             Verdict::Cannot("cgi-fcgi has no HTTP side: one connection per run"),

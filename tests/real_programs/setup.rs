@@ -130,7 +130,7 @@ impl World {
         let bare = repos.join("repo.git");
         git(
             &home,
-            &tmp.path().to_path_buf(),
+            tmp.path(),
             &["clone", "-q", "--bare", s(&work), s(&bare)],
         );
         std::fs::write(bare.join("description"), "the test repository\n").expect("description");
