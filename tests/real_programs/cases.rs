@@ -243,7 +243,7 @@ pub fn run_fast(world: &World, site: &Site, peer: Peer) -> Vec<(&'static str, Ou
         ),
         (
             "git-http-backend 403 (receive-pack off)",
-            status_is(
+            status_only(
                 port,
                 "/git/repo.git/info/refs?service=git-receive-pack",
                 403,
