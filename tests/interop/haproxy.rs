@@ -1,9 +1,12 @@
 //! HAProxy 2.6 `fcgi-app` with `option keep-conn` and `option get-values` (conf/haproxy/cgate-fcgi-app.cfg) in front of the two cgate servers.
 //!
 //! Notes for the table: with `path-info ^()(/.*)$` the SCRIPT_NAME capture is empty and
-//! HAProxy sends no SCRIPT_NAME at all; PATH_INFO is the whole path.
+//! HAProxy sends no SCRIPT_NAME at all; PATH_INFO is the whole path. With `option
+//! abortonclose` HAProxy sends ABORT_REQUEST when its client leaves: the extra row checks
+//! that a silent `cgi:DIR` script is then ended (abort.rs).
 
-use crate::cases::{Front, report, run_http};
+use crate::abort::client_leaves;
+use crate::cases::{Front, report, run_http, verdict};
 use crate::frontends::{Stage, haproxy};
 
 #[test]
@@ -19,7 +22,12 @@ fn haproxy_fcgi_app() {
         keep_alive: Ok(()),
         streams: Ok(()),
     };
-    let rows = run_http(&front, &stage.gate);
+    let mut rows = run_http(&front, &stage.gate);
+    let abort = client_leaves(front.port, &stage.root);
+    rows.push((
+        "client leaves, silent script (ABORT_REQUEST)",
+        verdict(abort),
+    ));
     report(front.name, &rows, || {
         format!("{}\n{}", server.proc.logs(), stage.backend_logs())
     });

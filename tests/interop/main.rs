@@ -26,6 +26,7 @@ mod frontends;
 #[path = "../cgi_diff/run.rs"]
 mod run;
 
+mod abort;
 mod apache_fcgid;
 mod caddy;
 mod cases;

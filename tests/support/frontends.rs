@@ -1,7 +1,7 @@
 //! Guards for the FastCGI front-ends of the interop matrix (Caddy, lighttpd, h2o, HAProxy, Apache mod_fcgid, flup): each runs the shipped `conf/` file with its placeholders filled.
 //!
 //! A [`Stage`] is the shared scenery: a document root with the streaming script
-//! (`ROOT/cgi/slow.sh` and its `gate` FIFO) and, for the front-ends that connect to a socket, two cgate servers started by
+//! (`ROOT/cgi/slow.sh` and its `gate` FIFO, `ROOT/cgi/silent.sh`) and, for the front-ends that connect to a socket, two cgate servers started by
 //! the test: the app ([`APP_ARGS`]: `echo` at the root, `hello` at `/hello`) and
 //! `cgi:ROOT`. Every server is stopped by PID when its guard drops.
 
@@ -47,9 +47,13 @@ impl Stage {
         let cgi = root.join("cgi");
         std::fs::create_dir_all(&cgi).expect("mkdir www/cgi");
         chmod(&cgi, 0o755);
-        let src = manifest_dir().join("tests/cgi-scripts/slow.sh");
-        std::fs::copy(&src, cgi.join("slow.sh")).expect("copy slow.sh");
-        chmod(&cgi.join("slow.sh"), 0o755);
+        for (src, name) in [
+            ("tests/cgi-scripts/slow.sh", "slow.sh"),
+            ("tests/interop/silent.sh", "silent.sh"),
+        ] {
+            std::fs::copy(manifest_dir().join(src), cgi.join(name)).expect("copy script");
+            chmod(&cgi.join(name), 0o755);
+        }
         let gate = cgi.join("gate");
         nix::unistd::mkfifo(&gate, nix::sys::stat::Mode::from_bits_truncate(0o666))
             .expect("mkfifo gate");
