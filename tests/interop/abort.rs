@@ -1,4 +1,4 @@
-//! The abort case: a client leaves while a `cgi:DIR` script is silent; the front-end's ABORT_REQUEST must end the script's whole process group promptly.
+//! The abort case: a client leaves while a `cgi:DIR` script is silent; once the front-end passes that on (ABORT_REQUEST or a closed connection), the script's whole process group must end promptly.
 //!
 //! `/cgi/silent.sh` records its pid (= its process group) in `ROOT/cgi/silent.pid`, then
 //! waits forever on a child without writing a byte. The client closes its connection once

@@ -2,8 +2,8 @@
 //!
 //! Notes for the table: with `path-info ^()(/.*)$` the SCRIPT_NAME capture is empty and
 //! HAProxy sends no SCRIPT_NAME at all; PATH_INFO is the whole path. With `option
-//! abortonclose` HAProxy sends ABORT_REQUEST when its client leaves: the extra row checks
-//! that a silent `cgi:DIR` script is then ended (abort.rs).
+//! abortonclose` HAProxy passes a client's leaving on to cgate: the extra row checks that
+//! a silent `cgi:DIR` script is then ended (abort.rs).
 
 use crate::abort::client_leaves;
 use crate::cases::{Front, report, run_http, verdict};
@@ -24,10 +24,7 @@ fn haproxy_fcgi_app() {
     };
     let mut rows = run_http(&front, &stage.gate);
     let abort = client_leaves(front.port, &stage.root);
-    rows.push((
-        "client leaves, silent script (ABORT_REQUEST)",
-        verdict(abort),
-    ));
+    rows.push(("client leaves, silent script", verdict(abort)));
     report(front.name, &rows, || {
         format!("{}\n{}", server.proc.logs(), stage.backend_logs())
     });
