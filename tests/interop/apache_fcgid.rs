@@ -20,5 +20,5 @@ fn apache_mod_fcgid() {
         streams: Ok(()),
     };
     let rows = run_http(&front, &stage.gate);
-    report(front.name, &rows, || server.proc.logs());
+    report(front.name, &rows);
 }

@@ -21,7 +21,5 @@ fn caddy_transport_fastcgi() {
         streams: Ok(()),
     };
     let rows = run_http(&front, &stage.gate);
-    report(front.name, &rows, || {
-        format!("{}\n{}", server.proc.logs(), stage.backend_logs())
-    });
+    report(front.name, &rows);
 }

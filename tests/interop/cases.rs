@@ -314,8 +314,9 @@ pub fn run_http(front: &Front, gate: &Path) -> Rows {
     rows
 }
 
-/// Prints the table of `name` and fails the test (with `logs`) if any case failed.
-pub fn report(name: &str, rows: &Rows, logs: impl Fn() -> String) {
+/// Prints the table of `name` and fails the test if any case failed (the server guards
+/// then print their logs as they stop).
+pub fn report(name: &str, rows: &Rows) {
     let mut table = format!("\n| {name} | case | result |\n|---|---|---|\n");
     for (case, v) in rows {
         let cell = match v {
@@ -335,7 +336,6 @@ pub fn report(name: &str, rows: &Rows, logs: impl Fn() -> String) {
         .map(|(c, _)| *c)
         .collect();
     if !failed.is_empty() {
-        eprintln!("{}", logs());
         panic!("{name}: {} case(s) failed: {failed:?}", failed.len());
     }
 }

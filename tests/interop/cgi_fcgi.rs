@@ -253,5 +253,5 @@ fn cgi_fcgi_bind_connect() {
             Verdict::Cannot("cgi-fcgi has no HTTP side: one connection per run"),
         ),
     ];
-    report("cgi-fcgi", &rows, || stage.backend_logs());
+    report("cgi-fcgi", &rows);
 }

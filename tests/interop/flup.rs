@@ -21,7 +21,5 @@ fn flup_fcgi_app() {
         streams: Err("flup's client buffers the whole reply"),
     };
     let rows = run_http(&front, &stage.gate);
-    report(front.name, &rows, || {
-        format!("{}\n{}", server.proc.logs(), stage.backend_logs())
-    });
+    report(front.name, &rows);
 }

@@ -25,7 +25,5 @@ fn haproxy_fcgi_app() {
     let mut rows = run_http(&front, &stage.gate);
     let abort = client_leaves(front.port, &stage.root);
     rows.push(("client leaves, silent script", verdict(abort)));
-    report(front.name, &rows, || {
-        format!("{}\n{}", server.proc.logs(), stage.backend_logs())
-    });
+    report(front.name, &rows);
 }

@@ -23,9 +23,7 @@ fn run(name: &'static str, spawn: bool) {
         streams: Ok(()),
     };
     let rows = run_http(&front, &stage.gate);
-    report(name, &rows, || {
-        format!("{}\n{}", server.proc.logs(), stage.backend_logs())
-    });
+    report(name, &rows);
 }
 
 #[test]

@@ -4,7 +4,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::support::{
-    Backend, Fcgiwrap, Nginx, Ready, TempDir, cgate_bin, chmod, data, manifest_dir, sha256_hex,
+    Backend, Fcgiwrap, Nginx, Ready, TempDir, cgate_bin, chmod, data, find_program, manifest_dir,
+    sha256_hex,
 };
 
 /// Size of the file in the repository's first commit.
@@ -86,7 +87,7 @@ pub fn git(home: &Path, dir: &Path, args: &[&str]) -> String {
 
 /// The command [`git`] runs: fixed author, dates and no prompts.
 pub fn git_cmd(home: &Path, dir: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new("git");
+    let mut cmd = Command::new(find_program("git"));
     cmd.current_dir(dir)
         .args(args)
         .env("HOME", home)

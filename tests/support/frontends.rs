@@ -104,15 +104,6 @@ impl Stage {
     pub fn subdir(&self, name: &str) -> PathBuf {
         self.dir.subdir(name)
     }
-
-    /// The output of the cgate servers started here, for failure reports.
-    pub fn backend_logs(&self) -> String {
-        self.backends
-            .iter()
-            .map(Backend::output)
-            .collect::<Vec<_>>()
-            .join("\n-----\n")
-    }
 }
 
 /// The user a front-end that insists on changing user runs as: the current one.
