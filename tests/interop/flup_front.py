@@ -11,6 +11,7 @@ The PID file appears once the port is bound.
 import os
 import socketserver
 import sys
+import traceback
 import types
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
@@ -57,6 +58,7 @@ def main():
             # wsgiref drops the client connection without a word on a broken pipe (it takes
             # it for the client's): say that it was the FastCGI side.
             sys.stderr.write(f"flup-front: FastCGI connection: {e!r}\n")
+            traceback.print_exc()
             raise
 
     httpd = make_server("127.0.0.1", int(port), route, Server, Handler)
