@@ -27,6 +27,21 @@ have gcc || need_packages+=(gcc)
 [ -f /usr/include/fcgiapp.h ] || need_packages+=(libfcgi-dev)
 # serve: the tests load the echo page in headless Chromium.
 have chromium || need_packages+=(chromium)
+# --- interop: the other FastCGI front-ends (tests/interop) and the real cgi-bin programs
+# (tests/real_programs). Debian: caddy lighttpd h2o haproxy libapache2-mod-fcgid
+# libfcgi-bin (cgi-fcgi) gitweb cgit libcgi-pm-perl git; PyPI: flup (below).
+have caddy || need_packages+=(caddy)
+have lighttpd || need_packages+=(lighttpd)
+have h2o || need_packages+=(h2o)
+have haproxy || need_packages+=(haproxy)
+[ -f /usr/lib/apache2/modules/mod_fcgid.so ] || need_packages+=(libapache2-mod-fcgid)
+have cgi-fcgi || need_packages+=(libfcgi-bin)
+[ -f /usr/share/gitweb/gitweb.cgi ] || need_packages+=(gitweb)
+[ -x /usr/lib/cgit/cgit.cgi ] || need_packages+=(cgit)
+perl -MCGI -e 1 >/dev/null 2>&1 || need_packages+=(libcgi-pm-perl)
+{ have git && [ -x /usr/lib/git-core/git-http-backend ]; } || need_packages+=(git)
+have python3 || need_packages+=(python3 python3-pip)
+# --- end interop
 
 if [ "${#need_packages[@]}" -gt 0 ]; then
     echo "== installing ${need_packages[*]}"
@@ -56,11 +71,18 @@ if [ "${#need_packages[@]}" -gt 0 ]; then
     trap - EXIT
     # Where a service manager did start them anyway, stop them: nothing of ours uses them.
     if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
-        for svc in nginx apache2 fcgiwrap; do
+        for svc in nginx apache2 fcgiwrap caddy lighttpd h2o haproxy; do
             "${sudo_cmd[@]}" systemctl stop "$svc" "$svc.socket" >/dev/null 2>&1 || true
         done
     fi
 fi
+
+# --- interop: flup's FastCGI client (tests/interop/flup.rs), from PyPI.
+if ! python3 -c 'import flup.client.fcgi_app' >/dev/null 2>&1; then
+    echo "== installing flup (pip)"
+    python3 -m pip install flup || python3 -m pip install --break-system-packages flup
+fi
+# --- end interop
 
 # rustfmt and clippy (a minimal rustup profile has neither).
 if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
