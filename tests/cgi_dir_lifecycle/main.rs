@@ -157,7 +157,12 @@ fn scripts_and_their_children_die_with_a_killed_cgate() {
         .and_then(|(_, p)| p.parse().ok())
         .unwrap_or_else(|| panic!("{line:?}"));
     assert!(alive(pid));
-    assert_eq!(live_in_group(pid), 2, "the script and its sleep");
+    // the script prints its pid before it starts its sleep: wait for the two of them
+    assert!(
+        eventually(Duration::from_secs(20), || live_in_group(pid) == 2),
+        "the script and its sleep: {} alive",
+        live_in_group(pid)
+    );
     cgate.kill().unwrap();
     cgate.wait().unwrap();
     assert!(gone_after_wait(pid), "script {pid} outlived cgate");

@@ -49,7 +49,7 @@ fn response_waits_for_the_end_of_stdin() {
 /// comes later. The reply (and, without FCGI_KEEP_CONN, the close) waits for it.
 #[test]
 fn app_done_before_stdin_end_drains_then_ends() {
-    for (flags, after) in [(1, Disposition::Open), (0, Disposition::Close)] {
+    for (flags, after) in [(1, Disposition::Open), (0, Disposition::Linger)] {
         let mut both = Both::new(Limits::default());
         both.drive(&head(flags));
         let (disposition, bytes) = both.respond(|c| {

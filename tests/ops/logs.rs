@@ -192,8 +192,11 @@ fn every_error_stream_line_carries_the_request_id() {
     let ops = Ops::start(&["--app", &spec, "--allow-root", "--access-log", "-"]);
     let r = ops.get("/err.sh", &[(b"REQUEST_ID", b"e-1")]);
     assert_eq!(r.body(), b"ok\n");
+    // each script line also names the script file (the cgi:DIR runner's prefix)
+    let file = std::fs::canonicalize(scripts.dir.join("cgi").join("err.sh")).unwrap();
+    let prefix = format!("[e-1] cgate: cgi: {}: ", file.display());
     assert_eq!(
         String::from_utf8_lossy(&r.stderr),
-        "[e-1] oops\n[e-1] again\n"
+        format!("{prefix}oops\n{prefix}again\n")
     );
 }

@@ -68,7 +68,8 @@ impl Stage {
     }
 
     /// The scenery plus the app and `cgi:ROOT` served by cgate on [`Stage::sock`] and
-    /// [`Stage::cgi_sock`] (socket mode 0666, so a front-end running as any user connects).
+    /// [`Stage::cgi_sock`] (socket mode 0660, group nogroup, so a front-end running as root or as nobody, h2o's
+    /// default user, connects).
     pub fn with_sockets(tag: &str) -> Stage {
         let mut stage = Stage::new(tag);
         let app: Vec<&str> = APP_ARGS.split(' ').collect();
@@ -82,7 +83,7 @@ impl Stage {
                 .arg("fastcgi")
                 .arg("--listen")
                 .arg(format!("unix:{}", s(&sock)))
-                .args(["--socket-mode", "666"])
+                .args(["--socket-mode", "660", "--socket-group", "nogroup"])
                 .args(args);
             let backend = Backend::spawn("cgate", cmd, &[Ready::Unix(sock)]);
             stage.backends.push(backend);

@@ -55,6 +55,7 @@ impl Proc {
             .open(log)
             .unwrap_or_else(|e| panic!("open {}: {e}", log.display()));
         let err = out.try_clone().expect("clone log handle");
+        allow_root_scripts(cmd);
         cmd.stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
@@ -371,5 +372,26 @@ impl Started {
     /// Stops the server now (SIGTERM to the main process, SIGKILL to the group after a grace).
     pub fn stop(&mut self) {
         self.proc.stop();
+    }
+}
+
+/// The tests run as root on CI machines, and `cgate fastcgi` refuses to run cgi:DIR scripts
+/// as root unless told (`--allow-root`, or `--user`): every `cgate fastcgi` the harness
+/// starts with a script directory, as root and without either flag, is told.
+fn allow_root_scripts(cmd: &mut Command) {
+    let args: Vec<String> = cmd
+        .get_args()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let is_cgate = cmd.get_program() == crate::support::cgate_bin().as_os_str();
+    let runs_scripts = args.iter().any(|a| a.starts_with("cgi:"));
+    let told = args.iter().any(|a| a == "--allow-root" || a == "--user");
+    if is_cgate
+        && args.first().is_some_and(|a| a == "fastcgi")
+        && runs_scripts
+        && !told
+        && nix::unistd::geteuid().is_root()
+    {
+        cmd.arg("--allow-root");
     }
 }

@@ -427,15 +427,16 @@ impl Connection {
     }
 
     /// The running request is over on the wire: its queued response may go out, then the
-    /// connection is idle or closing (lingering when the peer may still be sending).
-    pub(super) fn release(&mut self, req: Req, peer_sending: bool) {
+    /// connection is idle, or closing. A close always lingers (the writing side shut, what
+    /// still arrives read and dropped until the peer closes or a bounded time passes): a
+    /// peer may write more after its empty STDIN record (flup sends an empty FCGI_DATA), and
+    /// closing a socket with unread bytes resets it, which the peer sees as EPIPE.
+    pub(super) fn release(&mut self, req: Req, _peer_sending: bool) {
         self.out.held = false;
         self.state = if req.keep_conn {
             State::Idle
         } else {
-            State::Closing {
-                linger: peer_sending,
-            }
+            State::Closing { linger: true }
         };
     }
 }
