@@ -202,7 +202,7 @@ impl<'s> Response<'s> {
     pub fn write_full(&mut self, body: &[u8]) -> io::Result<()> {
         if let State::Started(head) = &mut self.state {
             if head.get("content-length").is_none() && allows_body(head.code()) {
-                let _ = head.push("Content-Length", body.len().to_string());
+                head.push_length(body.len() as u64);
             }
         }
         if body.is_empty() {
@@ -216,7 +216,7 @@ impl<'s> Response<'s> {
     pub(crate) fn write_file(&mut self, file: &mut File, len: u64) -> io::Result<()> {
         if let State::Started(head) = &mut self.state {
             if head.get("content-length").is_none() && allows_body(head.code()) {
-                let _ = head.push("Content-Length", len);
+                head.push_length(len);
             }
         }
         let mut remaining = self.send_head_once()?;
@@ -292,7 +292,7 @@ impl<'s> Response<'s> {
             }
             State::Started(mut head) => {
                 if head.get("content-length").is_none() && allows_body(head.code()) {
-                    let _ = head.push("Content-Length", "0");
+                    head.push_length(0);
                 }
                 self.code = head.code();
                 self.sink.send_head(&head)?;
