@@ -174,7 +174,7 @@ impl Transform for Same {}
 
 /// The error page a [`ErrorPage`] middleware renders: called with the error and the
 /// response (nothing sent yet); it calls `start` and returns the body.
-pub type PageFn =
+type PageFn =
     dyn Fn(&AppError, &mut Response<'_>) -> Result<Body<'static>, AppError> + Send + Sync;
 
 /// Replaces the gateway's plain error answer (wsgiref's `error_output`): when the inner app
