@@ -16,6 +16,8 @@ have spawn-fcgi || need_packages+=(spawn-fcgi)
 have fcgiwrap || need_packages+=(fcgiwrap)
 have curl || need_packages+=(curl)
 have systemd-socket-activate || need_packages+=(systemd)
+# iface: strace shows that CGI file bodies leave with sendfile (tests/interface_examples.rs).
+have strace || need_packages+=(strace)
 
 if [ "${#need_packages[@]}" -gt 0 ]; then
     echo "== installing ${need_packages[*]}"
