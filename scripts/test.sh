@@ -42,6 +42,8 @@ perl -MCGI -e 1 >/dev/null 2>&1 || need_packages+=(libcgi-pm-perl)
 { have git && [ -x /usr/lib/git-core/git-http-backend ]; } || need_packages+=(git)
 have python3 || need_packages+=(python3 python3-pip)
 # --- end interop
+# iface: strace shows that CGI file bodies leave with sendfile (tests/interface_examples.rs).
+have strace || need_packages+=(strace)
 
 if [ "${#need_packages[@]}" -gt 0 ]; then
     echo "== installing ${need_packages[*]}"

@@ -109,12 +109,12 @@ impl TestRequest {
         let mut errors = Vec::new();
         let mut sink = MemorySink::default();
         let validated = Validate::new(app);
-        let outcome = {
+        {
             let input = Input::new(&mut src, BodyLength::Exact(body_len.unwrap_or(0)));
             let mut req = Request::new(env, input, &mut errors);
-            run_app(&validated, &mut req, &mut sink)
-        };
-        TestResponse::from_sink(sink, &errors, outcome.complete)
+            let _ = run_app(&validated, &mut req, &mut sink);
+        }
+        TestResponse::from_sink(sink, &errors)
     }
 }
 
@@ -134,12 +134,13 @@ pub struct TestResponse {
     pub chunks: Vec<Vec<u8>>,
     /// Lines written to the error stream (the app's and the gateway's).
     pub errors: Vec<String>,
-    /// The response ended cleanly (`false`: it was cut after it started).
+    /// The response ended cleanly on the wire; `false`: it was cut after it started. (An app
+    /// error answered with its status page is complete: see `status` and `errors`.)
     pub complete: bool,
 }
 
 impl TestResponse {
-    fn from_sink(sink: MemorySink, errors: &[u8], complete: bool) -> Self {
+    fn from_sink(sink: MemorySink, errors: &[u8]) -> Self {
         let (status, reason, headers) = match &sink.head {
             Some(h) => (
                 h.code(),
@@ -161,7 +162,7 @@ impl TestResponse {
                 .lines()
                 .map(str::to_owned)
                 .collect(),
-            complete: complete && sink.finished && !sink.aborted,
+            complete: sink.finished && !sink.aborted,
         }
     }
 

@@ -291,3 +291,22 @@ fn the_command_line_offers_codings_in_order() {
         String::from_utf8_lossy(&out.stderr).contains("--compress \"br\": expected gzip or zstd")
     );
 }
+
+#[test]
+fn file_bodies_are_compressed_too() {
+    let path = std::env::temp_dir().join(format!("cgate-compress-{}", std::process::id()));
+    std::fs::write(&path, TEXT.repeat(500)).unwrap();
+    let p = path.clone();
+    let app = both(app_fn(move |_req, resp| {
+        resp.start(200, [("Content-Type", "text/plain")])?;
+        Ok(Body::file(std::fs::File::open(&p)?)?)
+    }));
+    let r = get(&app, Some("zstd"));
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(r.header("Content-Encoding"), Some("zstd"));
+    assert_eq!(unzstd(&r.body), TEXT.repeat(500).into_bytes());
+    assert_eq!(
+        r.header("Content-Length"),
+        Some(r.body.len().to_string().as_str())
+    );
+}

@@ -213,3 +213,42 @@ fn server_sent_events_behind_nginx_arrive_event_by_event() {
         body.arrivals()
     );
 }
+
+#[test]
+fn file_bodies_leave_cgi_stdout_with_sendfile() {
+    let dir = TempDir::new("examples-sendfile");
+    let file = support::data(200_000, 11);
+    std::fs::write(dir.join("big.bin"), &file).unwrap();
+    let trace = dir.join("strace.log");
+    let out = Command::new(support::find_program("strace"))
+        .args(["-f", "-e", "trace=sendfile", "-o"])
+        .arg(&trace)
+        .arg(example("form_upload"))
+        .arg("cgi")
+        .env_clear()
+        .env("UPLOAD_DIR", dir.path())
+        .env("GATEWAY_INTERFACE", "CGI/1.1")
+        .env("REQUEST_METHOD", "GET")
+        .env("SERVER_NAME", "localhost")
+        .env("SERVER_PORT", "80")
+        .env("SERVER_PROTOCOL", "HTTP/1.1")
+        .env("SCRIPT_NAME", "/cgi-bin/up")
+        .env("PATH_INFO", "/files/big.bin")
+        .output()
+        .expect("strace runs");
+    let pos = out
+        .stdout
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a head");
+    let head = String::from_utf8_lossy(&out.stdout[..pos]).into_owned();
+    assert!(head.contains("Content-Length: 200000"), "{head}");
+    assert!(out.stdout[pos + 4..] == file[..], "the file, whole");
+    let log = std::fs::read_to_string(&trace).unwrap();
+    let sent: u64 = log
+        .lines()
+        .filter(|l| l.contains("sendfile("))
+        .filter_map(|l| l.rsplit("= ").next()?.trim().parse::<u64>().ok())
+        .sum();
+    assert_eq!(sent, 200_000, "every byte by sendfile:\n{log}");
+}

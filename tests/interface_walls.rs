@@ -222,6 +222,7 @@ fn the_error_page_is_replaceable() {
     });
     let r = TestRequest::get("/gone").run(&app);
     assert_eq!((r.status, r.text().as_str()), (410, "<h1>410 Gone</h1>\n"));
+    assert!(r.complete, "an error page is a complete reply");
     let r = TestRequest::get("/").run(&app);
     assert_eq!(
         (r.status, r.text().as_str()),

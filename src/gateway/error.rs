@@ -28,6 +28,9 @@ type Source = Box<dyn StdError + Send + Sync + 'static>;
 /// (the reason phrase) and the error's extra headers (`Allow` for a 405); the message and the
 /// source chain go to the error stream only. After the first byte the response is cut. The
 /// page can be replaced with [`ErrorPage`](crate::middleware::ErrorPage).
+///
+/// `AppError` is not itself a `std::error::Error` (that is what lets `?` take any error);
+/// `Box::<dyn Error + Send + Sync>::from(e)` turns it into one.
 pub struct AppError(Box<Inner>);
 
 struct Inner {

@@ -321,6 +321,27 @@ impl Head {
         Ok(())
     }
 
+    /// Appends `Content-Length: len` to a head that has none (the gateway's own header, valid
+    /// by construction: no second check on the hot path).
+    pub(crate) fn push_length(&mut self, len: u64) {
+        debug_assert!(self.get("content-length").is_none());
+        let mut digits = [0u8; 20];
+        let mut i = digits.len();
+        let mut n = len;
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        self.headers.push(Header {
+            name: "Content-Length".to_owned(),
+            value: digits[i..].to_vec(),
+        });
+    }
+
     /// The declared Content-Length (validated: at most one, numeric).
     pub fn content_length(&self) -> Option<u64> {
         crate::gateway::input::parse_content_length(self.get("content-length"))
@@ -406,6 +427,12 @@ mod tests {
         assert_eq!(same.content_length(), Some(4));
         let max = Head::new(200, [("Content-Length", u64::MAX)]).unwrap();
         assert_eq!(max.content_length(), Some(u64::MAX));
+        for n in [0, 7, 10, 1234567890, u64::MAX] {
+            let mut h = Head::new(200, ()).unwrap();
+            h.push_length(n);
+            assert_eq!(h.get("content-length"), Some(n.to_string().as_bytes()));
+            assert_eq!(h.content_length(), Some(n));
+        }
     }
 
     #[test]

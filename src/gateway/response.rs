@@ -121,6 +121,28 @@ impl<'s> Response<'s> {
     /// for none, or a tuple of pairs of mixed types. Values may be text, bytes or numbers.
     /// Refused headers are an app error and none of them will be sent. May be called again
     /// until the first body byte has gone out.
+    ///
+    /// ```
+    /// # use cgate::{Status, testing::TestRequest};
+    /// let app = cgate::app_fn(|req, resp| {
+    ///     let n = req.query().len();
+    ///     match req.environ.path_info() {
+    ///         b"/none" => resp.start(Status::NO_CONTENT, ())?,
+    ///         b"/mixed" => resp.start(200, (("Content-Type", "text/plain"), ("X-Count", n)))?,
+    ///         _ => resp.start("404 Not Found", [("Content-Type", "text/plain")])?,
+    ///     }
+    ///     resp.header("X-Later", n.to_string())?;
+    ///     Ok(cgate::Body::Empty)
+    /// });
+    /// let r = TestRequest::get("/mixed?a&b").run(&app);
+    /// assert_eq!(r.header_names(), ["Content-Type", "X-Count", "X-Later", "Content-Length"]);
+    /// assert_eq!(r.header("x-count"), Some("2"));
+    /// assert_eq!(TestRequest::get("/none").run(&app).header_names(), ["X-Later"]);
+    /// ```
+    ///
+    /// An array's elements share one type, so headers of mixed value types go in a tuple (as
+    /// above) or through [`Response::header`]; an empty array literal `[]` has no element
+    /// type to infer: write `()`.
     pub fn start(
         &mut self,
         status: impl IntoStatus,
@@ -202,7 +224,7 @@ impl<'s> Response<'s> {
     pub fn write_full(&mut self, body: &[u8]) -> io::Result<()> {
         if let State::Started(head) = &mut self.state {
             if head.get("content-length").is_none() && allows_body(head.code()) {
-                let _ = head.push("Content-Length", body.len().to_string());
+                head.push_length(body.len() as u64);
             }
         }
         if body.is_empty() {
@@ -216,7 +238,7 @@ impl<'s> Response<'s> {
     pub(crate) fn write_file(&mut self, file: &mut File, len: u64) -> io::Result<()> {
         if let State::Started(head) = &mut self.state {
             if head.get("content-length").is_none() && allows_body(head.code()) {
-                let _ = head.push("Content-Length", len);
+                head.push_length(len);
             }
         }
         let mut remaining = self.send_head_once()?;
@@ -292,7 +314,7 @@ impl<'s> Response<'s> {
             }
             State::Started(mut head) => {
                 if head.get("content-length").is_none() && allows_body(head.code()) {
-                    let _ = head.push("Content-Length", "0");
+                    head.push_length(0);
                 }
                 self.code = head.code();
                 self.sink.send_head(&head)?;

@@ -99,7 +99,7 @@ fn qvalue(params: &str) -> Option<f32> {
 
 /// The coding to use for an Accept-Encoding value: the highest q above 0 among `offered`,
 /// ties broken by the order of `offered`.
-pub fn choose(accept: &[u8], offered: &[Coding]) -> Option<Coding> {
+pub(crate) fn choose(accept: &[u8], offered: &[Coding]) -> Option<Coding> {
     let accept = std::str::from_utf8(accept).ok()?;
     let mut star = None;
     let mut named: Vec<(Coding, f32)> = Vec::new();

@@ -13,10 +13,10 @@
 //! Errors keep their meaning through both: an inner error before the first byte still
 //! becomes its status page (or [`ErrorPage`]'s), after it the reply is cut.
 
-pub mod compress;
-pub mod router;
-pub mod transform;
-pub mod validate;
+mod compress;
+mod router;
+mod transform;
+mod validate;
 
 pub use compress::{Coding, Compress};
 pub use router::Router;

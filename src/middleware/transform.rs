@@ -174,8 +174,7 @@ impl Transform for Same {}
 
 /// The error page a [`ErrorPage`] middleware renders: called with the error and the
 /// response (nothing sent yet); it calls `start` and returns the body.
-pub type PageFn =
-    dyn Fn(&AppError, &mut Response<'_>) -> Result<Body<'static>, AppError> + Send + Sync;
+type PageFn = dyn Fn(&AppError, &mut Response<'_>) -> Result<Body<'static>, AppError> + Send + Sync;
 
 /// Replaces the gateway's plain error answer (wsgiref's `error_output`): when the inner app
 /// fails before its first body byte, `page` renders the answer instead. The error still goes

@@ -18,7 +18,7 @@ impl<A: App> Validate<A> {
 }
 
 /// The environ rules a gateway must keep; returns the first one broken.
-pub fn check_environ(req: &Request<'_>) -> Result<(), String> {
+pub(crate) fn check_environ(req: &Request<'_>) -> Result<(), String> {
     let env = &req.environ;
     for name in [
         "REQUEST_METHOD",
