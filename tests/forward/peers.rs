@@ -81,38 +81,57 @@ pub fn php_fpm(dir: &TempDir, name: &str, children: u32, max_requests: u32) -> P
     PhpFpm { proc, sock, script }
 }
 
-/// Go's net/http/fcgi hello peer (`bench/peers/go`), built into `dir` and listening on `sock`.
-pub fn go_fcgi(dir: &TempDir, sock: &Path) -> Backend {
-    let bin = dir.join("fcgi-hello");
-    let status = Command::new(find_program("go"))
-        .args(["build", "-o"])
-        .arg(&bin)
-        .arg("./fcgi-hello")
-        .current_dir(manifest_dir().join("bench/peers/go"))
-        .env("GOFLAGS", "-mod=mod")
-        .env("GOTOOLCHAIN", "local")
-        .status()
-        .expect("go runs");
-    assert!(status.success(), "go build of bench/peers/go failed");
+/// A peer binary built once per target dir (shared by the test binaries), again when its
+/// `source` is newer: `build` writes it to the path it is given, then renamed into place.
+fn built(
+    name: &str,
+    source: &Path,
+    build: impl FnOnce(&Path) -> std::process::ExitStatus,
+) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("fwd-peers");
+    std::fs::create_dir_all(&dir).expect("peer build dir");
+    let bin = dir.join(name);
+    let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    if mtime(&bin).is_none() || mtime(&bin) < mtime(source) {
+        let part = dir.join(format!("{name}.{}.part", std::process::id()));
+        assert!(build(&part).success(), "building the {name} peer failed");
+        std::fs::rename(&part, &bin).expect("install the peer binary");
+    }
+    bin
+}
+
+/// Go's net/http/fcgi hello peer (`bench/peers/go`, built once), listening on `sock`.
+pub fn go_fcgi(_dir: &TempDir, sock: &Path) -> Backend {
+    let src = manifest_dir().join("bench/peers/go/fcgi-hello/main.go");
+    let bin = built("fcgi-hello", &src, |out| {
+        Command::new(find_program("go"))
+            .args(["build", "-o"])
+            .arg(out)
+            .arg("./fcgi-hello")
+            .current_dir(manifest_dir().join("bench/peers/go"))
+            .env("GOFLAGS", "-mod=mod")
+            .env("GOTOOLCHAIN", "local")
+            .status()
+            .expect("go runs")
+    });
     let mut cmd = Command::new(bin);
     cmd.arg("-listen").arg(sock);
     Backend::spawn("go-fcgi", cmd, &[Ready::Unix(sock.to_path_buf())])
 }
 
-/// The libfcgi hello peer (`bench/peers/c/hello_fcgi.c`, `gcc -lfcgi`) under spawn-fcgi.
-pub fn libfcgi(dir: &TempDir, sock: &Path) -> Backend {
-    let bin = dir.join("hello_fcgi");
-    let status = Command::new(find_program("gcc"))
-        .arg("-O2")
-        .arg("-o")
-        .arg(&bin)
-        .arg(manifest_dir().join("bench/peers/c/hello_fcgi.c"))
-        .arg("-lfcgi")
-        .status()
-        .expect("gcc runs");
-    assert!(
-        status.success(),
-        "gcc hello_fcgi.c -lfcgi failed (libfcgi-dev installed?)"
-    );
+/// The libfcgi hello peer (`bench/peers/c/hello_fcgi.c`, `gcc -lfcgi`, built once) under
+/// spawn-fcgi.
+pub fn libfcgi(_dir: &TempDir, sock: &Path) -> Backend {
+    let src = manifest_dir().join("bench/peers/c/hello_fcgi.c");
+    let bin = built("hello_fcgi", &src, |out| {
+        Command::new(find_program("gcc"))
+            .arg("-O2")
+            .arg("-o")
+            .arg(out)
+            .arg(&src)
+            .arg("-lfcgi")
+            .status()
+            .expect("gcc runs (libfcgi-dev installed?)")
+    });
     spawn_fcgi(sock, &Command::new(bin))
 }

@@ -91,7 +91,7 @@ pub(super) fn forward<'a>(
     resp: &mut Response<'_>,
 ) -> Result<Body<'a>, AppError> {
     let opts = &app.opts;
-    let mut head = Vec::new();
+    let mut head = Vec::with_capacity(4096 + 64);
     Exchange::new(1, pooled).begin(&mut head, req.environ.iter());
     let key = opts
         .hash

@@ -91,8 +91,9 @@ impl Exchange {
     ) {
         let flags = if self.keep_conn { FCGI_KEEP_CONN } else { 0 };
         record::encode_begin_request(out, self.id, Role::Responder, flags);
-        let mut pending = Vec::new();
-        let mut pair = Vec::new();
+        // Sized for a typical web server's params, so building them costs no regrowth.
+        let mut pending = Vec::with_capacity(4096);
+        let mut pair = Vec::with_capacity(512);
         for (name, value) in params {
             pair.clear();
             pairs::encode_pair(&mut pair, name, value);
