@@ -6,8 +6,8 @@
 //! it started, or the client went away).
 //!
 //! Connection threads append their lines to one buffer; a writer thread passes it to stderr
-//! as soon as it holds something, so under load many lines leave in one write instead of
-//! every thread queueing on the file. The buffer is bounded ([`MAX_PENDING`]): while
+//! [`GATHER`] after the first line of a batch arrived, so under load many lines leave in one
+//! write (and one wake-up) instead of every thread queueing on the file. The buffer is bounded ([`MAX_PENDING`]): while
 //! stderr cannot keep up, lines are dropped and counted, and the count is reported.
 
 use std::net::IpAddr;
@@ -17,6 +17,9 @@ use std::time::Instant;
 
 /// Bytes of log lines held while stderr is slow; past it lines are dropped (counted).
 pub const MAX_PENDING: usize = 1 << 20;
+
+/// How long the writer gathers lines after the first one of a batch arrives.
+pub const GATHER: std::time::Duration = std::time::Duration::from_millis(2);
 
 #[derive(Default)]
 struct Pending {
@@ -57,6 +60,9 @@ fn writer() -> &'static Writer {
                                 .unwrap_or_else(std::sync::PoisonError::into_inner);
                         }
                     }
+                    // Lines of the next moment join this batch: one wake-up and one write
+                    // per window under load, instead of one per request.
+                    std::thread::sleep(GATHER);
                     // Taken under `out`, as `flush` does: batches leave in the order queued.
                     let _out = lock(&w.out);
                     let batch = take(&mut lock(&w.pending));

@@ -67,3 +67,24 @@ fn sigint_lets_the_request_in_flight_finish_then_exits_0() {
         s.log()
     );
 }
+
+#[test]
+fn sigterm_closes_idle_connections_at_once_and_exits_0() {
+    let mut s = Serve::start(&["--app", "hello"]);
+    let mut kept = Conn::open(s.port).expect("connect");
+    assert_eq!(kept.roundtrip("GET", "/", &[], b"").status, 200);
+    let mut fresh = Conn::open(s.port).expect("connect");
+    s.backend.proc.signal(Signal::SIGTERM);
+    // Both are closed when the stop is seen; had either been waited for until the shutdown
+    // timeout, the exit status would be 1.
+    assert!(kept.is_closed_by_peer(TIMEOUT));
+    assert!(fresh.is_closed_by_peer(TIMEOUT));
+    let start = Instant::now();
+    while !s.backend.proc.has_exited() {
+        assert!(start.elapsed() < TIMEOUT, "still running\n{}", s.log());
+        thread::sleep(Duration::from_millis(10));
+    }
+    let status = s.backend.stop().expect("exit status");
+    assert!(status.success(), "{status:?}\n{}", s.log());
+    assert!(s.log().contains("cgate: SIGTERM received"), "{}", s.log());
+}
