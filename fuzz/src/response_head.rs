@@ -16,8 +16,8 @@ use cgate::gateway::{
     AppError, Body, CgiSink, Environ, Head, Input, Request, app_fn, parse_content_length, run_app,
 };
 
-/// Most bytes a response may add to its input: the `Status: ` line, an added Content-Length,
-/// `: ` and CRLF per header, or the whole 500 answer.
+/// Most bytes a response may add to its input besides 3 a line (`: ` and CR, for a line
+/// without its own `:`): the `Status: ` line, an added Content-Length, or the whole 500.
 const OVERHEAD: usize = 256;
 
 /// First byte even: `rest` is a CGI script's output. Odd: `rest` is lines, the first the
@@ -33,7 +33,7 @@ pub fn check(data: &[u8]) {
     };
     let lines = rest.iter().filter(|&&b| b == b'\n').count();
     assert!(
-        wire.len() <= rest.len() + 2 * lines + OVERHEAD,
+        wire.len() <= rest.len() + 3 * lines + OVERHEAD,
         "{} bytes out for {} in",
         wire.len(),
         rest.len()
@@ -86,15 +86,21 @@ fn app_start(spec: &[u8], resp: &mut cgate::Response<'_>) -> Answer<'static> {
         Some(i) => (&spec[..i], &spec[i + 1..]),
         None => (spec, &[][..]),
     };
+    // An app passes the status and names as `&str`: input that is not UTF-8 there is not an
+    // app's (a lossy conversion would also grow it past the output bound).
+    let text = |b: &[u8]| std::str::from_utf8(b).map(str::to_owned);
     let mut lines = head.split(|&b| b == b'\n');
-    let status = String::from_utf8_lossy(lines.next().unwrap_or_default()).into_owned();
-    let headers: Vec<(String, Vec<u8>)> = lines
-        .map(|l| {
-            let i = l.iter().position(|&b| b == b':').unwrap_or(l.len());
-            let value = l.get(i + 1..).unwrap_or_default().to_vec();
-            (String::from_utf8_lossy(&l[..i]).into_owned(), value)
-        })
-        .collect();
+    let Ok(status) = text(lines.next().unwrap_or_default()) else {
+        return Err(AppError::msg("status not UTF-8"));
+    };
+    let mut headers = Vec::new();
+    for l in lines {
+        let i = l.iter().position(|&b| b == b':').unwrap_or(l.len());
+        let Ok(name) = text(&l[..i]) else {
+            return Err(AppError::msg("name not UTF-8"));
+        };
+        headers.push((name, l.get(i + 1..).unwrap_or_default().to_vec()));
+    }
     resp.start(&status, headers)?;
     Ok(Body::from(body.to_vec()))
 }
