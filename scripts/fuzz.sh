@@ -27,13 +27,18 @@ scratch="$(mktemp -d)"
 trap 'rm -rf "$scratch"' EXIT
 failed=()
 for t in "${targets[@]}"; do
-    # The socket target's server threads outlive each input, so a per-input leak check
-    # would see their buffers; memory there is bounded by the RSS limit instead.
+    # The socket target's server threads outlive each input and the process (replacement
+    # threads the pool starts are never joined), so leak checks, per input or at exit, see
+    # their bookkeeping; memory there is bounded by the RSS limit instead.
     extra=()
-    [ "$t" = responder_socket ] && extra=(-detect_leaks=0)
+    asan="${ASAN_OPTIONS:-}"
+    if [ "$t" = responder_socket ]; then
+        extra=(-detect_leaks=0)
+        asan="detect_leaks=0${asan:+:$asan}"
+    fi
     mkdir -p "$scratch/$t"
     log="$scratch/$t.log"
-    if cargo fuzz run "$t" "$scratch/$t" "fuzz/corpus/$t" -- \
+    if ASAN_OPTIONS="$asan" cargo fuzz run "$t" "$scratch/$t" "fuzz/corpus/$t" -- \
         -max_total_time="$seconds" -max_len=4096 -rss_limit_mb=1024 -timeout=20 \
         "${extra[@]}" >"$log" 2>&1; then
         echo "fuzz $t: $(grep -E '^Done [0-9]+ runs' "$log" | tail -1)"
