@@ -223,8 +223,9 @@ fn reload_under_load_through_nginx_loses_nothing() {
     for u in uploads {
         assert!(
             u.join().unwrap(),
-            "an upload in flight failed\n{}",
-            nginx.error_log()
+            "an upload in flight failed\n{}\n{}",
+            nginx.error_log(),
+            ops.output()
         );
     }
     wait_for("the old process to exit", || {

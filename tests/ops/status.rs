@@ -3,9 +3,17 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use crate::client::get;
+use crate::client::{Conn, KEEP_CONN, get};
 use crate::harness::{Ops, Scripts, wait_for};
 use crate::support::find_program;
+
+/// The status document over one kept connection: the test's own polling then adds exactly
+/// one connection to the count, whatever closing connections are still doing.
+fn status_on(c: &mut Conn) -> serde_json::Value {
+    let r = c.roundtrip(1, &get(1, KEEP_CONN, "/cgate-status"));
+    assert_eq!(r.status(), 200);
+    serde_json::from_slice(r.body()).expect("status is JSON")
+}
 
 fn hold(ops: &Ops, n: usize) -> Vec<std::thread::JoinHandle<u16>> {
     (0..n)
@@ -31,15 +39,16 @@ fn status_reports_requests_held_by_a_gate_then_released() {
         "--workers",
         "1",
     ]);
-    let before = ops.status();
+    let mut sc = ops.server.connect();
+    let before = status_on(&mut sc);
     assert_eq!(before["counters"]["requests"]["2xx"], 0, "{before}");
     assert_eq!(before["limits"]["max_conns"], 4);
     assert_eq!(before["limits"]["workers"], 1);
     let held = hold(&ops, 3);
     wait_for("3 requests in flight", || {
-        ops.status()["current"]["requests_in_flight"] == 3
+        status_on(&mut sc)["current"]["requests_in_flight"] == 3
     });
-    let s = ops.status();
+    let s = status_on(&mut sc);
     let running = s["requests"].as_array().expect("requests");
     assert_eq!(running.len(), 3, "{s}");
     for r in running {
@@ -48,10 +57,10 @@ fn status_reports_requests_held_by_a_gate_then_released() {
         assert_eq!(r["waiting"], "app", "{s}");
         assert!(r["age_ms"].is_u64() && r["id"].is_string(), "{s}");
     }
-    // 3 held connections and the status request's own: the limit of 4 is reached now.
+    // 3 held connections and the kept status connection: the limit of 4 is reached now.
     assert_eq!(s["current"]["connections"], 4, "{s}");
     assert_eq!(s["current"]["at_capacity"], true, "{s}");
-    let om = metrics(&ops);
+    let om = metrics(&mut sc);
     assert!(om.contains("\ncgate_requests_in_flight 3\n"), "{om}");
     assert!(om.contains("\ncgate_at_capacity 1\n"), "{om}");
     assert_eq!(
@@ -60,6 +69,7 @@ fn status_reports_requests_held_by_a_gate_then_released() {
         "{om}"
     );
     promtool(&om);
+    drop(sc);
     scripts.release();
     for h in held {
         assert_eq!(h.join().unwrap(), 200);
@@ -75,7 +85,7 @@ fn status_reports_requests_held_by_a_gate_then_released() {
         ops.status()["current"]["connections"] == 1
     });
     assert_eq!(ops.status()["current"]["at_capacity"], false);
-    let om = metrics(&ops);
+    let om = metrics(&mut ops.server.connect());
     assert!(
         om.contains("\ncgate_requests_total{class=\"2xx\"} 3\n"),
         "{om}"
@@ -84,9 +94,8 @@ fn status_reports_requests_held_by_a_gate_then_released() {
     promtool(&om);
 }
 
-fn metrics(ops: &Ops) -> String {
-    let mut c = ops.server.connect();
-    let r = c.roundtrip(1, &get(1, 0, "/cgate-status?openmetrics"));
+fn metrics(c: &mut Conn) -> String {
+    let r = c.roundtrip(1, &get(1, KEEP_CONN, "/cgate-status?openmetrics"));
     assert_eq!(r.status(), 200);
     assert!(
         r.head()

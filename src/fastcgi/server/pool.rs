@@ -35,8 +35,8 @@ pub(super) const BATCH: usize = 8;
 /// Stack size of pool threads: address space only; touched pages cost memory.
 pub(super) const STACK_SIZE: usize = 512 * 1024;
 pub(super) const LISTENER_KEY: u64 = 0;
-/// On a reload, idle kept-alive connections are closed once unused for this long.
-const RETIRE_QUIET_MS: u64 = 200;
+/// On a reload or a stop, idle kept-alive connections are closed once unused for this long.
+const RETIRE_QUIET_MS: u64 = 1000;
 
 pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -313,7 +313,7 @@ impl Pool {
     /// `grace` has passed. Returns the number of connections still busy at the end.
     pub fn shutdown(&self, grace: Duration) -> usize {
         self.sh.listener.shutdown();
-        let left = self.drain(grace, false);
+        let left = self.drain(grace);
         self.sh.listener.remove_file();
         left
     }
@@ -322,10 +322,10 @@ impl Pool {
     /// successor accepts on it), and a connection that has not carried a request yet is
     /// left to deliver and finish its first one.
     pub fn retire(&self, grace: Duration) -> usize {
-        self.drain(grace, true)
+        self.drain(grace)
     }
 
-    fn drain(&self, grace: Duration, keep_fresh: bool) -> usize {
+    fn drain(&self, grace: Duration) -> usize {
         let sh = &self.sh;
         sh.stopping.store(true, SeqCst);
         let _ = sh.epoll.delete(&sh.listener);
@@ -335,18 +335,19 @@ impl Pool {
             let conns: Vec<Arc<Slot>> = lock(&sh.conns).values().cloned().collect();
             let now = sh.now();
             for slot in &conns {
-                // On a reload, a connection is closed between requests once the web server
-                // has left it unused for a moment (one in use closes after its next reply),
-                // so a request is rarely sent just as it closes; one that never carried a
-                // request is left to deliver its first.
+                // A connection is closed between requests once the web server has left it
+                // unused for a moment (one in use closes after its next reply), so a request
+                // is rarely sent just as it closes. A request that is arriving (its head or
+                // the body read ahead in the loop; a fresh connection counts from its
+                // connect) is left to arrive and be served: it was accepted.
                 let quiet = now.saturating_sub(slot.last.load(SeqCst));
-                let fresh = keep_fresh
-                    && if slot.served.load(SeqCst) {
-                        quiet < RETIRE_QUIET_MS
-                    } else {
-                        quiet < request_timeout
-                    };
-                if !slot.busy.load(SeqCst) && !fresh {
+                let arriving = slot.partial_since.load(SeqCst) != 0;
+                let fresh = if slot.served.load(SeqCst) {
+                    quiet < RETIRE_QUIET_MS
+                } else {
+                    quiet < request_timeout
+                };
+                if !slot.busy.load(SeqCst) && !arriving && !fresh {
                     slot.stream.shutdown();
                 }
             }

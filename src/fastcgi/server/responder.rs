@@ -197,7 +197,9 @@ pub fn on_readable(
             busy(true);
             super::request::serve_request(st, stream, app, cfg, params);
             busy(false);
-            if st.broken || stop() {
+            // While stopping, the connection closes after this request; a reply held for
+            // the rest of STDIN (draining) still goes out first.
+            if st.broken || (stop() && st.conn.active_request().is_none()) {
                 return Next::Close;
             }
         }
