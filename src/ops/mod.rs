@@ -5,7 +5,6 @@
 //! reports connection counts through [`metrics`].
 
 pub mod access;
-pub mod cli;
 pub mod clock;
 pub mod metrics;
 pub mod notify;

@@ -5,14 +5,14 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::{AccessFormat, OpsOptions};
-use crate::cli::{MAX_SECS, count};
+use super::{MAX_SECS, count};
 use crate::fastcgi::server::{
     MAX_CONNS, MAX_PARAMS_BYTES, MAX_REQUEST_TIMEOUT, MAX_WORKERS, ServerOptions,
 };
 use crate::gateway::input::DEFAULT_MAX_BODY;
 use crate::net::ListenAddr;
 use crate::net::listener::UnixOptions;
+use crate::ops::{AccessFormat, OpsOptions};
 
 /// `cgate fastcgi` flags.
 #[derive(Args, Debug, Clone)]
@@ -73,7 +73,7 @@ pub struct ServerArgs {
     pub access_log_format: AccessFormat,
     /// The param carrying the web server's request id (nginx: fastcgi_param REQUEST_ID
     /// $request_id); requests without one get a generated id. Always passed on as REQUEST_ID.
-    #[arg(long, value_name = "NAME", default_value = super::REQUEST_ID)]
+    #[arg(long, value_name = "NAME", default_value = crate::ops::REQUEST_ID)]
     pub request_id_param: String,
     /// Answer this path with the server's status (JSON; OpenMetrics with ?openmetrics), for
     /// loopback REMOTE_ADDRs only unless --status-any-addr.
@@ -104,7 +104,7 @@ fn parse_mode(s: &str) -> Result<u32, String> {
         .ok()
         .filter(|_| !digits.is_empty() && digits.len() <= 4)
         .ok_or_else(|| format!("{s:?} is not an octal mode such as 660"))?;
-    super::check_socket_mode(mode)?;
+    crate::ops::check_socket_mode(mode)?;
     Ok(mode)
 }
 

@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 
+mod fastcgi;
+
 use crate::apps::cgi::CgiOptions;
 use crate::apps::from_spec_with;
 use crate::gateway::App;
@@ -139,7 +141,7 @@ struct CgiCmdArgs {}
 #[derive(Args, Debug)]
 struct FastCgiArgs {
     #[command(flatten)]
-    server: crate::ops::cli::ServerArgs,
+    server: fastcgi::ServerArgs,
 }
 
 #[derive(Args, Debug)]
