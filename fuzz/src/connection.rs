@@ -1,18 +1,30 @@
-//! The responder state machine fed one stream whole and cut into pieces: the two runs must
-//! agree (same events, same output bytes, same error), and what it writes is whole records.
+//! The sans-IO responder state machine fed one stream whole, cut into pieces and one byte at
+//! a time: the three runs must agree exactly (same events, same output bytes, same
+//! disposition, active request and error), what it writes is whole version-1 records, and it
+//! never stalls (a `Transmit` that consumed nothing has bytes to write). A fourth run feeds the
+//! cut stream and writes output only a few bytes at a time (`transmit` / `transmitted(n)` as a
+//! slow socket does): it must still write whole records, see the same events, end the same way
+//! and give the same management replies in the same order.
 //!
-//! Library paths: `cgate::fastcgi::proto::{Connection, Event, Limits, ManagementValues,
-//! ProtocolError}` (`Connection::{new, process, output, close_requested, stdout, stderr,
-//! end_request, recycle_params}`), `cgate::fastcgi::proto::record::parse_record`.
+//! Library paths: `cgate::fastcgi::proto::{Connection, Disposition, Event, Limits,
+//! ManagementValues, PairLimits, Progress, ProtocolError, ProtocolStatus}` (`Connection::{new,
+//! process, transmit, transmitted, disposition, active_request, limit_body, recycle_params,
+//! stdout, stderr, end_request, reject_request, cut}`), `cgate::fastcgi::proto::record::
+//! parse_record`.
 
 use cgate::fastcgi::proto::record::parse_record;
 use cgate::fastcgi::proto::{
-    Connection, Event, Limits, ManagementValues, PairLimits, ProtocolError,
+    Connection, Disposition, Event, Limits, ManagementValues, PairLimits, Progress, ProtocolError,
+    ProtocolStatus,
 };
 
 use crate::split::{chunks, cuts_and_stream};
 
-/// An event with its borrowed bytes copied, so runs over different buffers compare.
+/// Body bound the "limited" app policy sets, so `BodyTooLong` is reached too.
+const BODY_LIMIT: u64 = 64;
+
+/// An event with its bytes copied out of the input buffer, so runs over different buffers
+/// compare.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Seen {
     /// A request started: id, keep_conn and its `(name, value)` pairs.
@@ -26,16 +38,32 @@ pub enum Seen {
 }
 
 /// What one run produced.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct Trace {
     /// Events in order.
     pub events: Vec<Seen>,
-    /// Every byte the connection asked to send, in order.
+    /// Every byte `transmit` offered and was reported written, in order.
     pub output: Vec<u8>,
     /// The error that ended the run, if any.
     pub error: Option<ProtocolError>,
-    /// Whether the connection asked to be closed.
-    pub closed: bool,
+    /// What becomes of the socket at the end.
+    pub disposition: Disposition,
+    /// The request still in progress at the end.
+    pub active: Option<u16>,
+}
+
+/// How the "app" answers a request, chosen by its number of params so every run of one
+/// stream makes the same choice: each respond path of the connection gets exercised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Policy {
+    /// Echo STDIN to STDERR, answer at the end of the body (body bounded to BODY_LIMIT).
+    AtEnd,
+    /// Answer and end at once, before the body arrives (the draining path).
+    Early,
+    /// Write a little, then cut the response (no END_REQUEST).
+    Cut,
+    /// Refuse with END_REQUEST(OVERLOADED).
+    Reject,
 }
 
 fn new_connection() -> Connection {
@@ -55,44 +83,74 @@ fn new_connection() -> Connection {
     Connection::new(limits, values)
 }
 
-/// Feeds `pieces` in order, keeping unconsumed bytes for the next piece as a server does.
-/// The "app" answers each request the same way whatever the cuts: on STDIN it echoes the
-/// bytes to STDERR, at the end of the body (or an abort) it writes a body and ends.
-pub fn run(pieces: &[&[u8]]) -> Trace {
-    let mut conn = new_connection();
-    let mut trace = Trace::default();
-    let mut buf = Vec::new();
-    for piece in pieces {
-        buf.extend_from_slice(piece);
-        let mut used = 0;
-        loop {
-            match conn.process(&buf[used..]) {
-                Ok((0, _)) => break,
-                Ok((n, event)) => {
-                    used += n;
-                    if let Some(event) = event {
-                        react(&mut conn, event, &mut trace);
-                    }
-                }
-                Err(e) => {
-                    trace.error = Some(e);
-                    trace.output.append(conn.output());
-                    return trace;
-                }
-            }
-            trace.output.append(conn.output());
-            if conn.close_requested() || trace.closed {
-                trace.closed = true;
-                return trace;
-            }
-        }
-        buf.drain(..used);
-    }
-    trace
+/// Writes what the connection offers: everything (`None`) or at most `n` bytes.
+fn write(conn: &mut Connection, out: &mut Vec<u8>, at_most: Option<usize>) {
+    let pending = conn.transmit();
+    let n = at_most.map_or(pending.len(), |n| n.min(pending.len()));
+    out.extend_from_slice(&pending[..n]);
+    conn.transmitted(n);
 }
 
-fn react(conn: &mut Connection, event: Event<'_>, trace: &mut Trace) {
-    let seen = match event {
+/// Feeds `pieces` in order, keeping unconsumed bytes for the next piece as a server does,
+/// and writes output after every step (`write_at_most` bytes a step, or all of it). At the
+/// end everything still offered is written.
+pub fn run(pieces: &[&[u8]], write_at_most: Option<usize>) -> Trace {
+    let mut conn = new_connection();
+    let mut events = Vec::new();
+    let mut output = Vec::new();
+    let mut error = None;
+    let mut policy = Policy::AtEnd;
+    let mut buf = Vec::new();
+    'outer: for piece in pieces {
+        buf.extend_from_slice(piece);
+        loop {
+            let (used, progress) = match conn.process(&buf) {
+                Ok(step) => step,
+                Err(e) => {
+                    error = Some(e);
+                    break 'outer;
+                }
+            };
+            let need = progress == Progress::NeedData;
+            let progress_was_transmit = progress == Progress::Transmit;
+            if let Progress::Event(event) = progress {
+                let seen = own(&mut conn, event, &buf);
+                react(&mut conn, &seen, &mut policy);
+                events.push(seen);
+            } else {
+                assert!(
+                    need || used > 0 || !conn.transmit().is_empty(),
+                    "Transmit with nothing consumed and nothing to write: a stall"
+                );
+            }
+            buf.drain(..used);
+            write(&mut conn, &mut output, write_at_most);
+            if progress_was_transmit {
+                // Its contract: write all of it before feeding more input.
+                while !conn.transmit().is_empty() {
+                    write(&mut conn, &mut output, write_at_most);
+                }
+            }
+            if need {
+                break;
+            }
+        }
+    }
+    while !conn.transmit().is_empty() {
+        write(&mut conn, &mut output, write_at_most);
+    }
+    Trace {
+        events,
+        output,
+        error,
+        disposition: conn.disposition(),
+        active: conn.active_request(),
+    }
+}
+
+/// Copies `event` out of `buf`, giving a request's params back to the connection for reuse.
+fn own(conn: &mut Connection, event: Event, buf: &[u8]) -> Seen {
+    match event {
         Event::Request {
             request_id,
             keep_conn,
@@ -105,39 +163,108 @@ fn react(conn: &mut Connection, event: Event<'_>, trace: &mut Trace) {
             conn.recycle_params(params);
             Seen::Request(request_id, keep_conn, pairs)
         }
-        Event::Stdin(data) => {
-            conn.stderr(data, &mut trace.output);
-            Seen::Stdin(data.to_vec())
-        }
+        Event::Stdin(range) => Seen::Stdin(
+            buf.get(range.clone())
+                .unwrap_or_else(|| panic!("STDIN range {range:?} outside the input"))
+                .to_vec(),
+        ),
         Event::StdinEnd => Seen::StdinEnd,
         Event::Abort => Seen::Abort,
-    };
-    if matches!(seen, Seen::StdinEnd | Seen::Abort) {
-        conn.stdout(b"Status: 200 OK\r\n\r\nok", &mut trace.output);
-        if !conn.end_request(0, &mut trace.output) {
-            trace.closed = true;
-        }
     }
-    trace.events.push(seen);
 }
 
-/// Whole vs split agree; the output is a sequence of whole version-1 records.
+/// The app's answer to one event; it depends only on the events, never on the cuts.
+fn react(conn: &mut Connection, seen: &Seen, policy: &mut Policy) {
+    match seen {
+        Seen::Request(_, _, pairs) => {
+            *policy = match pairs.len() % 4 {
+                0 => Policy::AtEnd,
+                1 => Policy::Early,
+                2 => Policy::Cut,
+                _ => Policy::Reject,
+            };
+            match policy {
+                Policy::AtEnd => conn.limit_body(BODY_LIMIT),
+                Policy::Early => {
+                    conn.stdout(b"Status: 200 OK\r\n\r\nearly");
+                    conn.end_request(1);
+                }
+                Policy::Cut => {}
+                Policy::Reject => conn.reject_request(ProtocolStatus::Overloaded),
+            }
+        }
+        Seen::Stdin(data) => match policy {
+            Policy::AtEnd => conn.stderr(data),
+            Policy::Cut => {
+                conn.stdout(b"Status: 200 OK\r\n\r\npart");
+                conn.cut();
+            }
+            // Already answered: the connection takes no more output for this request.
+            Policy::Early | Policy::Reject => conn.stdout(b"ignored"),
+        },
+        Seen::StdinEnd => match policy {
+            Policy::AtEnd => {
+                conn.stdout(b"Status: 200 OK\r\n\r\nok");
+                conn.end_request(0);
+            }
+            Policy::Cut => {
+                conn.stdout(b"Status: 200 OK\r\n\r\npart");
+                conn.cut();
+            }
+            Policy::Early | Policy::Reject => conn.stdout(b"ignored"),
+        },
+        Seen::Abort => conn.end_request(2),
+    }
+}
+
+/// The records of `output` (the `what` run's), which must be whole version-1 records.
+fn records<'a>(output: &'a [u8], what: &str) -> Vec<&'a [u8]> {
+    let mut out = Vec::new();
+    let mut rest = output;
+    while !rest.is_empty() {
+        let (_, used) = parse_record(rest)
+            .unwrap_or_else(|e| panic!("{what} output does not parse: {e}"))
+            .unwrap_or_else(|| panic!("{what} output ends inside a record: {rest:?}"));
+        out.push(&rest[..used]);
+        rest = &rest[used..];
+    }
+    out
+}
+
+/// Management replies (request id 0), in order.
+fn management<'a>(output: &'a [u8], what: &str) -> Vec<&'a [u8]> {
+    records(output, what)
+        .into_iter()
+        .filter(|r| r[2] == 0 && r[3] == 0)
+        .collect()
+}
+
+/// Whole, split and byte-at-a-time agree exactly; slow writes keep records whole.
 pub fn check(data: &[u8]) {
     let (cuts, stream) = cuts_and_stream(data);
-    let whole = run(&[stream]);
-    let split = run(&chunks(stream, &cuts));
+    let pieces = chunks(stream, &cuts);
+    let whole = run(&[stream], None);
+    let split = run(&pieces, None);
     assert_eq!(whole, split, "whole and split runs differ (cuts {cuts:?})");
     let bytewise: Vec<&[u8]> = stream.chunks(1).collect();
     assert_eq!(
         whole,
-        run(&bytewise),
+        run(&bytewise, None),
         "whole and byte-at-a-time runs differ"
     );
-    let mut rest = &whole.output[..];
-    while !rest.is_empty() {
-        let (_, used) = parse_record(rest)
-            .expect("output parses")
-            .expect("output is whole records");
-        rest = &rest[used..];
-    }
+    records(&whole.output, "whole");
+    let step = cuts.first().map_or(3, |&c| c % 13 + 1);
+    let slow = run(&pieces, Some(step));
+    // The output bytes may differ: after ABORT_REQUEST the unwritten part of a response is
+    // dropped only when none of it went out, and a slow writer has sent some.
+    assert_eq!(
+        (&whole.events, &whole.error, whole.disposition, whole.active),
+        (&slow.events, &slow.error, slow.disposition, slow.active),
+        "slow writer ({step} bytes a step) changed the run (cuts {cuts:?})"
+    );
+    assert_eq!(
+        management(&whole.output, "whole"),
+        management(&slow.output, "slow-writer"),
+        "slow writer ({step} bytes a step) changed the management replies"
+    );
 }

@@ -70,7 +70,8 @@ fn script_reply(
     match parser.feed(out) {
         Progress::Head { head, body } => {
             let pairs = head.headers.iter().map(|(n, v)| (n.as_str(), v.as_slice()));
-            let h = Head::new(&head.status, cgate::gateway::head::from_pairs(pairs)).map_err(AppError::from)?;
+            let h = Head::new(&head.status, cgate::gateway::head::from_pairs(pairs))
+                .map_err(AppError::from)?;
             resp.start_head(h)?;
             if head.body == cgate::cgi::reply::BodyRule::Forward {
                 resp.write(&body)?;

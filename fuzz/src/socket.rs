@@ -61,6 +61,7 @@ fn server() -> &'static Server {
                 idle_timeout: Duration::from_secs(3),
                 request_timeout: Duration::from_secs(3),
                 max_body: 1 << 20,
+                max_spool: 1 << 20,
             },
         };
         let pool = Pool::start(listener, Arc::new(app), cfg).expect("pool starts");

@@ -95,3 +95,76 @@ fn one_numeric_content_length_passes() {
     let want = "Status: 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nbo";
     assert_eq!(text(&out), want);
 }
+
+/// The FastCGI state machine (fuzz target connection_split) with a kept connection whose
+/// first reply was written only in part (a slow peer socket): what it offers next.
+mod connection {
+    use cgate::fastcgi::{Connection, Event, Limits, ManagementValues, Progress};
+
+    /// BEGIN_REQUEST(responder, FCGI_KEEP_CONN) then the empty PARAMS record, for `id`.
+    fn begin_keep(id: u8) -> Vec<u8> {
+        vec![
+            1, 1, 0, id, 0, 8, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0, // BEGIN_REQUEST
+            1, 4, 0, id, 0, 0, 0, 0, // empty PARAMS
+        ]
+    }
+
+    /// The empty STDOUT record and END_REQUEST(REQUEST_COMPLETE, 0) of request 1.
+    const REPLY_ID1: [u8; 24] = [
+        1, 6, 0, 1, 0, 0, 0, 0, // empty STDOUT
+        1, 3, 0, 1, 0, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, // END_REQUEST
+    ];
+
+    /// Request 1 complete and answered, its reply written up to byte 2.
+    fn first_reply_half_written() -> Connection {
+        let values = ManagementValues {
+            max_conns: 4,
+            max_reqs: 4,
+            mpxs_conns: false,
+        };
+        let mut conn = Connection::new(Limits::default(), values);
+        let mut input = begin_keep(1);
+        input.extend_from_slice(&[1, 5, 0, 1, 0, 0, 0, 0]); // empty STDIN
+        let (used, progress) = conn.process(&input).expect("valid records");
+        assert!(matches!(progress, Progress::Event(Event::Request { .. })));
+        let (more, progress) = conn.process(&input[used..]).expect("valid records");
+        assert_eq!(
+            (used + more, progress),
+            (input.len(), Progress::Event(Event::StdinEnd))
+        );
+        conn.end_request(0);
+        assert_eq!(conn.transmit(), REPLY_ID1);
+        conn.transmitted(2);
+        conn
+    }
+
+    /// connection_split, crash-be9411f7 (minimised): request 1's reply partly written, then
+    /// BEGIN_REQUEST and PARAMS of request 2 arrive: request 1's rest must still go out. The
+    /// hold that makes request 2's response wait for its STDIN also held back request 1's
+    /// tail, so a peer that closes (or waits for END_REQUEST) sees a record cut in two.
+    #[test]
+    fn next_request_does_not_hold_back_the_previous_reply() {
+        let mut conn = first_reply_half_written();
+        let (_, progress) = conn.process(&begin_keep(2)).expect("valid records");
+        assert!(matches!(
+            progress,
+            Progress::Event(Event::Request { request_id: 2, .. })
+        ));
+        assert_eq!(conn.transmit(), &REPLY_ID1[2..]);
+    }
+
+    /// connection_split (same shape): a management record arriving while a reply is partly
+    /// written must not have its answer put in the middle of the reply's record.
+    #[test]
+    fn management_reply_waits_for_the_record_being_written() {
+        let mut conn = first_reply_half_written();
+        let get_values = [1, 9, 0, 0, 0, 0, 0, 0];
+        let (used, _) = conn.process(&get_values).expect("valid record");
+        assert_eq!(used, 8);
+        assert!(
+            conn.transmit().starts_with(&REPLY_ID1[2..]),
+            "offered {:?}",
+            conn.transmit()
+        );
+    }
+}
