@@ -342,7 +342,7 @@ impl Connection {
                     body_seen: 0,
                     body_max: u64::MAX,
                 });
-                self.out.held = true;
+                self.out.hold();
                 Ok(Some(Progress::Event(Event::Request {
                     request_id: id,
                     keep_conn,

@@ -53,6 +53,8 @@ pub(super) struct Slot {
     pub(super) partial_since: AtomicU64,
     /// A request has started on this connection (a reload closes only such idle ones).
     pub(super) served: AtomicBool,
+    /// The connection is in its lingering close (its last reply complete).
+    pub(super) lingering: AtomicBool,
 }
 
 pub(super) struct Worker {
@@ -195,6 +197,7 @@ impl Shared {
                 // The first request's deadline runs from the connection's start.
                 partial_since: AtomicU64::new(self.now().max(1)),
                 served: AtomicBool::new(false),
+                lingering: AtomicBool::new(false),
             });
             lock(&self.conns).insert(key, slot);
             crate::ops::metrics::COUNTERS.conn_opened();
@@ -259,6 +262,7 @@ impl Shared {
             }
             Next::Linger => {
                 // The lingering close gets a request timeout from now.
+                slot.lingering.store(true, SeqCst);
                 slot.partial_since.store(now.max(1), SeqCst);
                 if !self.arm(key, &slot) {
                     self.close(key, &slot);
@@ -339,9 +343,10 @@ impl Pool {
                 // unused for a moment (one in use closes after its next reply), so a request
                 // is rarely sent just as it closes. A request that is arriving (its head or
                 // the body read ahead in the loop; a fresh connection counts from its
-                // connect) is left to arrive and be served: it was accepted.
+                // connect) is left to arrive and be served: it was accepted. A lingering
+                // close (its reply complete) is simply closed.
                 let quiet = now.saturating_sub(slot.last.load(SeqCst));
-                let arriving = slot.partial_since.load(SeqCst) != 0;
+                let arriving = slot.partial_since.load(SeqCst) != 0 && !slot.lingering.load(SeqCst);
                 let fresh = if slot.served.load(SeqCst) {
                     quiet < RETIRE_QUIET_MS
                 } else {
