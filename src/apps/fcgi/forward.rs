@@ -4,6 +4,7 @@
 use std::io::{self, Read};
 
 use super::Fcgi;
+use super::backend::{Backend, Lease};
 use super::balance;
 use super::bridge::Bridge;
 use crate::fastcgi::client::exchange::{Exchange, Failure, TryFacts, is_idempotent, retry_safe};
@@ -153,43 +154,78 @@ pub(super) fn forward<'a>(
     answer(resp, req, last)
 }
 
+impl Shared<'_> {
+    /// The body is streamed from the client (not replayable): it is neither held nor empty.
+    fn streamed(&self) -> bool {
+        self.replay.is_none() && self.len != Some(0)
+    }
+}
+
+/// What the exchange came to: the reply's tail and whether the connection may carry another
+/// request, or the failed try.
+type Outcome = Result<(io::Result<Vec<u8>>, bool), Tried>;
+
+/// One exchange as it ended, with what the bridge saw of the reply.
+struct Ran {
+    outcome: Outcome,
+    /// Reply bytes reached the bridge (the client may have some of them).
+    started: bool,
+    /// The reply's head was not a valid CGI response head (why).
+    bad_reply: Option<String>,
+}
+
 /// One try on backend `b`; `None` when it cannot be made (a streamed body already began).
 fn attempt(
     app: &Fcgi,
-    b: &super::backend::Backend,
+    b: &Backend,
     shared: &Shared<'_>,
     req: &mut Request<'_>,
     resp: &mut Response<'_>,
 ) -> Option<Attempt> {
     let opts = &app.opts;
-    let streamed = shared.replay.is_none() && shared.len != Some(0);
-    if streamed && req.input.consumed() > 0 {
+    if shared.streamed() && req.input.consumed() > 0 {
         return None;
     }
     let mut lease = match b.lease(shared.pooled, opts.idle, opts.connect_timeout, opts.timeout) {
         Ok(l) => l,
-        Err(e) => {
-            let what = match e.kind() {
-                io::ErrorKind::TimedOut => e.to_string(),
-                _ => format!("connect: {e}"),
-            };
-            let t = Tried {
-                failure: Failure::Connect,
-                output_seen: false,
-                client_side: false,
-                busy: e.kind() == io::ErrorKind::ResourceBusy,
-                timed_out: false,
-                what,
-            };
-            return Some(Attempt::Failed {
-                t,
-                started: false,
-                reused: false,
-            });
-        }
+        Err(e) => return Some(lease_failed(&e)),
     };
+    let ran = exchange(app, b, shared, &mut lease, req, resp);
+    Some(settle(app, b, shared, lease, ran, req, resp))
+}
+
+/// The try that found no connection: a connect error, or no free pooled one in time.
+fn lease_failed(e: &io::Error) -> Attempt {
+    let what = match e.kind() {
+        io::ErrorKind::TimedOut => e.to_string(),
+        _ => format!("connect: {e}"),
+    };
+    let t = Tried {
+        failure: Failure::Connect,
+        output_seen: false,
+        client_side: false,
+        busy: e.kind() == io::ErrorKind::ResourceBusy,
+        timed_out: false,
+        what,
+    };
+    Attempt::Failed {
+        t,
+        started: false,
+        reused: false,
+    }
+}
+
+/// Runs the request on the leased connection through a bridge to `resp`.
+fn exchange(
+    app: &Fcgi,
+    b: &Backend,
+    shared: &Shared<'_>,
+    lease: &mut Lease,
+    req: &mut Request<'_>,
+    resp: &mut Response<'_>,
+) -> Ran {
     let mut bytes: &[u8] = shared.replay.as_deref().unwrap_or_default();
-    let body: Option<&mut dyn Read> = match (&shared.replay, streamed) {
+    let body: Option<&mut dyn Read> = match (&shared.replay, shared.streamed()) {
         (Some(_), _) => Some(&mut bytes),
         (None, true) => Some(&mut req.input),
         (None, false) => None,
@@ -200,7 +236,7 @@ fn attempt(
         head: shared.head,
         body,
         body_len: shared.len,
-        timeout: opts.timeout,
+        timeout: app.opts.timeout,
     };
     let result = request::run(
         &mut lease.conn,
@@ -231,9 +267,30 @@ fn attempt(
             what: e.what,
         }),
     };
-    let bad_reply = bridge.bad_reply.take();
-    drop(bridge);
-    let done = |r| Some(Attempt::Done(r));
+    Ran {
+        outcome,
+        started,
+        bad_reply: bridge.bad_reply.take(),
+    }
+}
+
+/// Returns the connection to the pool (kept only after a clean reply) and decides what the
+/// exchange means: the answer, an error that ends the request, or a failed try.
+fn settle(
+    app: &Fcgi,
+    b: &Backend,
+    shared: &Shared<'_>,
+    lease: Lease,
+    ran: Ran,
+    req: &mut Request<'_>,
+    resp: &mut Response<'_>,
+) -> Attempt {
+    let Ran {
+        outcome,
+        started,
+        bad_reply,
+    } = ran;
+    let done = Attempt::Done;
     match outcome {
         Ok((Ok(tail), reusable)) if bad_reply.is_none() => {
             b.succeeded();
@@ -269,13 +326,13 @@ fn attempt(
         return done(Err(AppError::from(io::Error::new(kind, t.what))));
     }
     if started && resp.headers_sent() {
-        b.failed(opts.eject_after, &t.what);
+        b.failed(app.opts.eject_after, &t.what);
         let what = format!("{}: {} (reply cut)", b.addr, t.what);
         return done(Err(AppError::from(io::Error::other(what))));
     }
-    Some(Attempt::Failed {
+    Attempt::Failed {
         t,
         started,
         reused: lease.reused,
-    })
+    }
 }
