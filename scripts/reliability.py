@@ -55,19 +55,20 @@ NOTES = {
             "percent (see the run ranges); rerun the command to tell a cost in the pool "
             "(src/fastcgi/server/pool.rs) from noise.",
     "sigterm": "SIGTERM: requests were lost on connections cgate had accepted. The nginx "
-               "errors in the row say how: `upstream prematurely closed connection while "
-               "reading response header` is a request nginx wrote onto a kept-alive "
-               "connection just as cgate closed it as idle during shutdown; cgate never "
-               "read it, and nginx does not retry after a successful write. Graceful "
-               "shutdown has to serve (or refuse with a reply) what is already in an idle "
-               "connection's buffer (shutdown is the ops branch's, the pool core's).",
-    "sigkill": "SIGKILL: CGI scripts outlive a killed cgate, reparented to init (issue 11, "
-               "finding 3). The cgi branch makes scripts die with cgate "
-               "(PR_SET_PDEATHSIG or a subreaper); until it lands this row stays >0.",
+               "errors in the row say how: `recv() failed (104: Connection reset by peer) "
+               "while reading response header` and `upstream prematurely closed "
+               "connection` are requests nginx wrote onto a kept-alive connection just as "
+               "cgate closed it: after its last reply while stopping, or as idle. FastCGI "
+               "has no way to tell the web server to stop using a connection, and nginx "
+               "does not retry a request it wrote; cgate closes a kept connection only "
+               "after a reply or after 1 s unused, which narrows the window but does not "
+               "close it under full load (src/fastcgi/server/pool.rs, drain).",
+    "sigkill": "SIGKILL: CGI scripts outlived a killed cgate (every script has a "
+               "parent-death signal and a guard process kills their groups: "
+               "src/apps/cgi/child.rs).",
     "upload": "1 GiB upload to echo: RSS grew or the hash did not match.",
     "upload-cgi": "1 GiB upload through cgi:DIR: RSS grew, the spool held more than 64 MiB "
-                  "on disk, or the hash did not match (issue 11, finding 7: the spool has "
-                  "no disk cap yet).",
+                  "on disk, or the hash did not match.",
     "soak": "Soak: errors, or RSS / non-socket descriptors rising in the second half.",
 }
 
