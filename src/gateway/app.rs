@@ -22,35 +22,22 @@ pub trait App: Send + Sync {
     ) -> Result<Body<'a>, AppError>;
 }
 
-impl<T: App + ?Sized> App for Box<T> {
-    fn call<'a>(
-        &'a self,
-        req: &'a mut Request<'_>,
-        resp: &mut Response<'_>,
-    ) -> Result<Body<'a>, AppError> {
-        (**self).call(req, resp)
-    }
+/// Smart pointers and references to an app are apps.
+macro_rules! forward_app {
+    ($($ptr:ty),*) => {$(
+        impl<T: App + ?Sized> App for $ptr {
+            fn call<'a>(
+                &'a self,
+                req: &'a mut Request<'_>,
+                resp: &mut Response<'_>,
+            ) -> Result<Body<'a>, AppError> {
+                (**self).call(req, resp)
+            }
+        }
+    )*};
 }
 
-impl<T: App + ?Sized> App for &T {
-    fn call<'a>(
-        &'a self,
-        req: &'a mut Request<'_>,
-        resp: &mut Response<'_>,
-    ) -> Result<Body<'a>, AppError> {
-        (**self).call(req, resp)
-    }
-}
-
-impl<T: App + ?Sized> App for std::sync::Arc<T> {
-    fn call<'a>(
-        &'a self,
-        req: &'a mut Request<'_>,
-        resp: &mut Response<'_>,
-    ) -> Result<Body<'a>, AppError> {
-        (**self).call(req, resp)
-    }
-}
+forward_app!(Box<T>, &T, std::sync::Arc<T>);
 
 /// An app made from a closure (see [`app_fn`]).
 struct FnApp<F>(F);

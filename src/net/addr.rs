@@ -27,15 +27,8 @@ impl std::str::FromStr for ListenAddr {
 
     fn from_str(s: &str) -> Result<Self, AddrError> {
         let err = || AddrError(s.to_owned());
-        if let Some(p) = s.strip_prefix("unix:") {
-            return if p.starts_with('/') || p.starts_with('.') {
-                Ok(ListenAddr::Unix(p.into()))
-            } else {
-                Err(err())
-            };
-        }
-        if s.starts_with('/') || s.starts_with("./") {
-            return Ok(ListenAddr::Unix(s.into()));
+        if let Some(path) = unix_socket_path(s) {
+            return path.map(ListenAddr::Unix).map_err(|()| err());
         }
         if let Some(n) = s.strip_prefix("fd:") {
             return n.parse().map(ListenAddr::Fd).map_err(|_| err());
@@ -53,6 +46,20 @@ impl std::str::FromStr for ListenAddr {
         }
         s.parse().map(ListenAddr::Tcp).map_err(|_| err())
     }
+}
+
+/// The socket path named by `unix:/p`, `unix:./p`, `/p` or `./p` (listen and backend
+/// addresses alike): `Some(Ok(path))`; `Some(Err(()))` for `unix:` with another path; `None`
+/// when `s` names no Unix socket.
+pub(crate) fn unix_socket_path(s: &str) -> Option<Result<PathBuf, ()>> {
+    if let Some(p) = s.strip_prefix("unix:") {
+        return Some(if p.starts_with('/') || p.starts_with('.') {
+            Ok(p.into())
+        } else {
+            Err(())
+        });
+    }
+    (s.starts_with('/') || s.starts_with("./")).then(|| Ok(s.into()))
 }
 
 impl fmt::Display for ListenAddr {

@@ -30,15 +30,8 @@ impl std::str::FromStr for BackendAddr {
 
     fn from_str(s: &str) -> Result<Self, BackendAddrError> {
         let err = || BackendAddrError(s.to_owned());
-        if let Some(p) = s.strip_prefix("unix:") {
-            return if p.starts_with('/') || p.starts_with("./") {
-                Ok(BackendAddr::Unix(p.into()))
-            } else {
-                Err(err())
-            };
-        }
-        if s.starts_with('/') || s.starts_with("./") {
-            return Ok(BackendAddr::Unix(s.into()));
+        if let Some(path) = crate::net::addr::unix_socket_path(s) {
+            return path.map(BackendAddr::Unix).map_err(|()| err());
         }
         let (host, port) = s.rsplit_once(':').ok_or_else(err)?;
         port.parse::<u16>().map_err(|_| err())?;
