@@ -380,7 +380,7 @@ impl Connection {
             State::Draining(req) if req.id == id => {
                 if n == 0 {
                     let req = *req;
-                    self.release(req, false);
+                    self.release(req);
                     return Ok(Some(Progress::Transmit));
                 }
                 req.take(n)?;
@@ -419,7 +419,7 @@ impl Connection {
             }
             State::Draining(req) if req.id == id => {
                 // The response is complete; the peer wants no more STDIN skipped.
-                self.release(req, false);
+                self.release(req);
                 Some(Progress::Transmit)
             }
             _ => None,
@@ -431,7 +431,7 @@ impl Connection {
     /// still arrives read and dropped until the peer closes or a bounded time passes): a
     /// peer may write more after its empty STDIN record (flup sends an empty FCGI_DATA), and
     /// closing a socket with unread bytes resets it, which the peer sees as EPIPE.
-    pub(super) fn release(&mut self, req: Req, _peer_sending: bool) {
+    pub(super) fn release(&mut self, req: Req) {
         self.out.held = false;
         self.state = if req.keep_conn {
             State::Idle

@@ -30,12 +30,11 @@ impl Connection {
     /// its empty record (the draining state). After ABORT_REQUEST, whatever of the response
     /// has not gone out yet is dropped and only the terminators and END_REQUEST are sent.
     pub fn end_request(&mut self, app_status: u32) {
-        let (req, stdin_open) = match self.state {
-            State::Body(req) => (req, true),
-            State::Running(req) => (req, false),
-            State::Aborted { req, stdin_open } => {
+        let req = match self.state {
+            State::Body(req) | State::Running(req) => req,
+            State::Aborted { req, .. } => {
                 self.out.discard_unsent_resp();
-                (req, stdin_open)
+                req
             }
             _ => return,
         };
@@ -46,28 +45,27 @@ impl Connection {
         }
         let status = ProtocolStatus::RequestComplete;
         record::encode_end_request(out, req.id, app_status, status);
-        self.finish(req, stdin_open);
+        self.finish(req);
     }
 
     /// Refuses the running request with a bare END_REQUEST carrying `status` (for example
     /// [`ProtocolStatus::Overloaded`]) and no STDOUT; it waits for STDIN like
     /// [`Self::end_request`].
     pub fn reject_request(&mut self, status: ProtocolStatus) {
-        let (req, stdin_open) = match self.state {
-            State::Body(req) => (req, true),
-            State::Running(req) => (req, false),
+        let req = match self.state {
+            State::Body(req) | State::Running(req) => req,
             _ => return,
         };
         record::encode_end_request(&mut self.out.resp, req.id, 0, status);
-        self.finish(req, stdin_open);
+        self.finish(req);
     }
 
     /// Moves on once the response is complete in the queue.
-    fn finish(&mut self, req: super::connection::Req, stdin_open: bool) {
+    fn finish(&mut self, req: super::connection::Req) {
         match self.state {
             State::Body(_) => self.state = State::Draining(req),
             // After ABORT_REQUEST the peer expects END_REQUEST now, not after its STDIN.
-            _ => self.release(req, stdin_open),
+            _ => self.release(req),
         }
     }
 
