@@ -345,10 +345,15 @@ impl Conn {
             .unwrap_or_else(|e| panic!("{method} 127.0.0.1:{}{path}: {e}", self.port))
     }
 
-    /// True when the server has closed the connection (waits at most `wait` for it).
+    /// True when the server has closed the connection (waits at most `wait` for it): an end
+    /// of stream, or a reset (a connection still in the listen queue when the server stops
+    /// listening is reset by the kernel).
     pub fn is_closed_by_peer(&mut self, wait: Duration) -> bool {
         let _ = self.reader.get_ref().set_read_timeout(Some(wait));
-        let closed = matches!(self.reader.fill_buf(), Ok([]));
+        let closed = match self.reader.fill_buf() {
+            Ok(rest) => rest.is_empty(),
+            Err(e) => e.kind() == io::ErrorKind::ConnectionReset,
+        };
         let _ = self.reader.get_ref().set_read_timeout(Some(TIMEOUT));
         closed
     }

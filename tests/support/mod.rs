@@ -171,16 +171,42 @@ pub fn sha256_hex(data: &[u8]) -> String {
 
 static PORTS_GIVEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
 
+/// Lowest port [`free_port`] hands out.
+const FIRST_TEST_PORT: u16 = 10_000;
+
+/// The kernel's first ephemeral port (`ip_local_port_range`), 32768 when unreadable.
+fn first_ephemeral_port() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768)
+}
+
 /// A TCP port on 127.0.0.1 that was free a moment ago and has not been handed out before in
-/// this test process.
+/// this test process. It lies below the kernel's ephemeral range, so that no outgoing
+/// connection (of this or any other test) is given it as its local port between this call
+/// and the server's bind: such a port is either refused at bind or, worse, answers the
+/// readiness probe in place of the server.
 pub fn free_port() -> u16 {
+    let end = first_ephemeral_port().max(FIRST_TEST_PORT + 1000);
+    let span = u64::from(end - FIRST_TEST_PORT);
+    let mut seed = u64::from(std::process::id()) << 20
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::from(d.subsec_nanos()));
     loop {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        let port = listener.local_addr().expect("local_addr").port();
+        // xorshift: a different start per process, so parallel test binaries rarely meet.
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let port = FIRST_TEST_PORT + (seed % span) as u16;
         let mut given = PORTS_GIVEN.lock().unwrap_or_else(|e| e.into_inner());
-        if given.get_or_insert_with(HashSet::new).insert(port) {
-            return port;
+        let given = given.get_or_insert_with(HashSet::new);
+        if given.contains(&port) || TcpListener::bind(("127.0.0.1", port)).is_err() {
+            continue;
         }
+        given.insert(port);
+        return port;
     }
 }
 
