@@ -127,6 +127,9 @@ pub struct Environ {
     vars: VarIndex,
     /// The first request-header name that arrived twice.
     ambiguous: Option<Range<usize>>,
+    /// Bytes at the start of SCRIPT_NAME that name a mount point (see
+    /// [`Environ::mount_point`]).
+    mount: usize,
     /// Facts about the gateway that produced this request.
     pub gateway: GatewayFacts,
 }
@@ -150,6 +153,7 @@ impl Environ {
             buf: Vec::new(),
             vars: Vec::new(),
             ambiguous: None,
+            mount: 0,
             gateway,
         }
     }
@@ -164,6 +168,7 @@ impl Environ {
             buf,
             vars: Vec::with_capacity(pairs.len()),
             ambiguous: None,
+            mount: 0,
             gateway,
         };
         for (n, v) in pairs {
@@ -219,11 +224,15 @@ impl Environ {
             .position(|(n, _)| self.buf.get(n.clone()) == Some(name))
     }
 
-    /// Sets `name` to `value`, replacing an earlier value. `HTTP_PROXY` is ignored.
+    /// Sets `name` to `value`, replacing an earlier value. `HTTP_PROXY` is ignored. Setting
+    /// `SCRIPT_NAME` clears its mount point.
     pub fn set(&mut self, name: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
         let (name, value) = (name.as_ref(), value.as_ref());
         if name == HTTPOXY {
             return;
+        }
+        if name == b"SCRIPT_NAME" {
+            self.mount = 0;
         }
         let start = self.buf.len();
         self.buf.extend_from_slice(name);
@@ -303,6 +312,19 @@ impl Environ {
     /// `SCRIPT_NAME` as bytes (empty when absent).
     pub fn script_name(&self) -> &[u8] {
         self.get("SCRIPT_NAME").unwrap_or_default()
+    }
+
+    /// Marks the whole of the current `SCRIPT_NAME` as a mount point: a URL prefix an app
+    /// was mounted at (by [`Router`](crate::middleware::Router)), which names no file. An
+    /// app that maps URL paths to files (`cgi:DIR`) maps only what follows it.
+    pub fn set_mount_point(&mut self) {
+        self.mount = self.script_name().len();
+    }
+
+    /// The leading part of `SCRIPT_NAME` that is a mount point ([`Environ::set_mount_point`]);
+    /// empty unless a router mounted the app (a gateway's own `SCRIPT_NAME` may name a file).
+    pub fn mount_point(&self) -> &[u8] {
+        self.script_name().get(..self.mount).unwrap_or_default()
     }
 }
 
