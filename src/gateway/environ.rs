@@ -158,6 +158,20 @@ impl Environ {
         }
     }
 
+    /// An empty environ on the memory of an earlier one ([`Environ::into_parts`]), so a
+    /// gateway that builds one per request reuses its buffer and index.
+    pub fn reuse((mut buf, mut vars): (Vec<u8>, VarIndex), gateway: GatewayFacts) -> Self {
+        buf.clear();
+        vars.clear();
+        Environ {
+            buf,
+            vars,
+            ambiguous: None,
+            mount: 0,
+            gateway,
+        }
+    }
+
     /// Builds an environ from a buffer and an index of `(name, value)` ranges into it, as the
     /// FastCGI params decoder produces them, without copying. Later duplicates win, but an
     /// `HTTP_*` name given twice keeps its first value and marks the environ ambiguous (see
@@ -243,6 +257,28 @@ impl Environ {
             Some(i) => self.vars[i] = (start..mid, mid..end),
             None => self.vars.push((start..mid, mid..end)),
         }
+    }
+
+    /// Adds `name`, which the caller knows is not set yet (a gateway filling a fresh environ
+    /// with distinct names): [`Environ::set`] without its search for an earlier value.
+    /// `HTTP_PROXY` is ignored.
+    pub fn push_new(&mut self, name: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
+        let (name, value) = (name.as_ref(), value.as_ref());
+        debug_assert!(
+            self.position(name).is_none(),
+            "push_new of a name already set"
+        );
+        if name == HTTPOXY {
+            return;
+        }
+        if name == b"SCRIPT_NAME" {
+            self.mount = 0;
+        }
+        let start = self.buf.len();
+        self.buf.extend_from_slice(name);
+        let mid = self.buf.len();
+        self.buf.extend_from_slice(value);
+        self.vars.push((start..mid, mid..self.buf.len()));
     }
 
     /// Removes `name`; returns whether it was present.
@@ -403,5 +439,24 @@ mod tests {
         assert!(!e.detect_https());
         e.set("REQUEST_SCHEME", "https");
         assert!(e.detect_https());
+    }
+
+    #[test]
+    fn reuse_keeps_the_memory_and_nothing_else() {
+        let mut e = Environ::new(facts());
+        e.set("SCRIPT_NAME", "/app");
+        e.set_mount_point();
+        e.set("HTTP_X", "1");
+        let cap = e.buf.capacity();
+        let mut e = Environ::reuse(e.into_parts(), facts());
+        assert!(e.is_empty() && e.mount_point().is_empty());
+        assert_eq!(e.buf.capacity(), cap);
+        e.push_new("A", "1");
+        e.push_new("HTTP_PROXY", "http://evil/");
+        e.push_new("B", "");
+        let got: Vec<_> = e.iter().collect();
+        assert_eq!(got, [(&b"A"[..], &b"1"[..]), (&b"B"[..], &b""[..])]);
+        e.set("A", "2");
+        assert_eq!((e.get("A"), e.len()), (Some(&b"2"[..]), 2));
     }
 }
