@@ -156,6 +156,19 @@ impl ReplyParser {
         if self.done {
             return Progress::Error(ReplyError::Done);
         }
+        if self.buf.is_empty()
+            && let Some((blank, end)) = head_end(bytes).filter(|&(_, e)| e <= self.max)
+        {
+            // The whole head came in one piece (the usual case): parsed in place.
+            self.done = true;
+            return match parse_head(&bytes[..blank]) {
+                Ok(head) => Progress::Head {
+                    head,
+                    body: bytes[end..].to_vec(),
+                },
+                Err(e) => Progress::Error(e),
+            };
+        }
         while !bytes.is_empty() {
             let (line, rest) = match bytes.iter().position(|&b| b == b'\n') {
                 Some(i) => bytes.split_at(i + 1),
@@ -199,6 +212,22 @@ impl ReplyParser {
         self.buf = Vec::new();
         Progress::Error(e)
     }
+}
+
+/// Where the blank line that ends the head starts in `bytes` and where it ends, if the
+/// head is all there; the same lines as the line-by-line loop of [`ReplyParser::feed`] finds.
+fn head_end(bytes: &[u8]) -> Option<(usize, usize)> {
+    let mut line_start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        if b == b'\n' {
+            let line = &bytes[line_start..=i];
+            if line == b"\n" || line == b"\r\n" {
+                return Some((line_start, i + 1));
+            }
+            line_start = i + 1;
+        }
+    }
+    None
 }
 
 fn shown(b: &[u8]) -> String {

@@ -199,9 +199,13 @@ pub fn run(
             io.x.end_stdin(&mut out);
             io.sent_all = io.send(&out)?;
         }
+        // A body of unknown length (often none at all: a GET from a web server): its
+        // first read goes out with the head, in one write.
+        Some(body) if call.body_len.is_none() => io.sent_all = io.send_body(body, None, out)?,
         Some(body) => {
             if io.send(&out)? {
-                io.sent_all = io.send_body(body, call.body_len)?;
+                out.clear();
+                io.sent_all = io.send_body(body, call.body_len, out)?;
             }
         }
     }
@@ -220,21 +224,27 @@ pub fn run(
 }
 
 impl Io<'_, '_> {
-    /// Sends the body as STDIN records as it is read; `false` when the reply ended first.
-    fn send_body(&mut self, body: &mut dyn Read, len: Option<u64>) -> Result<bool, CallError> {
+    /// Sends the body as STDIN records as it is read, after what `out` holds already (the
+    /// head, when it was not sent); `false` when the reply ended first.
+    fn send_body(
+        &mut self,
+        body: &mut dyn Read,
+        len: Option<u64>,
+        mut out: Vec<u8>,
+    ) -> Result<bool, CallError> {
         let mut chunk = Buffer(take_buffer());
-        let mut out = Vec::with_capacity(READ_LEN + 64);
         let mut left = len;
         loop {
             let n = match body.read(&mut chunk.0[..READ_LEN]) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    self.abort();
+                    if self.written > 0 {
+                        self.abort();
+                    }
                     return Err(CallError::client(&self.x, format!("request body: {e}")));
                 }
             };
-            out.clear();
             if n == 0 {
                 self.x.end_stdin(&mut out);
                 return self.send(&out);
@@ -248,6 +258,7 @@ impl Io<'_, '_> {
             if !self.send(&out)? {
                 return Ok(false);
             }
+            out.clear();
         }
     }
 
