@@ -361,6 +361,15 @@ fn parse_head(head: &[u8]) -> Result<ReplyHead, ReplyError> {
     })
 }
 
+/// `code reason` (built without the formatting machinery: this is on every reply's path).
+fn status_line(code: &str, reason: &str) -> String {
+    let mut line = String::with_capacity(code.len() + 1 + reason.len());
+    line.push_str(code);
+    line.push(' ');
+    line.push_str(reason);
+    line
+}
+
 /// `NNN` or `NNN reason`, NNN in 200..=599; returns the status line, checked by the
 /// gateway's status rule.
 fn parse_status(value: &[u8]) -> Result<String, ReplyError> {
@@ -369,7 +378,7 @@ fn parse_status(value: &[u8]) -> Result<String, ReplyError> {
         None if value.len() == 3 => {
             let code = std::str::from_utf8(value).map_err(|_| bad())?;
             let n: u16 = code.parse().map_err(|_| bad())?;
-            format!("{code} {}", standard_reason(n))
+            status_line(code, standard_reason(n))
         }
         Some(b' ') => {
             let reason = trim(&value[4..]);
@@ -381,7 +390,7 @@ fn parse_status(value: &[u8]) -> Result<String, ReplyError> {
             } else {
                 reason
             };
-            format!("{code} {reason}")
+            status_line(code, reason)
         }
         _ => return Err(bad()),
     };
