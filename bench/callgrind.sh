@@ -24,7 +24,7 @@ if [ -z "$bin" ]; then
 fi
 work="$(mktemp -d /tmp/cgate-callgrind.XXXXXX)"
 back_pid=""
-trap '[ -n "$back_pid" ] && kill -TERM "$back_pid" 2>/dev/null; rm -rf "$work"' EXIT
+trap 'if [ -n "$back_pid" ]; then kill -TERM "$back_pid" 2>/dev/null; wait "$back_pid" 2>/dev/null; fi; rm -rf "$work"' EXIT
 counted="$app"
 if [ "$forward" = 1 ]; then
     "$bin" fastcgi --listen "unix:$work/back.sock" --app "$app" 2>"$work/back.log" &
