@@ -189,8 +189,9 @@ fn killing_backends_under_load_loses_nothing_safe_and_runs_no_post_twice() {
         .map(|o| (&o.id, o.method, o.status))
         .collect();
     let posts = outcomes.iter().filter(|o| o.method == "POST").count();
+    let failed_posts = failed.iter().filter(|o| o.method == "POST").count();
     eprintln!(
-        "failover: {} requests ({posts} POST) in {ran_for:.1?} ({:.0}/s offered {RATE}/s), {} kills, {} failed ({} of them outside a kill), {} POSTs run twice, most connections at one backend {}",
+        "failover: {} requests ({posts} POST) in {ran_for:.1?} ({:.0}/s offered {RATE}/s), {} kills, {} failed ({failed_posts} POST; {} of them outside a kill), {} POSTs run twice, most connections at one backend {}",
         outcomes.len(),
         outcomes.len() as f64 / ran_for.as_secs_f64(),
         kills.len(),
