@@ -3,18 +3,21 @@
 # machine): runs `cgate fastcgi --app APP` under callgrind twice, for N1 and N2 requests on one
 # connection, and prints (Ir(N2) - Ir(N1)) / (N2 - N1), which cancels start-up and shutdown.
 # With --serve: `cgate serve --app APP` and HTTP/1.1 GETs on one kept-alive TCP connection.
-# Usage: bash bench/callgrind.sh [--serve] [--bin PATH] [--app hello] [--n1 2000] [--n2 12000]
+# --forward: the counted cgate runs `--app fcgi:unix:BACK` in front of a cgate `--app APP` on
+# BACK that runs outside valgrind, so the count is the forwarding process alone.
+# Usage: bash bench/callgrind.sh [--serve | --forward] [--bin PATH] [--app hello] [--n1 2000] [--n2 12000]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-bin="" app=hello n1=2000 n2=12000 serve=0
+bin="" app=hello n1=2000 n2=12000 serve=0 forward=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --bin) bin="$2"; shift 2 ;;
         --app) app="$2"; shift 2 ;;
+        --forward) forward=1; shift ;;
         --n1) n1="$2"; shift 2 ;;
         --n2) n2="$2"; shift 2 ;;
         --serve) serve=1; shift ;;
-        *) echo "usage: $0 [--serve] [--bin PATH] [--app SPEC] [--n1 N] [--n2 N]" >&2; exit 2 ;;
+        *) echo "usage: $0 [--serve | --forward] [--bin PATH] [--app SPEC] [--n1 N] [--n2 N]" >&2; exit 2 ;;
     esac
 done
 if [ -z "$bin" ]; then
@@ -22,7 +25,16 @@ if [ -z "$bin" ]; then
     bin=target/release/cgate
 fi
 work="$(mktemp -d /tmp/cgate-callgrind.XXXXXX)"
-trap 'rm -rf "$work"' EXIT
+back_pid=""
+trap 'if [ -n "$back_pid" ]; then kill -TERM "$back_pid" 2>/dev/null; wait "$back_pid" 2>/dev/null; fi; rm -rf "$work"' EXIT
+counted="$app"
+if [ "$forward" = 1 ]; then
+    "$bin" fastcgi --listen "unix:$work/back.sock" --app "$app" 2>"$work/back.log" &
+    back_pid=$!
+    for _ in $(seq 1 200); do [ -S "$work/back.sock" ] && break; sleep 0.05; done
+    [ -S "$work/back.sock" ] || { echo "the backend did not start" >&2; cat "$work/back.log" >&2; exit 1; }
+    counted="fcgi:unix:$work/back.sock"
+fi
 
 count() {  # count N -> total Ir of a run serving N requests
     if [ "$serve" = 1 ]; then count_serve "$1"; else count_fastcgi "$1"; fi
@@ -30,7 +42,7 @@ count() {  # count N -> total Ir of a run serving N requests
 count_fastcgi() {
     local n="$1" sock="$work/s$1.sock" out="$work/cg.$1"
     valgrind --tool=callgrind --callgrind-out-file="$out" --trace-children=no \
-        "$bin" fastcgi --listen "unix:$sock" --workers 1 --app "$app" 2>"$work/vg.$n" &
+        "$bin" fastcgi --listen "unix:$sock" --workers 1 --app "$counted" 2>"$work/vg.$n" &
     local pid=$!
     for _ in $(seq 1 600); do [ -S "$sock" ] && break; sleep 0.05; done
     [ -S "$sock" ] || { echo "cgate did not start" >&2; cat "$work/vg.$n" >&2; exit 1; }
@@ -57,5 +69,5 @@ count_serve() {  # the port comes from the start-up line (--listen :0 picks a fr
 }
 a="$(count "$n1")"
 b="$(count "$n2")"
-awk -v a="$a" -v b="$b" -v n1="$n1" -v n2="$n2" -v app="$app" 'BEGIN {
+awk -v a="$a" -v b="$b" -v n1="$n1" -v n2="$n2" -v app="$app$( [ "$forward" = 1 ] && echo ' (forwarded)')" 'BEGIN {
     printf "app %s: Ir(%d)=%.0f Ir(%d)=%.0f -> %.0f instructions per kept-alive request\n", app, n1, a, n2, b, (b - a) / (n2 - n1) }'

@@ -156,6 +156,19 @@ impl ReplyParser {
         if self.done {
             return Progress::Error(ReplyError::Done);
         }
+        if self.buf.is_empty()
+            && let Some((blank, end)) = head_end(bytes).filter(|&(_, e)| e <= self.max)
+        {
+            // The whole head came in one piece (the usual case): parsed in place.
+            self.done = true;
+            return match parse_head(&bytes[..blank]) {
+                Ok(head) => Progress::Head {
+                    head,
+                    body: bytes[end..].to_vec(),
+                },
+                Err(e) => Progress::Error(e),
+            };
+        }
         while !bytes.is_empty() {
             let (line, rest) = match bytes.iter().position(|&b| b == b'\n') {
                 Some(i) => bytes.split_at(i + 1),
@@ -199,6 +212,22 @@ impl ReplyParser {
         self.buf = Vec::new();
         Progress::Error(e)
     }
+}
+
+/// Where the blank line that ends the head starts in `bytes` and where it ends, if the
+/// head is all there; the same lines as the line-by-line loop of [`ReplyParser::feed`] finds.
+fn head_end(bytes: &[u8]) -> Option<(usize, usize)> {
+    let mut line_start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        if b == b'\n' {
+            let line = &bytes[line_start..=i];
+            if line == b"\n" || line == b"\r\n" {
+                return Some((line_start, i + 1));
+            }
+            line_start = i + 1;
+        }
+    }
+    None
 }
 
 fn shown(b: &[u8]) -> String {
@@ -332,6 +361,15 @@ fn parse_head(head: &[u8]) -> Result<ReplyHead, ReplyError> {
     })
 }
 
+/// `code reason` (built without the formatting machinery: this is on every reply's path).
+fn status_line(code: &str, reason: &str) -> String {
+    let mut line = String::with_capacity(code.len() + 1 + reason.len());
+    line.push_str(code);
+    line.push(' ');
+    line.push_str(reason);
+    line
+}
+
 /// `NNN` or `NNN reason`, NNN in 200..=599; returns the status line, checked by the
 /// gateway's status rule.
 fn parse_status(value: &[u8]) -> Result<String, ReplyError> {
@@ -340,7 +378,7 @@ fn parse_status(value: &[u8]) -> Result<String, ReplyError> {
         None if value.len() == 3 => {
             let code = std::str::from_utf8(value).map_err(|_| bad())?;
             let n: u16 = code.parse().map_err(|_| bad())?;
-            format!("{code} {}", standard_reason(n))
+            status_line(code, standard_reason(n))
         }
         Some(b' ') => {
             let reason = trim(&value[4..]);
@@ -352,7 +390,7 @@ fn parse_status(value: &[u8]) -> Result<String, ReplyError> {
             } else {
                 reason
             };
-            format!("{code} {reason}")
+            status_line(code, reason)
         }
         _ => return Err(bad()),
     };

@@ -291,7 +291,7 @@ impl Head {
         value.append_to(&mut v);
         check_header(name, &v)?;
         self.remove(name);
-        self.push_checked(name, v)
+        self.push_checked(name.into(), v)
     }
 
     /// Appends a header after validating it. A second Content-Length with the same value is
@@ -300,10 +300,30 @@ impl Head {
         let mut v = Vec::new();
         value.append_to(&mut v);
         check_header(name, &v)?;
-        self.push_checked(name, v)
+        self.push_checked(name.into(), v)
     }
 
-    fn push_checked(&mut self, name: &str, value: Vec<u8>) -> Result<(), HeadError> {
+    /// A head from a status line and headers already owned (a reply parsed from a backend),
+    /// each validated as [`Head::push`] does, none copied.
+    pub(crate) fn from_owned(
+        status: &str,
+        headers: Vec<(String, Vec<u8>)>,
+    ) -> Result<Head, HeadError> {
+        let (code, status) = status.into_status()?;
+        let mut head = Head {
+            code,
+            status,
+            // Room for the headers a gateway adds (Content-Length) without regrowth.
+            headers: Vec::with_capacity(headers.len() + 2),
+        };
+        for (name, value) in headers {
+            check_header(&name, &value)?;
+            head.push_checked(name.into(), value)?;
+        }
+        Ok(head)
+    }
+
+    fn push_checked(&mut self, name: Cow<'_, str>, value: Vec<u8>) -> Result<(), HeadError> {
         if name.eq_ignore_ascii_case("content-length") {
             if !numeric_length(&value) {
                 return Err(HeadError::ContentLength(shown_bytes(&value)));
@@ -315,7 +335,7 @@ impl Head {
             }
         }
         self.headers.push(Header {
-            name: name.to_owned(),
+            name: name.into_owned(),
             value,
         });
         Ok(())
@@ -408,7 +428,12 @@ mod tests {
         ];
         for (n, v) in cases {
             assert!(Head::new("200 OK", [(n, v)]).is_err(), "{n}: {v:?}");
+            let owned = vec![(n.to_owned(), v.as_bytes().to_vec())];
+            assert!(Head::from_owned("200 OK", owned).is_err(), "{n}: {v:?}");
         }
+        let owned = vec![("X-A".into(), b"a\tb".to_vec()), ("X-B".into(), vec![])];
+        let same = Head::new("404 Gone", [("X-A", "a\tb"), ("X-B", "")]);
+        assert_eq!(Head::from_owned("404 Gone", owned), same);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Failover under load: nginx -> cgate `fcgi:` over 3 cgate backends, one killed (SIGKILL)
-//! and restarted every second while clients send mixed GET/POST requests.
+//! and restarted every second for 20 s while clients send mixed GET/POST requests at
+//! 200 per second (each client on a fixed schedule; one that falls behind sends at once).
 //!
 //! Checked: no POST runs twice (each backend's script appends the request id to a shared
 //! file after reading the body); every request that did not overlap a kill succeeds (those
@@ -21,8 +22,10 @@ use crate::support::{Backend, Ready, TempDir, cgate_bin, data, sha256_hex};
 
 const BACKENDS: usize = 3;
 const ADVERTISED: usize = 4;
-const RUN_FOR: Duration = Duration::from_secs(6);
-const CLIENTS: u64 = 4;
+const RUN_FOR: Duration = Duration::from_secs(20);
+/// Requests per second offered by all clients together (the load, not a result).
+const RATE: u64 = 200;
+const CLIENTS: u64 = 10;
 
 const SCRIPT: &str = r#"#!/bin/sh
 sum=$(cat | sha256sum | cut -d' ' -f1)
@@ -62,9 +65,17 @@ struct Outcome {
     status: Option<u16>,
 }
 
-fn client(port: u16, t: u64, stop: &AtomicBool, out: &Mutex<Vec<Outcome>>) {
+/// One client: request `n` is due at `began + offset + n * interval`, so that together the
+/// clients offer [`RATE`] requests per second.
+fn client(port: u16, t: u64, began: Instant, stop: &AtomicBool, out: &Mutex<Vec<Outcome>>) {
+    let interval = Duration::from_micros(1_000_000 * CLIENTS / RATE);
+    let offset = interval / CLIENTS as u32 * t as u32;
     let mut n = 0u64;
     while !stop.load(Ordering::Relaxed) {
+        let due = began + offset + interval * n as u32;
+        if let Some(ahead) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(ahead);
+        }
         n += 1;
         let id = format!("c{t}-{n}");
         let post = n % 2 == 0;
@@ -119,10 +130,11 @@ fn killing_backends_under_load_loses_nothing_safe_and_runs_no_post_twice() {
     let outcomes = Mutex::new(Vec::new());
     let kills = Mutex::new(Vec::<(Instant, Instant)>::new());
     let most_sockets = AtomicUsize::new(0);
+    let began = Instant::now();
     std::thread::scope(|s| {
         for t in 0..CLIENTS {
             let (stop, outcomes) = (&stop, &outcomes);
-            s.spawn(move || client(port, t, stop, outcomes));
+            s.spawn(move || client(port, t, began, stop, outcomes));
         }
         s.spawn(|| {
             while !stop.load(Ordering::Relaxed) {
@@ -134,7 +146,6 @@ fn killing_backends_under_load_loses_nothing_safe_and_runs_no_post_twice() {
                 std::thread::sleep(Duration::from_millis(5));
             }
         });
-        let began = Instant::now();
         let mut k = 0;
         while began.elapsed() < RUN_FOR {
             std::thread::sleep(Duration::from_secs(1));
@@ -148,6 +159,7 @@ fn killing_backends_under_load_loses_nothing_safe_and_runs_no_post_twice() {
         }
         stop.store(true, Ordering::Relaxed);
     });
+    let ran_for = began.elapsed();
     let outcomes = outcomes.into_inner().unwrap();
     let kills = kills.into_inner().unwrap();
     let ids = std::fs::read_to_string(dir.join("ids.log")).unwrap();
@@ -177,9 +189,11 @@ fn killing_backends_under_load_loses_nothing_safe_and_runs_no_post_twice() {
         .map(|o| (&o.id, o.method, o.status))
         .collect();
     let posts = outcomes.iter().filter(|o| o.method == "POST").count();
+    let failed_posts = failed.iter().filter(|o| o.method == "POST").count();
     eprintln!(
-        "failover: {} requests ({posts} POST), {} kills, {} failed ({} of them outside a kill), {} POSTs run twice, most connections at one backend {}",
+        "failover: {} requests ({posts} POST) in {ran_for:.1?} ({:.0}/s offered {RATE}/s), {} kills, {} failed ({failed_posts} POST; {} of them outside a kill), {} POSTs run twice, most connections at one backend {}",
         outcomes.len(),
+        outcomes.len() as f64 / ran_for.as_secs_f64(),
         kills.len(),
         failed.len(),
         unexcused.len(),
@@ -187,7 +201,7 @@ fn killing_backends_under_load_loses_nothing_safe_and_runs_no_post_twice() {
         most_sockets.load(Ordering::Relaxed)
     );
     assert!(
-        kills.len() >= 4 && outcomes.len() > 100,
+        kills.len() >= 10 && outcomes.len() > 500,
         "too little load: {} requests",
         outcomes.len()
     );

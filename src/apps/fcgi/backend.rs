@@ -2,7 +2,7 @@
 //! (passive ejection with backoff, the GET_VALUES probe) and its counters.
 
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -48,6 +48,9 @@ struct Pool {
     open: usize,
     limit: usize,
     sized: bool,
+    /// Leases waiting for a connection to come back (a release wakes one only if any: a
+    /// condvar's notify is a system call even with no waiter).
+    waiting: usize,
 }
 
 #[derive(Debug)]
@@ -64,6 +67,8 @@ pub struct Backend {
     pub addr: BackendAddr,
     pool: Mutex<Pool>,
     sizing: Mutex<()>,
+    /// The pool was sized (read without a lock on each lease).
+    sized: AtomicBool,
     freed: Condvar,
     health: Mutex<Health>,
     requests: AtomicU64,
@@ -96,8 +101,10 @@ impl Backend {
                 open: 0,
                 limit: max_conns.max(1),
                 sized: false,
+                waiting: 0,
             }),
             sizing: Mutex::new(()),
+            sized: AtomicBool::new(false),
             freed: Condvar::new(),
             health: Mutex::new(Health {
                 failures: 0,
@@ -131,6 +138,8 @@ impl Backend {
                 pool.limit = pool.limit.min(usize::try_from(n).unwrap_or(usize::MAX));
             }
         }
+        drop(pool);
+        self.sized.store(true, Ordering::Release);
     }
 
     /// A connection for one try: the most recently returned idle one that is neither older
@@ -144,17 +153,28 @@ impl Backend {
         connect_timeout: Duration,
         wait: Duration,
     ) -> io::Result<Lease> {
-        if pooled {
+        if pooled && !self.sized.load(Ordering::Acquire) {
             self.size_pool(connect_timeout);
         }
         let deadline = Instant::now() + wait;
-        let mut pool = lock(&self.pool);
         loop {
+            let mut pool = lock(&self.pool);
+            let mut taken = None;
             while let Some(conn) = pool.idle.pop() {
-                if conn.idle_since.elapsed() <= idle_for && !conn.is_stale() {
-                    return Ok(Lease { conn, reused: true });
+                if conn.idle_since.elapsed() <= idle_for {
+                    taken = Some(conn);
+                    break;
                 }
                 pool.open -= 1;
+            }
+            if let Some(conn) = taken {
+                // The staleness check is a system call: made outside the lock.
+                drop(pool);
+                if !conn.is_stale() {
+                    return Ok(Lease { conn, reused: true });
+                }
+                self.release(None);
+                continue;
             }
             if pool.open < pool.limit {
                 pool.open += 1;
@@ -180,11 +200,13 @@ impl Backend {
                     ),
                 ));
             }
-            pool = self
+            pool.waiting += 1;
+            let mut pool = self
                 .freed
                 .wait_timeout(pool, left)
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
+            pool.waiting -= 1;
         }
     }
 
@@ -199,8 +221,11 @@ impl Backend {
             }
             None => pool.open -= 1,
         }
+        let waiting = pool.waiting > 0;
         drop(pool);
-        self.freed.notify_one();
+        if waiting {
+            self.freed.notify_one();
+        }
     }
 
     /// Closes idle connections older than `idle_for` (the reaper calls this).
@@ -210,8 +235,9 @@ impl Backend {
         pool.idle.retain(|c| c.idle_since.elapsed() <= idle_for);
         let closed = before - pool.idle.len();
         pool.open -= closed;
+        let waiting = pool.waiting > 0;
         drop(pool);
-        if closed > 0 {
+        if closed > 0 && waiting {
             self.freed.notify_all();
         }
     }

@@ -6,7 +6,6 @@ use std::os::fd::BorrowedFd;
 
 use crate::cgi::reply::{BodyRule, DEFAULT_MAX_HEADER_BYTES, Progress, ReplyParser};
 use crate::fastcgi::client::Handler;
-use crate::gateway::head::from_pairs;
 use crate::gateway::{Head, Response};
 
 /// Most body bytes held before they are passed on (within one read batch).
@@ -54,8 +53,7 @@ impl<'r, 's, 'e> Bridge<'r, 's, 'e> {
             }
             Progress::Head { head, body } => {
                 self.parser = None;
-                let pairs = head.headers.iter().map(|(n, v)| (n.as_str(), v.as_slice()));
-                let head = Head::new(&head.status, from_pairs(pairs))
+                let head = Head::from_owned(&head.status, head.headers)
                     .map_err(|e| self.refuse(format!("reply head refused: {e}")))?;
                 self.resp
                     .start_head(head)

@@ -107,16 +107,21 @@ pub(super) fn forward<'a>(
         len,
         replay,
     };
-    let mut tried = vec![false; app.backends.len()];
+    // Bit i: backend i was tried (at most MAX_BACKENDS = 64 of them).
+    let all = match app.backends.len() {
+        n @ 0..64 => (1u64 << n) - 1,
+        _ => u64::MAX,
+    };
+    let mut tried = 0u64;
     let mut last = LastError::Bad("no backend tried".into());
     for _ in 0..opts.tries {
-        if tried.iter().all(|&t| t) {
-            tried.iter_mut().for_each(|t| *t = false);
+        if tried == all {
+            tried = 0;
         }
-        let Some(i) = app.choose(&tried, key) else {
+        let Some(i) = app.choose(tried, key) else {
             break;
         };
-        tried[i] = true;
+        tried |= 1 << i;
         let b = &app.backends[i];
         let (t, started, reused) = match attempt(app, b, &shared, req, resp) {
             None => break,

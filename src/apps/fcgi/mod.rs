@@ -107,10 +107,11 @@ pub struct Fcgi {
 }
 
 impl Fcgi {
-    /// An app over these backends.
+    /// An app over these backends (the first [`MAX_BACKENDS`] of them).
     pub fn new(addrs: Vec<BackendAddr>, opts: FcgiOptions) -> Self {
         let backends: Vec<Arc<Backend>> = addrs
             .into_iter()
+            .take(MAX_BACKENDS)
             .map(|a| Arc::new(Backend::new(a, opts.max_conns)))
             .collect();
         stats::register(&backends);
@@ -162,20 +163,25 @@ impl Fcgi {
         });
     }
 
-    fn choose(&self, tried: &[bool], key: Option<usize>) -> Option<usize> {
-        let views: Vec<balance::View> = self
-            .backends
-            .iter()
-            .zip(tried)
-            .map(|(b, &tried)| balance::View {
+    /// The backend for the next try; `tried` has bit `i` set for backend `i` tried already.
+    fn choose(&self, tried: u64, key: Option<usize>) -> Option<usize> {
+        let none = balance::View {
+            ejected: false,
+            tried: false,
+            in_flight: 0,
+        };
+        let mut views = [none; MAX_BACKENDS];
+        for (i, (b, v)) in self.backends.iter().zip(views.iter_mut()).enumerate() {
+            *v = balance::View {
                 ejected: b.is_ejected(),
-                tried,
+                tried: tried & (1 << i) != 0,
                 in_flight: b.in_flight(),
-            })
-            .collect();
+            };
+        }
+        let views = &views[..self.backends.len()];
         match key {
-            Some(h) => balance::pick(&views, h, true),
-            None => balance::pick(&views, self.rotation.fetch_add(1, Ordering::Relaxed), false),
+            Some(h) => balance::pick(views, h, true),
+            None => balance::pick(views, self.rotation.fetch_add(1, Ordering::Relaxed), false),
         }
     }
 }

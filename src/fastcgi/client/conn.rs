@@ -82,15 +82,16 @@ pub fn wait(
     timeout: Duration,
 ) -> io::Result<(PollFlags, PollFlags)> {
     let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
-    let mut fds = vec![PollFd::new(fd, events)];
-    if let Some(o) = other {
-        fds.push(PollFd::new(o, PollFlags::POLLIN));
-    }
+    let mut both = [PollFd::new(fd, events), PollFd::new(fd, PollFlags::empty())];
+    let fds = match other {
+        Some(o) => {
+            both[1] = PollFd::new(o, PollFlags::POLLIN);
+            &mut both[..]
+        }
+        None => &mut both[..1],
+    };
     loop {
-        match poll(
-            &mut fds,
-            PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
-        ) {
+        match poll(fds, PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)) {
             Ok(_) => break,
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => return Err(e.into()),

@@ -91,33 +91,64 @@ impl Exchange {
     ) {
         let flags = if self.keep_conn { FCGI_KEEP_CONN } else { 0 };
         record::encode_begin_request(out, self.id, Role::Responder, flags);
-        // Sized for a typical web server's params, so building them costs no regrowth.
-        let mut pending = Vec::with_capacity(4096);
-        let mut pair = Vec::with_capacity(512);
+        // Pairs are encoded in place after the header of the open record, which is filled
+        // in when the record closes: no intermediate buffer, no copy.
+        let mut open: Option<usize> = None;
         for (name, value) in params {
-            pair.clear();
-            pairs::encode_pair(&mut pair, name, value);
-            if !pending.is_empty() && pending.len() + pair.len() > MAX_CONTENT_LEN {
-                record::encode_record(out, RecordType::Params, self.id, &pending);
-                pending.clear();
+            let name = name.get(..pairs::MAX_ENCODED_LEN).unwrap_or(name);
+            let value = value.get(..pairs::MAX_ENCODED_LEN).unwrap_or(value);
+            let len = pair_len(name.len()) + pair_len(value.len()) + name.len() + value.len();
+            if let Some(at) = open
+                && out.len() - at - record::HEADER_LEN + len > MAX_CONTENT_LEN
+            {
+                self.close_params(out, at);
+                open = None;
             }
-            if pair.len() > MAX_CONTENT_LEN {
+            if len > MAX_CONTENT_LEN {
+                // Only a pair longer than a record spans records; its tail opens the next.
+                let mut pair = Vec::with_capacity(len);
+                pairs::encode_pair(&mut pair, name, value);
                 let mut chunks = pair.chunks(MAX_CONTENT_LEN).peekable();
                 while let Some(chunk) = chunks.next() {
                     if chunks.peek().is_some() {
                         record::encode_record(out, RecordType::Params, self.id, chunk);
                     } else {
-                        pending.extend_from_slice(chunk);
+                        open = Some(self.open_params(out));
+                        out.extend_from_slice(chunk);
                     }
                 }
-            } else {
-                pending.extend_from_slice(&pair);
+                continue;
             }
+            if open.is_none() {
+                open = Some(self.open_params(out));
+            }
+            pairs::encode_pair(out, name, value);
         }
-        if !pending.is_empty() {
-            record::encode_record(out, RecordType::Params, self.id, &pending);
+        if let Some(at) = open {
+            self.close_params(out, at);
         }
         record::encode_record(out, RecordType::Params, self.id, &[]);
+    }
+
+    /// Appends the header of a PARAMS record whose length [`Exchange::close_params`] sets;
+    /// returns where it starts.
+    fn open_params(&self, out: &mut Vec<u8>) -> usize {
+        let at = out.len();
+        record::encode_record(out, RecordType::Params, self.id, &[]);
+        at
+    }
+
+    /// Sets the length of the PARAMS record opened at `at` to what follows its header, and
+    /// pads it.
+    fn close_params(&self, out: &mut Vec<u8>, at: usize) {
+        let content = out.len() - at - record::HEADER_LEN;
+        let padding = (8 - content % 8) % 8;
+        // `content <= MAX_CONTENT_LEN` (checked before each pair went in).
+        let [hi, lo] = (content as u16).to_be_bytes();
+        out[at + 4] = hi;
+        out[at + 5] = lo;
+        out[at + 6] = padding as u8;
+        out.extend_from_slice(&[0u8; 8][..padding]);
     }
 
     /// Appends `data` as STDIN records (nothing for empty `data`).
@@ -189,6 +220,11 @@ impl Exchange {
         };
         Ok(Some((reply, used)))
     }
+}
+
+/// Bytes of the length prefix of a name or value of `len` bytes (FastCGI 1.0, 3.4).
+fn pair_len(len: usize) -> usize {
+    if len <= 0x7f { 1 } else { 4 }
 }
 
 /// The names a client asks for in GET_VALUES.

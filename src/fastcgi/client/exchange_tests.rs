@@ -271,3 +271,56 @@ fn the_module_is_pure() {
         assert!(!src.contains(banned), "{banned}");
     }
 }
+
+/// The PARAMS layout by its definition: each pair encoded on its own, packed whole into
+/// records of at most 65535 bytes, only a longer pair spanning records (its tail starting
+/// the next one).
+fn params_by_definition(id: u16, params: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut pending = Vec::new();
+    for (name, value) in params {
+        let mut pair = Vec::new();
+        pairs::encode_pair(&mut pair, name, value);
+        if !pending.is_empty() && pending.len() + pair.len() > MAX_CONTENT_LEN {
+            encode_record(&mut out, RecordType::Params, id, &pending);
+            pending.clear();
+        }
+        let mut chunks = pair.chunks(MAX_CONTENT_LEN).peekable();
+        while let Some(chunk) = chunks.next() {
+            if chunks.peek().is_some() {
+                encode_record(&mut out, RecordType::Params, id, chunk);
+            } else {
+                pending.extend_from_slice(chunk);
+            }
+        }
+    }
+    if !pending.is_empty() {
+        encode_record(&mut out, RecordType::Params, id, &pending);
+    }
+    encode_record(&mut out, RecordType::Params, id, &[]);
+    out
+}
+
+proptest::proptest! {
+    #[test]
+    fn params_encoded_in_place_match_the_definition_byte_for_byte(
+        lens in proptest::collection::vec((0usize..300, 0usize..70_000), 0..12),
+        id in 1u16..,
+    ) {
+        // Lengths around the 127/128 prefix boundary and the record size, cheap to build.
+        let params: Vec<(Vec<u8>, Vec<u8>)> = lens
+            .iter()
+            .enumerate()
+            .map(|(i, &(n, v))| {
+                let v = if i % 3 == 0 { v % 200 } else { v };
+                (vec![b'N'; n.max(1)], vec![b'a' + (i % 26) as u8; v])
+            })
+            .collect();
+        let mut out = Vec::new();
+        Exchange::new(id, true).begin(&mut out, params.iter().map(|(n, v)| (&n[..], &v[..])));
+        let mut expected = Vec::new();
+        record::encode_begin_request(&mut expected, id, Role::Responder, FCGI_KEEP_CONN);
+        expected.extend_from_slice(&params_by_definition(id, &params));
+        proptest::prop_assert_eq!(out, expected);
+    }
+}

@@ -7,6 +7,7 @@
 pub mod conn;
 pub mod exchange;
 pub mod request;
+mod values;
 
 pub use conn::{BackendAddr, Conn};
 pub use exchange::{BackendValues, Exchange, Failure, Reply};

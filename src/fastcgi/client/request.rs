@@ -199,9 +199,13 @@ pub fn run(
             io.x.end_stdin(&mut out);
             io.sent_all = io.send(&out)?;
         }
+        // A body of unknown length (often none at all: a GET from a web server): its
+        // first read goes out with the head, in one write.
+        Some(body) if call.body_len.is_none() => io.sent_all = io.send_body(body, None, out)?,
         Some(body) => {
             if io.send(&out)? {
-                io.sent_all = io.send_body(body, call.body_len)?;
+                out.clear();
+                io.sent_all = io.send_body(body, call.body_len, out)?;
             }
         }
     }
@@ -220,21 +224,27 @@ pub fn run(
 }
 
 impl Io<'_, '_> {
-    /// Sends the body as STDIN records as it is read; `false` when the reply ended first.
-    fn send_body(&mut self, body: &mut dyn Read, len: Option<u64>) -> Result<bool, CallError> {
+    /// Sends the body as STDIN records as it is read, after what `out` holds already (the
+    /// head, when it was not sent); `false` when the reply ended first.
+    fn send_body(
+        &mut self,
+        body: &mut dyn Read,
+        len: Option<u64>,
+        mut out: Vec<u8>,
+    ) -> Result<bool, CallError> {
         let mut chunk = Buffer(take_buffer());
-        let mut out = Vec::with_capacity(READ_LEN + 64);
         let mut left = len;
         loop {
             let n = match body.read(&mut chunk.0[..READ_LEN]) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    self.abort();
+                    if self.written > 0 {
+                        self.abort();
+                    }
                     return Err(CallError::client(&self.x, format!("request body: {e}")));
                 }
             };
-            out.clear();
             if n == 0 {
                 self.x.end_stdin(&mut out);
                 return self.send(&out);
@@ -248,6 +258,7 @@ impl Io<'_, '_> {
             if !self.send(&out)? {
                 return Ok(false);
             }
+            out.clear();
         }
     }
 
@@ -444,48 +455,8 @@ impl Io<'_, '_> {
     }
 }
 
-/// Asks a backend for its values (GET_VALUES) on `conn`, waiting at most `timeout`.
-pub fn query_values(
-    conn: &mut Conn,
-    timeout: Duration,
-) -> io::Result<super::exchange::BackendValues> {
-    let mut out = Vec::new();
-    super::exchange::get_values(&mut out);
-    conn.write_all(&out, timeout)?;
-    let mut x = Exchange::new(1, false);
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        if let Some((reply, _)) = x.next(&buf).map_err(io::Error::other)? {
-            return match reply {
-                Reply::Values(content) => {
-                    super::exchange::parse_values(content).map_err(io::Error::other)
-                }
-                _ => Err(io::Error::other("the backend does not answer GET_VALUES")),
-            };
-        }
-        if buf.len() > 70 * 1024 {
-            return Err(io::Error::other("GET_VALUES_RESULT too large"));
-        }
-        match conn.read_some(&mut chunk) {
-            Ok(0) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "backend closed the connection",
-                ));
-            }
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                let (r, _) = wait(conn.fd(), PollFlags::POLLIN, None, timeout)?;
-                if r.is_empty() {
-                    return Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "no GET_VALUES_RESULT",
-                    ));
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-}
+pub use super::values::query_values;
+
+#[cfg(test)]
+#[path = "request_tests.rs"]
+mod tests;
