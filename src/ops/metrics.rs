@@ -1,5 +1,6 @@
 //! Process-wide counters and gauges (relaxed atomics: a request costs a few increments).
 
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::time::Instant;
@@ -57,6 +58,25 @@ pub fn configure(max_conns: usize, workers: usize) {
 /// The configured limits, if the server has started.
 pub fn configured() -> Option<Configured> {
     CONFIGURED.get().copied()
+}
+
+/// A duplicate of the TCP listening socket, for its accept queue.
+static LISTENER: OnceLock<OwnedFd> = OnceLock::new();
+
+/// Keeps a duplicate of `listener` (TCP only) so the status can report its accept queue.
+pub fn watch_listener(listener: &crate::net::listener::Listener) {
+    if listener.is_tcp() {
+        if let Ok(fd) = listener.as_fd().try_clone_to_owned() {
+            let _ = LISTENER.set(fd);
+        }
+    }
+}
+
+/// The TCP listener's accept queue now: (connections waiting, the queue's bound). `None`
+/// on a Unix socket (Linux reports its queue only through sock_diag netlink) or before the
+/// server started.
+pub fn accept_queue() -> Option<(u32, u32)> {
+    crate::os::tcp_accept_queue(LISTENER.get()?.as_fd())
 }
 
 /// How a request ended, for the counters and the access log.

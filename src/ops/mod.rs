@@ -5,7 +5,9 @@
 //! reports connection counts through [`metrics`].
 
 pub mod access;
+pub mod arriving;
 pub mod clock;
+pub mod gauges;
 pub mod metrics;
 pub mod notify;
 pub mod observe;
@@ -180,6 +182,9 @@ pub fn start(
     }
     if !opts.observing() {
         return Ok(app);
+    }
+    if opts.status_path.is_some() || opts.slow_log.is_some() {
+        arriving::enable(&opts.request_id_param);
     }
     let obs = Arc::new(observe::Observe::new(app, opts));
     if let Some(limit) = opts.slow_log {

@@ -110,24 +110,30 @@ pub struct Observe {
     id_param: String,
     status_path: Option<String>,
     status_any_addr: bool,
-    id_prefix: String,
-    ids: AtomicU64,
+}
+
+/// A new request id: this process's start (ms, hex) and pid, then a counter.
+pub fn new_id() -> String {
+    static PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    static IDS: AtomicU64 = AtomicU64::new(1);
+    let prefix = PREFIX.get_or_init(|| {
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        format!("{:x}{:x}", ms & 0xff_ffff_ffff, std::process::id())
+    });
+    format!("{prefix}-{}", IDS.fetch_add(1, Relaxed))
 }
 
 impl Observe {
     /// Wraps `inner` as `opts` configure.
     pub fn new(inner: Arc<dyn App>, opts: &OpsOptions) -> Self {
-        let ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
         Observe {
             inner,
             inflight: Arc::new(InFlight::default()),
             id_param: opts.request_id_param.clone(),
             status_path: opts.status_path.clone(),
             status_any_addr: opts.status_any_addr,
-            id_prefix: format!("{:x}{:x}", ms & 0xff_ffff_ffff, std::process::id()),
-            ids: AtomicU64::new(1),
         }
     }
 
@@ -139,7 +145,7 @@ impl Observe {
     fn request_id(&self, env: &Environ) -> String {
         match env.get_str(&self.id_param) {
             Some(v) if valid_id(v) => v.to_owned(),
-            _ => format!("{}-{}", self.id_prefix, self.ids.fetch_add(1, Relaxed)),
+            _ => new_id(),
         }
     }
 
@@ -152,7 +158,8 @@ impl Observe {
     }
 }
 
-fn valid_id(v: &str) -> bool {
+/// Whether a web server's request id is taken as is.
+pub(super) fn valid_id(v: &str) -> bool {
     !v.is_empty()
         && v.len() <= MAX_REQUEST_ID
         && v.bytes().all(|b| b.is_ascii_graphic() && b != b'"')

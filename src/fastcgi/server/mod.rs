@@ -237,6 +237,7 @@ pub fn serve_listener(
     let cfg = pool_config(&listener, opts);
     let file = socket_file(&listener);
     let handover = crate::ops::reload::Handover::prepare(&listener, file.as_deref());
+    crate::ops::metrics::watch_listener(&listener);
     let app = crate::ops::start(app, &opts.ops, &cfg).map_err(io_err("cannot start logging"))?;
     let startup = crate::ops::startup_line(&listener, opts, &cfg);
     let pool = match Pool::start(listener, app, cfg) {

@@ -55,6 +55,8 @@ pub(super) struct Slot {
     pub(super) served: AtomicBool,
     /// The connection is in its lingering close (its last reply complete).
     pub(super) lingering: AtomicBool,
+    /// Its request is listed in [`crate::ops::arriving`] (reading its body ahead).
+    pub(super) arriving: AtomicBool,
 }
 
 pub(super) struct Worker {
@@ -153,7 +155,10 @@ impl Shared {
 
     /// Forgets a connection; its socket closes when the last reference goes, which also
     /// takes it out of the epoll set.
-    pub(super) fn close(&self, key: u64, _slot: &Slot) {
+    pub(super) fn close(&self, key: u64, slot: &Slot) {
+        if slot.arriving.swap(false, SeqCst) {
+            crate::ops::arriving::forget(key);
+        }
         if lock(&self.conns).remove(&key).is_some() {
             crate::ops::metrics::COUNTERS.conn_closed();
         }
@@ -198,6 +203,7 @@ impl Shared {
                 partial_since: AtomicU64::new(self.now().max(1)),
                 served: AtomicBool::new(false),
                 lingering: AtomicBool::new(false),
+                arriving: AtomicBool::new(false),
             });
             lock(&self.conns).insert(key, slot);
             crate::ops::metrics::COUNTERS.conn_opened();
@@ -235,16 +241,30 @@ impl Shared {
             let busy = |on: bool| {
                 slot.busy.store(on, SeqCst);
                 slot.served.fetch_or(on, SeqCst);
+                if on && slot.arriving.swap(false, SeqCst) {
+                    crate::ops::arriving::forget(key);
+                }
             };
             let stop = || self.stopping.load(SeqCst);
-            on_readable(
+            let next = on_readable(
                 &mut st,
                 &slot.stream,
                 &*self.app,
                 &self.cfg.conn,
                 &busy,
                 &stop,
-            )
+            );
+            // A request still reading its body ahead of its app is listed for the status
+            // and the slow log.
+            match (next, st.waiting.as_mut()) {
+                (Next::Wait { .. }, Some(p)) => {
+                    let listed = crate::ops::arriving::note(key, p);
+                    slot.arriving.fetch_or(listed, SeqCst);
+                }
+                _ if slot.arriving.swap(false, SeqCst) => crate::ops::arriving::forget(key),
+                _ => {}
+            }
+            next
         };
         self.handled.fetch_add(1, SeqCst);
         let now = self.now();

@@ -316,6 +316,8 @@ pub(super) fn serve_request(
     let env = std::mem::replace(&mut req.environ, Environ::new(FASTCGI_FACTS));
     drop(req);
     let st = io.into_inner();
+    // What the app left unread is not needed any more: free its memory and file now.
+    st.spool = super::spool::Spool::default();
     let (raw, pairs) = env.into_parts();
     st.conn.recycle_params(Params { raw, pairs });
     if st.conn.aborted() {
