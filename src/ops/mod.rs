@@ -11,6 +11,7 @@ pub mod gauges;
 pub mod metrics;
 pub mod notify;
 pub mod observe;
+pub mod pidfile;
 pub mod privs;
 pub mod reload;
 pub mod signals;
@@ -62,6 +63,9 @@ pub struct OpsOptions {
     pub allow_root: bool,
     /// Some app runs scripts (cgi:DIR); set by whoever builds the app.
     pub runs_scripts: bool,
+    /// Pid file: written once the process serves (by a reload successor too), removed on a
+    /// clean stop; `cgate reload --pid-file` reads it. `None`: none (the default).
+    pub pid_file: Option<PathBuf>,
     /// The app SPECs served, for the start-up line.
     pub apps: Vec<String>,
     /// The apps' own limits as `name=value` words, for the start-up line.
@@ -86,6 +90,7 @@ impl Default for OpsOptions {
             group: None,
             allow_root: false,
             runs_scripts: false,
+            pid_file: None,
             apps: Vec::new(),
             app_limits: String::new(),
         }
@@ -232,6 +237,9 @@ pub fn startup_line(listener: &Listener, opts: &ServerOptions, cfg: &PoolConfig)
     }
     if let Some(u) = &o.user {
         line += &format!(" user={u}");
+    }
+    if let Some(p) = &o.pid_file {
+        line += &format!(" pid_file={}", p.display());
     }
     line
 }

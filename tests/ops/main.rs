@@ -17,6 +17,7 @@ mod logs;
 mod options;
 mod privs;
 mod reload;
+mod reload_cmd;
 mod signals;
 mod slow;
 mod status;

@@ -349,10 +349,16 @@ impl Pool {
         self.drain(grace)
     }
 
+    /// Stops taking new connections (the listening socket stays open for a successor);
+    /// connections already accepted are served on.
+    pub fn stop_accepting(&self) {
+        self.sh.stopping.store(true, SeqCst);
+        let _ = self.sh.epoll.delete(&self.sh.listener);
+    }
+
     fn drain(&self, grace: Duration) -> usize {
         let sh = &self.sh;
-        sh.stopping.store(true, SeqCst);
-        let _ = sh.epoll.delete(&sh.listener);
+        self.stop_accepting();
         let deadline = Instant::now().checked_add(grace);
         let request_timeout = sh.cfg.conn.request_timeout.as_millis() as u64;
         loop {
