@@ -6,8 +6,8 @@
 //! log and the slow log later name it the same way.
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering::Relaxed};
-use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
 use crate::fastcgi::proto::Params;
@@ -28,16 +28,14 @@ pub struct Arriving {
 }
 
 static ON: AtomicBool = AtomicBool::new(false);
-static ID_PARAM: OnceLock<String> = OnceLock::new();
 static TABLE: Mutex<Option<HashMap<u64, Arriving>>> = Mutex::new(None);
 
 fn table() -> std::sync::MutexGuard<'static, Option<HashMap<u64, Arriving>>> {
     TABLE.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Turns the table on (the status or the slow log is on); `id_param` names the request id.
-pub fn enable(id_param: &str) {
-    let _ = ID_PARAM.set(id_param.to_owned());
+/// Turns the table on (the status or the slow log is on).
+pub fn enable() {
     ON.store(true, Relaxed);
 }
 
@@ -85,7 +83,7 @@ pub fn note(key: u64, params: &mut Params) -> bool {
     if map.contains_key(&key) {
         return true;
     }
-    let name = ID_PARAM.get().map_or(super::REQUEST_ID, String::as_str);
+    let name = super::request_id_param();
     let id = match params
         .get(name.as_bytes())
         .and_then(|v| std::str::from_utf8(v).ok())

@@ -16,6 +16,7 @@ pub struct Counters {
     conn_rejected: AtomicU64,
     log_dropped: AtomicU64,
     slow: AtomicU64,
+    not_run: AtomicU64,
     conns_open: AtomicUsize,
     in_flight: AtomicUsize,
 }
@@ -29,6 +30,7 @@ pub static COUNTERS: Counters = Counters {
     conn_rejected: AtomicU64::new(0),
     log_dropped: AtomicU64::new(0),
     slow: AtomicU64::new(0),
+    not_run: AtomicU64::new(0),
     conns_open: AtomicUsize::new(0),
     in_flight: AtomicUsize::new(0),
 };
@@ -121,6 +123,8 @@ pub struct Snapshot {
     pub log_dropped: u64,
     /// Requests that got a slow-log line.
     pub slow: u64,
+    /// Requests not run: their web-server connection had closed while they waited.
+    pub not_run: u64,
     /// Connections open now.
     pub conns_open: usize,
     /// Requests running now.
@@ -171,6 +175,11 @@ impl Counters {
         self.slow.fetch_add(1, Relaxed);
     }
 
+    /// A request was not run: its web-server connection had closed.
+    pub fn not_run(&self) {
+        self.not_run.fetch_add(1, Relaxed);
+    }
+
     /// The current values.
     pub fn snapshot(&self) -> Snapshot {
         let mut by_class = [0; 6];
@@ -185,6 +194,7 @@ impl Counters {
             conn_rejected: self.conn_rejected.load(Relaxed),
             log_dropped: self.log_dropped.load(Relaxed),
             slow: self.slow.load(Relaxed),
+            not_run: self.not_run.load(Relaxed),
             conns_open: self.conns_open.load(Relaxed),
             in_flight: self.in_flight.load(Relaxed),
         }

@@ -10,6 +10,7 @@ pub mod clock;
 pub mod gauges;
 pub mod metrics;
 pub mod notify;
+pub mod notrun;
 pub mod observe;
 pub mod pidfile;
 pub mod privs;
@@ -76,6 +77,13 @@ pub struct OpsOptions {
 pub const REQUEST_ID: &str = "REQUEST_ID";
 /// Longest request id taken from the web server; longer ones are replaced.
 pub const MAX_REQUEST_ID: usize = 64;
+
+static ID_PARAM: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// The param requests carry the web server's id in (`--request-id-param`).
+pub fn request_id_param() -> &'static str {
+    ID_PARAM.get().map_or(REQUEST_ID, String::as_str)
+}
 
 impl Default for OpsOptions {
     fn default() -> Self {
@@ -182,6 +190,7 @@ pub fn start(
     cfg: &PoolConfig,
 ) -> std::io::Result<Arc<dyn App>> {
     metrics::configure(cfg.max_conns, cfg.workers);
+    let _ = ID_PARAM.set(opts.request_id_param.clone());
     if let Some(path) = &opts.access_log {
         access::open(path, opts.access_format)?;
     }
@@ -189,7 +198,7 @@ pub fn start(
         return Ok(app);
     }
     if opts.status_path.is_some() || opts.slow_log.is_some() {
-        arriving::enable(&opts.request_id_param);
+        arriving::enable();
     }
     let obs = Arc::new(observe::Observe::new(app, opts));
     if let Some(limit) = opts.slow_log {

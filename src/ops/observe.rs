@@ -143,10 +143,7 @@ impl Observe {
     }
 
     fn request_id(&self, env: &Environ) -> String {
-        match env.get_str(&self.id_param) {
-            Some(v) if valid_id(v) => v.to_owned(),
-            _ => new_id(),
-        }
+        request_id(env, &self.id_param)
     }
 
     fn is_status(&self, env: &Environ, uri: &str) -> bool {
@@ -155,6 +152,14 @@ impl Observe {
         };
         let path = uri.split('?').next().unwrap_or("");
         path == p && (self.status_any_addr || loopback(env.get_str("REMOTE_ADDR")))
+    }
+}
+
+/// The request's id: the web server's (from param `id_param`) if usable, else a new one.
+pub(super) fn request_id(env: &Environ, id_param: &str) -> String {
+    match env.get_str(id_param) {
+        Some(v) if valid_id(v) => v.to_owned(),
+        _ => new_id(),
     }
 }
 
@@ -355,40 +360,42 @@ fn outcome_of(r: &Result<(), AppError>, head_sent: bool) -> Outcome {
     }
 }
 
-fn env_str<'e>(env: &'e Environ, name: &str) -> &'e str {
+pub(super) fn env_str<'e>(env: &'e Environ, name: &str) -> &'e str {
     env.get_str(name).unwrap_or("")
 }
 
 /// How a request ended, for the counters and the access log.
-struct Done {
-    status: u16,
-    bytes: u64,
-    outcome: Outcome,
+pub(super) struct Done {
+    /// Status sent (0: none).
+    pub(super) status: u16,
+    /// Body bytes sent.
+    pub(super) bytes: u64,
+    /// How it ended.
+    pub(super) outcome: Outcome,
 }
 
-impl Observe {
-    fn finish(&self, req: &Request<'_>, id: &str, uri: &str, time: Utc, started: Instant, d: Done) {
-        COUNTERS.request_ended(d.status, d.outcome);
-        if !access::enabled() {
-            return;
-        }
-        let env = &req.environ;
-        access::record(&Entry {
-            time,
-            id,
-            remote: env_str(env, "REMOTE_ADDR"),
-            user: env_str(env, "REMOTE_USER"),
-            method: env.method(),
-            uri,
-            protocol: env_str(env, "SERVER_PROTOCOL"),
-            status: d.status,
-            bytes: d.bytes,
-            referer: env_str(env, "HTTP_REFERER"),
-            agent: env_str(env, "HTTP_USER_AGENT"),
-            ms: started.elapsed().as_millis() as u64,
-            outcome: d.outcome.as_str(),
-        });
+/// Counts a request's end and writes its access log line.
+pub(super) fn finish(req: &Request<'_>, id: &str, uri: &str, time: Utc, started: Instant, d: Done) {
+    COUNTERS.request_ended(d.status, d.outcome);
+    if !access::enabled() {
+        return;
     }
+    let env = &req.environ;
+    access::record(&Entry {
+        time,
+        id,
+        remote: env_str(env, "REMOTE_ADDR"),
+        user: env_str(env, "REMOTE_USER"),
+        method: env.method(),
+        uri,
+        protocol: env_str(env, "SERVER_PROTOCOL"),
+        status: d.status,
+        bytes: d.bytes,
+        referer: env_str(env, "HTTP_REFERER"),
+        agent: env_str(env, "HTTP_USER_AGENT"),
+        ms: started.elapsed().as_millis() as u64,
+        outcome: d.outcome.as_str(),
+    });
 }
 
 impl App for Observe {
@@ -407,20 +414,6 @@ impl App for Observe {
         let time = Utc::now();
         let started = Instant::now();
         COUNTERS.request_started();
-        if resp.client_gone() {
-            // The web server's connection closed while the request waited: not run.
-            let done = Done {
-                status: 0,
-                bytes: 0,
-                outcome: Outcome::ClientGone,
-            };
-            self.finish(req, &id, &uri, time, started, done);
-            let why = "the web server's connection closed before the request ran";
-            return Err(AppError::from(io::Error::new(
-                io::ErrorKind::ConnectionAborted,
-                why,
-            )));
-        }
         let waiting = Arc::new(AtomicU8::new(Waiting::App as u8));
         let key = self.inflight.begin(Running {
             id: id.clone(),
@@ -447,7 +440,7 @@ impl App for Observe {
             (Err(_), false, _) => (0, 0),
             _ => (fwd.status, fwd.bytes),
         };
-        self.finish(
+        finish(
             req,
             &id,
             &uri,

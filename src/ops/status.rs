@@ -137,7 +137,7 @@ impl Report {
                     "5xx": class(5), "none": class(0),
                 },
                 "cut": c.cut, "aborted": c.aborted, "client_gone": c.client_gone,
-                "connections_rejected": c.conn_rejected, "slow": c.slow,
+                "connections_rejected": c.conn_rejected, "slow": c.slow, "not_run": c.not_run,
                 "access_log_dropped": c.log_dropped,
             },
             "requests": running,
@@ -148,7 +148,7 @@ impl Report {
     }
 
     /// The single-valued metrics: name, type, help, value.
-    fn scalars(&self) -> [(&'static str, &'static str, &'static str, u64); 13] {
+    fn scalars(&self) -> [(&'static str, &'static str, &'static str, u64); 14] {
         let c = &self.counters;
         let n = |v: usize| v as u64;
         [
@@ -211,6 +211,12 @@ impl Report {
                 "counter",
                 "Requests whose web-server connection went away.",
                 c.client_gone,
+            ),
+            (
+                "cgate_requests_not_run",
+                "counter",
+                "Requests not run: their web-server connection closed while they waited.",
+                c.not_run,
             ),
             (
                 "cgate_connections_rejected",

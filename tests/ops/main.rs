@@ -11,6 +11,7 @@ use support::fcgi_bytes;
 #[path = "../fastcgi_wire/server.rs"]
 mod server;
 
+mod dead;
 mod gauges;
 mod harness;
 mod logs;

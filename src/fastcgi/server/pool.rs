@@ -23,6 +23,7 @@ use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 use super::responder::{ConnConfig, ConnState, Next, on_readable};
 use crate::gateway::App;
 use crate::net::listener::{Listener, Stream};
+use crate::ops::notrun::NotRun;
 
 /// A loop thread inside one request for longer than this is replaced by a spare.
 pub const SLOW_REQUEST: Duration = Duration::from_millis(2);
@@ -57,6 +58,9 @@ pub(super) struct Slot {
     pub(super) lingering: AtomicBool,
     /// Its request is listed in [`crate::ops::arriving`] (reading its body ahead).
     pub(super) arriving: AtomicBool,
+    /// The requests of the next event may have waited (a fresh connection, or the peer
+    /// hung up): they run only if the connection is still there ([`NotRun`]).
+    pub(super) check_peer: AtomicBool,
 }
 
 pub(super) struct Worker {
@@ -139,6 +143,14 @@ impl Shared {
         r.is_ok()
     }
 
+    /// The peer of connection `key` hung up (an epoll event said so): its next requests
+    /// are checked before they run.
+    pub(super) fn peer_hung_up(&self, key: u64) {
+        if let Some(slot) = lock(&self.conns).get(&key) {
+            slot.check_peer.store(true, SeqCst);
+        }
+    }
+
     /// Puts a taken but unhandled event back into the epoll set.
     pub(super) fn rearm(&self, key: u64) {
         if key == LISTENER_KEY {
@@ -204,6 +216,8 @@ impl Shared {
                 served: AtomicBool::new(false),
                 lingering: AtomicBool::new(false),
                 arriving: AtomicBool::new(false),
+                // It waited in the listen queue: its web server may have left meanwhile.
+                check_peer: AtomicBool::new(true),
             });
             lock(&self.conns).insert(key, slot);
             crate::ops::metrics::COUNTERS.conn_opened();
@@ -246,14 +260,13 @@ impl Shared {
                 }
             };
             let stop = || self.stopping.load(SeqCst);
-            let next = on_readable(
-                &mut st,
-                &slot.stream,
-                &*self.app,
-                &self.cfg.conn,
-                &busy,
-                &stop,
-            );
+            let guarded = NotRun(&*self.app);
+            let app: &dyn App = if slot.check_peer.swap(false, SeqCst) {
+                &guarded
+            } else {
+                &*self.app
+            };
+            let next = on_readable(&mut st, &slot.stream, app, &self.cfg.conn, &busy, &stop);
             // A request still reading its body ahead of its app is listed for the status
             // and the slow log.
             match (next, st.waiting.as_mut()) {
