@@ -147,10 +147,83 @@ impl Gauges {
         ];
         for (name, kind, help, get) in families {
             let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for b in &self.backends {
+            // The index keeps series apart when two apps forward to the same address.
+            for (i, b) in self.backends.iter().enumerate() {
                 let addr = super::status::label(&b.addr);
-                let _ = writeln!(o, "{name}{{backend=\"{addr}\"}} {}", get(b));
+                let _ = writeln!(o, "{name}{{backend=\"{addr}\",index=\"{i}\"}} {}", get(b));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gauges() -> Gauges {
+        Gauges {
+            scripts_running: 2,
+            scripts_max: 64,
+            spool_memory: 1000,
+            spool_file: 5,
+            accept_queue: Some((1, 4096)),
+            backends: vec![BackendStats {
+                addr: "unix:/run/php\"x.sock".into(),
+                requests: 7,
+                errors: 2,
+                retries: 1,
+                in_flight: 3,
+                ejections: 1,
+                ejected: true,
+                open: 4,
+                limit: 8,
+            }],
+        }
+    }
+
+    #[test]
+    fn openmetrics_families() {
+        let mut o = String::new();
+        gauges().openmetrics(&mut o);
+        assert!(o.starts_with(
+            "# HELP cgate_scripts_running CGI scripts running now.\n\
+             # TYPE cgate_scripts_running gauge\ncgate_scripts_running 2\n"
+        ));
+        assert!(o.contains("\ncgate_scripts_max 64\n"));
+        assert!(o.contains("\ncgate_accept_queue 1\n"));
+        assert!(o.contains("\ncgate_accept_queue_max 4096\n"));
+        assert!(o.contains(
+            "\ncgate_spool_bytes{where=\"memory\"} 1000\ncgate_spool_bytes{where=\"file\"} 5\n"
+        ));
+        let l = "{backend=\"unix:/run/php\\\"x.sock\",index=\"0\"}";
+        assert!(o.contains(&format!("\ncgate_backend_up{l} 0\n")), "{o}");
+        assert!(o.contains(&format!("\ncgate_backend_in_flight{l} 3\n")));
+        assert!(o.contains(&format!(
+            "# TYPE cgate_backend_requests_total counter\ncgate_backend_requests_total{l} 7\n"
+        )));
+        assert!(o.contains(&format!("\ncgate_backend_ejections_total{l} 1\n")));
+        let mut unix = gauges();
+        unix.accept_queue = None;
+        unix.backends.clear();
+        let mut o = String::new();
+        unix.openmetrics(&mut o);
+        assert!(!o.contains("accept_queue") && !o.contains("backend"), "{o}");
+    }
+
+    #[test]
+    fn json_members() {
+        let g = gauges();
+        assert_eq!(
+            g.current_json(),
+            serde_json::json!({
+                "scripts": {"running": 2, "max": 64},
+                "spool_bytes": {"memory": 1000, "file": 5},
+                "accept_queue": {"queued": 1, "max": 4096},
+            })
+        );
+        let b = &g.backends_json()[0];
+        assert_eq!(b["state"], "ejected");
+        assert_eq!(b["connections"], 4);
+        assert_eq!(b["connections_max"], 8);
     }
 }

@@ -163,7 +163,7 @@ fn fcgi_backends_are_listed_up_then_ejected_when_killed() {
         "{s}"
     );
     let om = metrics(&mut sc);
-    let label = format!("{{backend=\"{address}\"}}");
+    let label = format!("{{backend=\"{address}\",index=\"0\"}}");
     assert!(
         om.contains(&format!("\ncgate_backend_up{label} 0\n")),
         "{om}"
