@@ -14,7 +14,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -255,17 +255,14 @@ impl Shared {
             let busy = |on: bool| {
                 slot.busy.store(on, SeqCst);
                 slot.served.fetch_or(on, SeqCst);
-                if on && slot.arriving.swap(false, SeqCst) {
+                if on && slot.arriving.load(Relaxed) && slot.arriving.swap(false, SeqCst) {
                     crate::ops::arriving::forget(key);
                 }
             };
             let stop = || self.stopping.load(SeqCst);
             let guarded = NotRun(&*self.app);
-            let app: &dyn App = if slot.check_peer.swap(false, SeqCst) {
-                &guarded
-            } else {
-                &*self.app
-            };
+            let check = slot.check_peer.load(Relaxed) && slot.check_peer.swap(false, SeqCst);
+            let app: &dyn App = if check { &guarded } else { &*self.app };
             let next = on_readable(&mut st, &slot.stream, app, &self.cfg.conn, &busy, &stop);
             // A request still reading its body ahead of its app is listed for the status
             // and the slow log.
@@ -274,7 +271,9 @@ impl Shared {
                     let listed = crate::ops::arriving::note(key, p);
                     slot.arriving.fetch_or(listed, SeqCst);
                 }
-                _ if slot.arriving.swap(false, SeqCst) => crate::ops::arriving::forget(key),
+                _ if slot.arriving.load(Relaxed) && slot.arriving.swap(false, SeqCst) => {
+                    crate::ops::arriving::forget(key)
+                }
                 _ => {}
             }
             next

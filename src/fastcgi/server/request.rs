@@ -318,7 +318,7 @@ pub(super) fn serve_request(
     let st = io.into_inner();
     // Once the body has ended, what the app left unread is not needed: its memory and file
     // go now. (While STDIN still flows, the spool keeps counting it against --max-spool.)
-    if !st.conn.stdin_open() {
+    if !st.spool.is_empty() && !st.conn.stdin_open() {
         st.spool = super::spool::Spool::default();
     }
     let (raw, pairs) = env.into_parts();

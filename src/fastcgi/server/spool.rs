@@ -84,7 +84,9 @@ impl Spool {
         let room = MEMORY_MAX.saturating_sub(self.mem.len());
         let (now, rest) = data.split_at(room.min(data.len()));
         self.mem.extend_from_slice(now);
-        HELD[0].fetch_add(now.len() as u64, Ordering::Relaxed);
+        if !now.is_empty() {
+            HELD[0].fetch_add(now.len() as u64, Ordering::Relaxed);
+        }
         if rest.is_empty() {
             return Ok(());
         }
@@ -130,8 +132,12 @@ impl Spool {
 
 impl Drop for Spool {
     fn drop(&mut self) {
-        HELD[0].fetch_sub(self.mem.len() as u64, Ordering::Relaxed);
-        HELD[1].fetch_sub(self.file_len, Ordering::Relaxed);
+        if !self.mem.is_empty() {
+            HELD[0].fetch_sub(self.mem.len() as u64, Ordering::Relaxed);
+        }
+        if self.file_len > 0 {
+            HELD[1].fetch_sub(self.file_len, Ordering::Relaxed);
+        }
     }
 }
 
