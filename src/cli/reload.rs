@@ -1,8 +1,10 @@
 //! `cgate reload --pid-file PATH`: SIGHUP to a running `cgate fastcgi`, then wait until its pid file names the new process (which writes it once it serves).
 //!
 //! Exit codes: 0 reloaded; 1 timed out or the reload failed (the old process serves on);
-//! 2 usage; 3 no such process or an unreadable pid file. One line on stderr says which.
+//! 2 usage; 3 no such process, an unreadable pid file, or a process that does not serve
+//! this pid file (never signalled). One line on stderr says which.
 
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -58,6 +60,13 @@ pub fn run(a: &ReloadArgs) -> i32 {
             return EXIT_NO_PROCESS;
         }
     };
+    if let Err(why) = serves_this_file(old, path) {
+        say(&format!(
+            "pid {old} is not a server of pid file {}: {why} (stale pid file?)",
+            path.display()
+        ));
+        return EXIT_NO_PROCESS;
+    }
     match kill(Pid::from_raw(old), Signal::SIGHUP) {
         Ok(()) => {}
         Err(Errno::ESRCH) => {
@@ -92,6 +101,45 @@ pub fn run(a: &ReloadArgs) -> i32 {
             ));
             EXIT_FAILED
         }
+    }
+}
+
+/// Checks, before any signal is sent, that process `pid` was started with `--pid-file` naming
+/// this very file (same device and inode), so a stale file whose pid now belongs to another
+/// program never gets it a SIGHUP. A process gone is `ESRCH`-reported by the caller's kill.
+fn serves_this_file(pid: i32, path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return Ok(()); // gone (the signal says so) or hidden: nothing to check against
+    };
+    let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+    let given = args.iter().enumerate().find_map(|(i, a)| {
+        if *a == b"--pid-file" {
+            args.get(i + 1).copied()
+        } else {
+            a.strip_prefix(b"--pid-file=")
+        }
+    });
+    let Some(given) = given else {
+        return Err("it was not started with --pid-file".into());
+    };
+    let given = Path::new(std::ffi::OsStr::from_bytes(given));
+    let theirs = if given.is_absolute() {
+        given.to_path_buf()
+    } else {
+        match std::fs::read_link(format!("/proc/{pid}/cwd")) {
+            Ok(cwd) => cwd.join(given),
+            Err(_) => return Ok(()), // its directory is not ours to see: cannot tell
+        }
+    };
+    let same = |a: &Path, b: &Path| match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
+    };
+    if same(&theirs, path) {
+        Ok(())
+    } else {
+        Err(format!("its --pid-file is {}", given.display()))
     }
 }
 

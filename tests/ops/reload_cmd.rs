@@ -151,11 +151,40 @@ fn no_process_is_exit_3_a_silent_one_times_out_with_1_and_usage_is_2() {
             format!("cgate reload: no process {dead} (pid file {pids})\n").as_str()
         )
     );
-    // A process that ignores SIGHUP and never writes the file: timed out.
-    let mut deaf = Command::new("sh")
-        .args(["-c", "trap '' HUP; exec sleep 600"])
+    // A live process that is no server of this file (a stale pid, reused): refused before
+    // any signal, and it lives on.
+    let mut other = Command::new("sleep").arg("600").spawn().unwrap();
+    let pid = other.id();
+    std::fs::write(&pidf, format!("{pid}\n")).unwrap();
+    let (code, err) = run_cgate(&["reload", "--pid-file", pids]);
+    let untouched = alive(pid as i32);
+    let _ = other.kill();
+    let _ = other.wait();
+    assert_eq!(
+        (code, err.as_str()),
+        (
+            3,
+            format!(
+                "cgate reload: pid {pid} is not a server of pid file {pids}: it was not started \
+                 with --pid-file (stale pid file?)\n"
+            )
+            .as_str()
+        )
+    );
+    assert!(untouched, "the other process got no SIGHUP");
+    // A process started with this pid file that ignores SIGHUP and never rewrites it: timed
+    // out.
+    let ready = dir.join("deaf.ready");
+    let ignore = format!(
+        "import signal, time; signal.signal(signal.SIGHUP, signal.SIG_IGN); \
+         open({:?}, 'w').close(); time.sleep(600)",
+        ready.display().to_string()
+    );
+    let mut deaf = Command::new("python3")
+        .args(["-c", &ignore, "--pid-file", pids])
         .spawn()
         .unwrap();
+    wait_for("SIGHUP ignored", || ready.exists());
     let pid = deaf.id();
     std::fs::write(&pidf, format!("{pid}\n")).unwrap();
     let (code, err) = run_cgate(&["reload", "--pid-file", pids, "--timeout", "1"]);
