@@ -54,15 +54,14 @@ NOTES = {
             "connections were open. On a shared 2-core machine single runs vary by tens of "
             "percent (see the run ranges); rerun the command to tell a cost in the pool "
             "(src/fastcgi/server/pool.rs) from noise.",
-    "sigterm": "SIGTERM: requests were lost on connections cgate had accepted. The nginx "
-               "errors in the row say how: `recv() failed (104: Connection reset by peer) "
-               "while reading response header` and `upstream prematurely closed "
-               "connection` are requests nginx wrote onto a kept-alive connection just as "
-               "cgate closed it: after its last reply while stopping, or as idle. FastCGI "
-               "has no way to tell the web server to stop using a connection, and nginx "
-               "does not retry a request it wrote; cgate closes a kept connection only "
-               "after a reply or after 1 s unused, which narrows the window but does not "
-               "close it under full load (src/fastcgi/server/pool.rs, drain).",
+    "sigterm": "SIGTERM: requests were lost on connections cgate had accepted: nginx "
+               "read a reset or an early close where an answer was due. While stopping, a "
+               "kept connection takes no more input after its reply (the read side is shut "
+               "down: on a Unix socket nginx's next write fails with EPIPE, a request never "
+               "received), what arrived before is served, and the connection then ends "
+               "cleanly (src/fastcgi/server/responder.rs, pool.rs drain). On TCP the kernel "
+               "still queues what nginx sends after that shutdown; a loss over TCP is that "
+               "window.",
     "sigkill": "SIGKILL: CGI scripts outlived a killed cgate (every script has a "
                "parent-death signal and a guard process kills their groups: "
                "src/apps/cgi/child.rs).",

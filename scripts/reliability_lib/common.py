@@ -108,18 +108,19 @@ def fds(pid):
 
 
 def fd_kinds(pid):
-    """(sockets, other descriptors) open in `pid`."""
-    socks = other = 0
+    """(sockets, other descriptors) open in `pid`; a socket open on several descriptors
+    (the listener is kept twice: once to serve, once for a reload's hand-over) counts once."""
+    socks, other = set(), 0
     for fd in os.listdir(f"/proc/{pid}/fd"):
         try:
             target = os.readlink(f"/proc/{pid}/fd/{fd}")
         except OSError:
             continue
         if target.startswith("socket:"):
-            socks += 1
+            socks.add(target)
         else:
             other += 1
-    return socks, other
+    return len(socks), other
 
 
 def cpu_seconds(pid):

@@ -183,8 +183,9 @@ def row_sigterm(binary, work):
             f"received (nginx: upstream closed, reset or timed out while reading the "
             f"answer); cgate exit code {code}; after its listener closed, nginx's connects "
             f"were refused ({refused}, answered 502: never accepted), {unsent} of them "
-            f"retries of requests nginx had written on kept-alive connections cgate had "
-            f"closed as idle (write failed: never received). nginx's errors: {detail}",
+            f"retries of requests nginx wrote on kept-alive connections after cgate had "
+            f"stopped reading them (the write failed: never received). nginx's errors: "
+            f"{detail}",
             f"{ok} x 200 before and during shutdown, {statuses.get('502', 0)} x 502 after; "
             f"cgate exited {exit_s:.2f} s after SIGTERM")
 

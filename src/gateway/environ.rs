@@ -127,6 +127,9 @@ pub struct Environ {
     vars: VarIndex,
     /// The first request-header name that arrived twice.
     ambiguous: Option<Range<usize>>,
+    /// Bytes at the start of SCRIPT_NAME that name a mount point (see
+    /// [`Environ::mount_point`]).
+    mount: usize,
     /// Facts about the gateway that produced this request.
     pub gateway: GatewayFacts,
 }
@@ -150,6 +153,21 @@ impl Environ {
             buf: Vec::new(),
             vars: Vec::new(),
             ambiguous: None,
+            mount: 0,
+            gateway,
+        }
+    }
+
+    /// An empty environ on the memory of an earlier one ([`Environ::into_parts`]), so a
+    /// gateway that builds one per request reuses its buffer and index.
+    pub fn reuse((mut buf, mut vars): (Vec<u8>, VarIndex), gateway: GatewayFacts) -> Self {
+        buf.clear();
+        vars.clear();
+        Environ {
+            buf,
+            vars,
+            ambiguous: None,
+            mount: 0,
             gateway,
         }
     }
@@ -164,6 +182,7 @@ impl Environ {
             buf,
             vars: Vec::with_capacity(pairs.len()),
             ambiguous: None,
+            mount: 0,
             gateway,
         };
         for (n, v) in pairs {
@@ -219,11 +238,15 @@ impl Environ {
             .position(|(n, _)| self.buf.get(n.clone()) == Some(name))
     }
 
-    /// Sets `name` to `value`, replacing an earlier value. `HTTP_PROXY` is ignored.
+    /// Sets `name` to `value`, replacing an earlier value. `HTTP_PROXY` is ignored. Setting
+    /// `SCRIPT_NAME` clears its mount point.
     pub fn set(&mut self, name: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
         let (name, value) = (name.as_ref(), value.as_ref());
         if name == HTTPOXY {
             return;
+        }
+        if name == b"SCRIPT_NAME" {
+            self.mount = 0;
         }
         let start = self.buf.len();
         self.buf.extend_from_slice(name);
@@ -234,6 +257,28 @@ impl Environ {
             Some(i) => self.vars[i] = (start..mid, mid..end),
             None => self.vars.push((start..mid, mid..end)),
         }
+    }
+
+    /// Adds `name`, which the caller knows is not set yet (a gateway filling a fresh environ
+    /// with distinct names): [`Environ::set`] without its search for an earlier value.
+    /// `HTTP_PROXY` is ignored.
+    pub fn push_new(&mut self, name: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
+        let (name, value) = (name.as_ref(), value.as_ref());
+        debug_assert!(
+            self.position(name).is_none(),
+            "push_new of a name already set"
+        );
+        if name == HTTPOXY {
+            return;
+        }
+        if name == b"SCRIPT_NAME" {
+            self.mount = 0;
+        }
+        let start = self.buf.len();
+        self.buf.extend_from_slice(name);
+        let mid = self.buf.len();
+        self.buf.extend_from_slice(value);
+        self.vars.push((start..mid, mid..self.buf.len()));
     }
 
     /// Removes `name`; returns whether it was present.
@@ -303,6 +348,19 @@ impl Environ {
     /// `SCRIPT_NAME` as bytes (empty when absent).
     pub fn script_name(&self) -> &[u8] {
         self.get("SCRIPT_NAME").unwrap_or_default()
+    }
+
+    /// Marks the whole of the current `SCRIPT_NAME` as a mount point: a URL prefix an app
+    /// was mounted at (by [`Router`](crate::middleware::Router)), which names no file. An
+    /// app that maps URL paths to files (`cgi:DIR`) maps only what follows it.
+    pub fn set_mount_point(&mut self) {
+        self.mount = self.script_name().len();
+    }
+
+    /// The leading part of `SCRIPT_NAME` that is a mount point ([`Environ::set_mount_point`]);
+    /// empty unless a router mounted the app (a gateway's own `SCRIPT_NAME` may name a file).
+    pub fn mount_point(&self) -> &[u8] {
+        self.script_name().get(..self.mount).unwrap_or_default()
     }
 }
 
@@ -381,5 +439,24 @@ mod tests {
         assert!(!e.detect_https());
         e.set("REQUEST_SCHEME", "https");
         assert!(e.detect_https());
+    }
+
+    #[test]
+    fn reuse_keeps_the_memory_and_nothing_else() {
+        let mut e = Environ::new(facts());
+        e.set("SCRIPT_NAME", "/app");
+        e.set_mount_point();
+        e.set("HTTP_X", "1");
+        let cap = e.buf.capacity();
+        let mut e = Environ::reuse(e.into_parts(), facts());
+        assert!(e.is_empty() && e.mount_point().is_empty());
+        assert_eq!(e.buf.capacity(), cap);
+        e.push_new("A", "1");
+        e.push_new("HTTP_PROXY", "http://evil/");
+        e.push_new("B", "");
+        let got: Vec<_> = e.iter().collect();
+        assert_eq!(got, [(&b"A"[..], &b"1"[..]), (&b"B"[..], &b""[..])]);
+        e.set("A", "2");
+        assert_eq!((e.get("A"), e.len()), (Some(&b"2"[..]), 2));
     }
 }

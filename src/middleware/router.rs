@@ -6,8 +6,10 @@ use crate::gateway::{App, AppError, Body, Request, Response};
 
 /// Routes each request to the app mounted at the longest prefix of PATH_INFO that ends on a
 /// segment boundary (`/app` matches `/app` and `/app/x`, not `/apple`). The matched part is
-/// appended to SCRIPT_NAME and removed from PATH_INFO, as a mounted app expects. A prefix
-/// of `/` (or empty) matches everything. No match: 404.
+/// appended to SCRIPT_NAME and removed from PATH_INFO, as a mounted app expects, and the
+/// new SCRIPT_NAME is marked as a mount point (`cgi:DIR` then looks for scripts below DIR,
+/// not in a directory named like the prefix). A prefix of `/` (or empty) matches
+/// everything and changes nothing. No match: 404.
 #[derive(Clone, Default)]
 pub struct Router {
     mounts: Vec<(String, Arc<dyn App>)>,
@@ -63,6 +65,7 @@ impl App for Router {
             let mut script = req.environ.script_name().to_vec();
             script.extend_from_slice(&path[..len]);
             req.environ.set("SCRIPT_NAME", script);
+            req.environ.set_mount_point();
             req.environ.set("PATH_INFO", &path[len..]);
         }
         self.mounts[i].1.call(req, resp)

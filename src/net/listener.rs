@@ -205,6 +205,17 @@ impl AsFd for Listener {
 }
 
 impl Stream {
+    /// Takes no more input: what has arrived stays readable, then reads see the end of the
+    /// stream (a waiting reader wakes). On a Unix socket the peer's later writes fail with
+    /// EPIPE, so a request it sends from now on is refused, never half received; on TCP the
+    /// kernel still queues what the peer sends (reading it to the end avoids a reset).
+    pub fn shutdown_read(&self) {
+        let _ = match self {
+            Stream::Tcp(s) => s.shutdown(Shutdown::Read),
+            Stream::Unix(s) => s.shutdown(Shutdown::Read),
+        };
+    }
+
     /// Shuts the socket down in both directions (wakes a blocked reader).
     pub fn shutdown(&self) {
         let _ = match self {

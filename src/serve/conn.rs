@@ -18,10 +18,11 @@ use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
 
 use super::bridge::BodyReader;
 use super::driver::Driver;
-use super::environ::{self, Peers};
+use super::environ::{self, PeerText, Peers, SERVE_FACTS};
 use super::io::{Stream, Timer};
 use super::log::AccessLog;
 use super::reply::{self, HttpSink, ReplyBody};
+use crate::gateway::environ::VarIndex;
 use crate::gateway::{App, BodyLength, Environ, Input, run_app};
 
 /// What every connection shares.
@@ -144,10 +145,10 @@ fn connection(
     shared: &Shared,
     stop: watch::Receiver<bool>,
 ) -> io::Result<()> {
-    let peers = Peers {
+    let peers = PeerText::from(Peers {
         local: tcp.local_addr()?,
         remote,
-    };
+    });
     tcp.set_nodelay(true)?;
     tcp.set_nonblocking(true)?;
     let watch = OwnedFd::from(tcp.try_clone()?);
@@ -167,6 +168,7 @@ fn connection(
     };
     let conn = shared.http.serve_connection(io, service);
     let driver = RefCell::new(Driver::new(rt, conn, stop, blocked));
+    let mut spare = Spare::default();
     loop {
         let next = driver
             .borrow_mut()
@@ -178,7 +180,34 @@ fn connection(
         let Some(Some((req, answer))) = next else {
             return Ok(());
         };
-        handle(req, &answer, &driver, shared, peers, watch.as_fd());
+        let env = spare.environ();
+        if let Some(used) = handle(req, &answer, &driver, shared, (&peers, env), watch.as_fd()) {
+            spare.keep(used);
+        }
+    }
+}
+
+/// The environ memory of a connection's last request, reused by its next one.
+#[derive(Default)]
+struct Spare(Option<(Vec<u8>, VarIndex)>);
+
+/// Environ bytes kept between requests at most (a huge head's buffer is let go).
+const SPARE_MAX: usize = 16 * 1024;
+
+impl Spare {
+    /// An empty environ, on the memory kept if any.
+    fn environ(&mut self) -> Environ {
+        match self.0.take() {
+            Some(parts) => Environ::reuse(parts, SERVE_FACTS),
+            None => Environ::new(SERVE_FACTS),
+        }
+    }
+
+    fn keep(&mut self, used: Environ) {
+        let (buf, index) = used.into_parts();
+        if buf.capacity() <= SPARE_MAX {
+            self.0 = Some((buf, index));
+        }
     }
 }
 
@@ -191,19 +220,19 @@ fn body_length(body: &Incoming, has_length_header: bool, max: u64) -> Result<Bod
     }
 }
 
-/// Answers one request: the gateway's own 400/413, or the app, run here and now.
+/// Answers one request: the gateway's own 400/413, or the app, run here and now. `env` is
+/// the empty environ to fill; it comes back once the app is done with it.
 fn handle(
     req: Request<Incoming>,
     answer: &Answer,
     driver: &RefCell<Driver>,
     shared: &Shared,
-    peers: Peers,
+    (peers, env): (&PeerText, Environ),
     watch: BorrowedFd<'_>,
-) {
+) -> Option<Environ> {
     let started = Instant::now();
     let (parts, body) = req.into_parts();
-    let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-    let log = AccessLog::new(peers.remote.ip(), parts.method.as_str(), target, started);
+    let log = AccessLog::new(peers.remote_addr(), &parts.method, &parts.uri, started);
     let has_length = parts.headers.contains_key(hyper::header::CONTENT_LENGTH);
     let length = match body_length(&body, has_length, shared.max_body) {
         Ok(l) => l,
@@ -212,18 +241,20 @@ fn handle(
                 "request body of {n} bytes is over the {}-byte limit\n",
                 shared.max_body
             );
-            return answer.set(reply::plain(StatusCode::PAYLOAD_TOO_LARGE, &why, log));
+            answer.set(reply::plain(StatusCode::PAYLOAD_TOO_LARGE, &why, log));
+            return None;
         }
     };
     let declared = match length {
         BodyLength::Exact(n) if has_length => Some(n),
         _ => None,
     };
-    let env = match environ::build(&parts, peers, declared) {
+    let env = match environ::build_into(env, &parts, peers, declared) {
         Ok(env) => env,
         Err(e) => {
             let text = format!("Bad Request: {e}\n");
-            return answer.set(reply::plain(StatusCode::BAD_REQUEST, &text, log));
+            answer.set(reply::plain(StatusCode::BAD_REQUEST, &text, log));
+            return None;
         }
     };
     let reader = match length {
@@ -232,21 +263,22 @@ fn handle(
     };
     let head_only = parts.method == Method::HEAD;
     let mut sink = HttpSink::new(driver, answer.clone(), log, head_only, watch);
-    run(&*shared.app, env, reader, length, &mut sink);
+    let used = run(&*shared.app, env, reader, length, &mut sink);
     if let (false, Some(log)) = (answer.is_set(), sink.into_log()) {
         let text = "Internal Server Error\n";
         answer.set(reply::plain(StatusCode::INTERNAL_SERVER_ERROR, text, log));
     }
+    Some(used)
 }
 
-/// Runs the app for one request on this thread.
+/// Runs the app for one request on this thread; gives back the environ.
 fn run(
     app: &dyn App,
     env: Environ,
     reader: Option<BodyReader<'_>>,
     length: BodyLength,
     sink: &mut HttpSink<'_>,
-) {
+) -> Environ {
     let mut empty = io::empty();
     let mut reader = reader;
     let source: &mut dyn Read = match reader.as_mut() {
@@ -257,4 +289,5 @@ fn run(
     let mut errors = io::stderr();
     let mut req = crate::gateway::Request::new(env, input, &mut errors);
     run_app(app, &mut req, sink);
+    std::mem::replace(&mut req.environ, Environ::new(SERVE_FACTS))
 }

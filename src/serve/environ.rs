@@ -8,6 +8,7 @@
 //! `Content-Length` and `Transfer-Encoding`, which the body variables replace.
 
 use std::net::SocketAddr;
+use std::rc::Rc;
 
 use hyper::Version;
 use hyper::http::request::Parts;
@@ -122,15 +123,14 @@ const NOT_PASSED: [&str; 4] = [
     "transfer-encoding",
 ];
 
-/// `HTTP_` + the name upper-cased with `-` as `_`.
-fn meta_name(name: &str) -> String {
-    let mut s = String::with_capacity(5 + name.len());
-    s.push_str("HTTP_");
-    s.extend(name.bytes().map(|b| match b {
-        b'-' => '_',
-        b => char::from(b.to_ascii_uppercase()),
+/// `HTTP_` + the name upper-cased with `-` as `_`, into `out` (cleared first).
+fn meta_name(name: &str, out: &mut Vec<u8>) {
+    out.clear();
+    out.extend_from_slice(b"HTTP_");
+    out.extend(name.bytes().map(|b| match b {
+        b'-' => b'_',
+        b => b.to_ascii_uppercase(),
     }));
-    s
 }
 
 fn protocol(v: Version) -> &'static str {
@@ -149,58 +149,105 @@ fn host_name(host: &str) -> &str {
     host.rsplit_once(':').map_or(host, |(h, _)| h)
 }
 
-/// Builds the environ of a request; `length` is the body's declared Content-Length (none for
-/// a chunked body or no body: `CONTENT_LENGTH` is then empty, as nginx passes it).
+/// The transport variables of one connection, as text: formatted once per connection, not
+/// once per request.
+#[derive(Debug, Clone)]
+pub struct PeerText {
+    remote_addr: Rc<str>,
+    remote_port: String,
+    server_addr: String,
+    server_port: String,
+}
+
+impl From<Peers> for PeerText {
+    fn from(p: Peers) -> PeerText {
+        PeerText {
+            remote_addr: p.remote.ip().to_string().into(),
+            remote_port: p.remote.port().to_string(),
+            server_addr: p.local.ip().to_string(),
+            server_port: p.local.port().to_string(),
+        }
+    }
+}
+
+impl PeerText {
+    /// REMOTE_ADDR: the client's address.
+    pub fn remote_addr(&self) -> &Rc<str> {
+        &self.remote_addr
+    }
+}
+
+/// [`build_into`] a new environ (for tests).
+#[cfg(test)]
 pub fn build(parts: &Parts, peers: Peers, length: Option<u64>) -> Result<Environ, BadRequest> {
+    build_into(Environ::new(SERVE_FACTS), parts, &peers.into(), length)
+}
+
+/// Builds the environ of a request into `env`, an empty environ whose memory is reused (a
+/// connection's previous request's, emptied by [`Environ::into_parts`]); `length` is the
+/// body's declared Content-Length (none for a chunked body or no body: `CONTENT_LENGTH` is
+/// then empty, as nginx passes it). Every name is set once: the fixed ones differ, and
+/// header names are distinct, lower-case and of letters, digits and `-`, so their `HTTP_*`
+/// names differ too.
+pub fn build_into(
+    mut env: Environ,
+    parts: &Parts,
+    peers: &PeerText,
+    length: Option<u64>,
+) -> Result<Environ, BadRequest> {
+    debug_assert!(env.is_empty(), "build_into fills an empty environ");
     let uri = &parts.uri;
     let target = uri.path_and_query().map_or("/", |pq| pq.as_str());
     let path = normalize_path(uri.path().as_bytes())?;
     let h = &parts.headers;
     let text = |name: hyper::header::HeaderName| h.get(name).map_or(&b""[..], |v| v.as_bytes());
-    let mut env = Environ::new(SERVE_FACTS);
-    env.set("QUERY_STRING", uri.query().unwrap_or(""));
-    env.set("REQUEST_METHOD", parts.method.as_str());
-    env.set("CONTENT_TYPE", text(hyper::header::CONTENT_TYPE));
-    env.set(
-        "CONTENT_LENGTH",
-        length.map(|n| n.to_string()).unwrap_or_default(),
-    );
-    env.set("SCRIPT_NAME", "");
-    env.set("PATH_INFO", &path);
-    env.set("REQUEST_URI", target);
-    env.set("DOCUMENT_URI", &path);
-    env.set("SERVER_PROTOCOL", protocol(parts.version));
-    env.set("REQUEST_SCHEME", "http");
-    env.set("GATEWAY_INTERFACE", "CGI/1.1");
-    env.set("SERVER_SOFTWARE", SOFTWARE);
-    env.set("REMOTE_ADDR", peers.remote.ip().to_string());
-    env.set("REMOTE_PORT", peers.remote.port().to_string());
-    env.set("SERVER_ADDR", peers.local.ip().to_string());
-    env.set("SERVER_PORT", peers.local.port().to_string());
+    env.gateway = SERVE_FACTS;
+    env.push_new("QUERY_STRING", uri.query().unwrap_or(""));
+    env.push_new("REQUEST_METHOD", parts.method.as_str());
+    env.push_new("CONTENT_TYPE", text(hyper::header::CONTENT_TYPE));
+    match length {
+        Some(n) => env.push_new("CONTENT_LENGTH", n.to_string()),
+        None => env.push_new("CONTENT_LENGTH", ""),
+    }
+    env.push_new("SCRIPT_NAME", "");
+    env.push_new("PATH_INFO", &path);
+    env.push_new("REQUEST_URI", target);
+    env.push_new("DOCUMENT_URI", &path);
+    env.push_new("SERVER_PROTOCOL", protocol(parts.version));
+    env.push_new("REQUEST_SCHEME", "http");
+    env.push_new("GATEWAY_INTERFACE", "CGI/1.1");
+    env.push_new("SERVER_SOFTWARE", SOFTWARE);
+    env.push_new("REMOTE_ADDR", &*peers.remote_addr);
+    env.push_new("REMOTE_PORT", &peers.remote_port);
+    env.push_new("SERVER_ADDR", &peers.server_addr);
+    env.push_new("SERVER_PORT", &peers.server_port);
     let host = uri
         .host()
-        .map(str::to_owned)
-        .or_else(|| {
-            let v = h.get(hyper::header::HOST)?.to_str().ok()?;
-            Some(host_name(v).to_owned())
-        })
+        .or_else(|| Some(host_name(h.get(hyper::header::HOST)?.to_str().ok()?)))
         .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| peers.local.ip().to_string());
-    env.set("SERVER_NAME", host);
+        .unwrap_or(&peers.server_addr);
+    env.push_new("SERVER_NAME", host);
+    let (mut name_buf, mut value) = (Vec::new(), Vec::new());
     for name in h.keys() {
         let n = name.as_str();
         if !passed_name(n) || NOT_PASSED.contains(&n) {
             continue;
         }
-        let sep: &[u8] = if n == "cookie" { b"; " } else { b", " };
-        let mut value = Vec::new();
-        for (i, v) in h.get_all(name).iter().enumerate() {
-            if i > 0 {
-                value.extend_from_slice(sep);
+        meta_name(n, &mut name_buf);
+        let mut all = h.get_all(name).iter();
+        let (Some(first), None) = (all.next(), all.next()) else {
+            let sep: &[u8] = if n == "cookie" { b"; " } else { b", " };
+            value.clear();
+            for (i, v) in h.get_all(name).iter().enumerate() {
+                if i > 0 {
+                    value.extend_from_slice(sep);
+                }
+                value.extend_from_slice(v.as_bytes());
             }
-            value.extend_from_slice(v.as_bytes());
-        }
-        env.set(meta_name(n), value);
+            env.push_new(&name_buf, &value);
+            continue;
+        };
+        env.push_new(&name_buf, first.as_bytes());
     }
     Ok(env)
 }

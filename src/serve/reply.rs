@@ -42,7 +42,7 @@ pub struct HttpSink<'d> {
     driver: &'d RefCell<Driver>,
     answer: Answer,
     log: Option<AccessLog>,
-    head: Option<Head>,
+    head: Option<Response<()>>,
     buf: Vec<u8>,
     queue: Option<Queue>,
     head_only: bool,
@@ -98,7 +98,7 @@ impl<'d> HttpSink<'d> {
                     head_only: self.head_only,
                     log,
                 };
-                self.answer.set(response(head, body));
+                self.answer.set(with_body(head, body));
                 self.queue = queue;
             }
             (Some(q), _) => {
@@ -140,7 +140,7 @@ impl<'d> HttpSink<'d> {
 
 impl Sink for HttpSink<'_> {
     fn send_head(&mut self, head: &Head) -> io::Result<()> {
-        self.head = Some(head.clone());
+        self.head = Some(response(head));
         Ok(())
     }
 
@@ -259,11 +259,12 @@ impl Body for ReplyBody {
     }
 }
 
-/// The hyper response for what the app started.
-fn response(mut head: Head, mut body: ReplyBody) -> Response<ReplyBody> {
-    if head.get("content-length").is_some() && head.content_length().is_none() {
+/// The hyper response head for what the app started (its body comes when the app passes
+/// bytes on).
+fn response(head: &Head) -> Response<()> {
+    let bad_length = head.get("content-length").is_some() && head.content_length().is_none();
+    if bad_length {
         eprintln!("cgate: the app's Content-Length is malformed or repeated: dropped");
-        head.remove("content-length");
     }
     let status = match StatusCode::from_u16(head.code()) {
         Ok(s) if !s.is_informational() => s,
@@ -275,8 +276,7 @@ fn response(mut head: Head, mut body: ReplyBody) -> Response<ReplyBody> {
             StatusCode::BAD_GATEWAY
         }
     };
-    body.log.status = status.as_u16();
-    let mut resp = Response::new(body);
+    let mut resp = Response::new(());
     *resp.status_mut() = status;
     let reason = head.status().get(4..).unwrap_or("");
     if status.as_u16() == head.code() && status.canonical_reason() != Some(reason) {
@@ -286,6 +286,9 @@ fn response(mut head: Head, mut body: ReplyBody) -> Response<ReplyBody> {
     }
     let headers = resp.headers_mut();
     for h in head.headers() {
+        if bad_length && h.name.eq_ignore_ascii_case("content-length") {
+            continue;
+        }
         match (
             HeaderName::from_bytes(h.name.as_bytes()),
             HeaderValue::from_bytes(&h.value),
@@ -300,6 +303,12 @@ fn response(mut head: Head, mut body: ReplyBody) -> Response<ReplyBody> {
         }
     }
     resp
+}
+
+/// The response with its body; the access log learns the status.
+fn with_body(head: Response<()>, mut body: ReplyBody) -> Response<ReplyBody> {
+    body.log.status = head.status().as_u16();
+    head.map(|()| body)
 }
 
 /// A small plain-text answer the gateway gives itself.
@@ -332,7 +341,15 @@ mod tests {
     /// its access-log line is not printed in the middle of the test output.
     fn convert(status: &str, headers: &[(&str, &str)], check: impl FnOnce(&Response<ReplyBody>)) {
         let head = Head::new(status, headers).expect("valid head");
-        let log = AccessLog::new([127, 0, 0, 1].into(), "GET", "/", std::time::Instant::now());
+        let head = response(&head);
+        let uri = hyper::Uri::from_static("/");
+        let remote = "127.0.0.1".into();
+        let log = AccessLog::new(
+            &remote,
+            &hyper::Method::GET,
+            &uri,
+            std::time::Instant::now(),
+        );
         let body = ReplyBody {
             first: Bytes::from_static(b"hi"),
             rest: None,
@@ -340,7 +357,7 @@ mod tests {
             head_only: false,
             log,
         };
-        let r = response(head, body);
+        let r = with_body(head, body);
         check(&r);
         std::mem::forget(r);
     }

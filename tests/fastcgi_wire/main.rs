@@ -15,4 +15,5 @@ mod metadata;
 mod protocol;
 mod server;
 mod sockets;
+mod stopping;
 mod watch;

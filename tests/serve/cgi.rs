@@ -1,7 +1,9 @@
 //! `--app cgi:DIR` through serve: the script tests' scripts answer over HTTP with the runner's rules.
 
+use std::process::Command;
+
 use crate::support::http::{Framing, get, request};
-use crate::support::{TempDir, data};
+use crate::support::{Backend, Nginx, Ready, TempDir, cgate_bin, conf, data};
 use crate::{Serve, cgi_dir};
 
 fn lines_of(body: &[u8]) -> Vec<String> {
@@ -99,4 +101,78 @@ fn cgi_script_environment_comes_from_the_serve_environ() {
     c.send_request("GET", "/big.sh", &[], b"").expect("send");
     let head = c.read_head("GET").expect("head");
     assert_eq!(head.framing, Framing::Chunked);
+}
+
+/// The lines of env.sh's answer that say which script ran and how the path was split.
+fn path_vars(body: &[u8]) -> Vec<String> {
+    const NAMES: [&str; 6] = [
+        "SCRIPT_NAME=",
+        "PATH_INFO=",
+        "SCRIPT_FILENAME=",
+        "QUERY_STRING=",
+        "REQUEST_URI=",
+        "PWD=",
+    ];
+    lines_of(body)
+        .into_iter()
+        .filter(|l| NAMES.iter().any(|n| l.starts_with(n)))
+        .collect()
+}
+
+fn cgate_fastcgi(sock: &std::path::Path, args: &[&str]) -> Backend {
+    let mut cmd = Command::new(cgate_bin());
+    cmd.env_remove("CGATE_APP")
+        .args(["fastcgi", "--allow-root", "--listen"])
+        .arg(format!("unix:{}", sock.display()))
+        .args(args);
+    Backend::spawn("cgate fastcgi", cmd, &[Ready::Unix(sock.to_path_buf())])
+}
+
+#[test]
+fn a_mount_prefix_is_the_script_name_prefix_not_a_directory() {
+    let dir = TempDir::new("serve-cgi-mount");
+    let cgi = cgi_dir(&dir);
+    let real = std::fs::canonicalize(&cgi).expect("canonical cgi dir");
+    let spec = format!("/cgi-bin=cgi:{}", cgi.display());
+    let s = Serve::start(&["--mount", &spec, "--app", "hello"]);
+
+    let r = get(s.port, "/cgi-bin/hello.sh");
+    assert_eq!(
+        (r.status, r.text()),
+        (200, "Hello from CGI\n"),
+        "{}",
+        s.log()
+    );
+    let target = "/cgi-bin/env.sh/extra/path?a=1";
+    let r = get(s.port, target);
+    assert_eq!(r.status, 200, "{}", s.log());
+    let want = [
+        "PATH_INFO=/extra/path".to_owned(),
+        format!("PWD={}", real.display()),
+        "QUERY_STRING=a=1".to_owned(),
+        format!("REQUEST_URI={target}"),
+        format!("SCRIPT_FILENAME={}", real.join("env.sh").display()),
+        "SCRIPT_NAME=/cgi-bin/env.sh".to_owned(),
+    ];
+    let via_serve = path_vars(&r.body);
+    assert_eq!(via_serve, want);
+    // A directory named like the mount is not where scripts are looked for.
+    assert_eq!(get(s.port, "/cgi-bin").status, 403);
+    assert_eq!(get(s.port, "/cgi-bin/").status, 403);
+    assert_eq!(get(s.port, "/cgi-bin/no-such.sh").status, 404);
+
+    // The same mount under `cgate fastcgi` behind nginx (app at the root, the mount routes),
+    // and nginx's fcgiwrap-style cgi-bin block with --app cgi:DIR: the same split.
+    let mount_sock = dir.join("mount.sock");
+    let _mounted = cgate_fastcgi(&mount_sock, &["--mount", &spec, "--app", "hello"]);
+    let site = Nginx::start_with(&conf::nginx_upstream(&mount_sock), &conf::nginx_site(true));
+    let r = get(site.port(), target);
+    assert_eq!(r.status, 200, "{}", site.error_log());
+    assert_eq!(path_vars(&r.body), want, "fastcgi --mount behind nginx");
+    let bin_sock = dir.join("cgi-bin.sock");
+    let _bin = cgate_fastcgi(&bin_sock, &["--app", &format!("cgi:{}", cgi.display())]);
+    let nginx = Nginx::start(&conf::nginx_cgi_bin(&bin_sock, &cgi));
+    let r = get(nginx.port(), target);
+    assert_eq!(r.status, 200, "{}", nginx.error_log());
+    assert_eq!(path_vars(&r.body), want, "nginx cgi-bin block");
 }

@@ -301,9 +301,11 @@ fn below(path: &[u8], root: &Path) -> Option<Vec<u8>> {
 ///   ignored) and the gateway is not CGI (there it names cgate itself), must lie below DIR
 ///   (as configured or canonical); its part below DIR is walked. What remains after the
 ///   script becomes PATH_INFO, ahead of any PATH_INFO the server sent.
-/// - Otherwise SCRIPT_NAME + PATH_INFO is walked below DIR (DIR acts as the document root).
-///   Under the CGI gateway SCRIPT_NAME names cgate itself, so only PATH_INFO is walked and
-///   the script's SCRIPT_NAME starts with cgate's.
+/// - Otherwise SCRIPT_NAME + PATH_INFO is walked below DIR (DIR acts as the document root),
+///   except SCRIPT_NAME's mount point (a `--mount` prefix the router moved there): that
+///   names no directory, so only what follows it is walked and the script's SCRIPT_NAME
+///   starts with it. Under the CGI gateway all of SCRIPT_NAME (cgate itself) is such a
+///   prefix.
 pub fn resolve(
     root: &Root,
     env: &Environ,
@@ -342,11 +344,13 @@ pub fn resolve(
         info.extend_from_slice(path_info);
         (split, name.to_vec(), info)
     } else {
-        let (mount, rel) = if cgi {
-            (script_name, path_info.to_vec())
+        let mount = if cgi {
+            script_name.len()
         } else {
-            (&[][..], [script_name, path_info].concat())
+            env.mount_point().len()
         };
+        let (mount, walked) = script_name.split_at(mount.min(script_name.len()));
+        let rel = [walked, path_info].concat();
         let split = split_script(root, &rel)?;
         let mut name = mount.to_vec();
         name.extend_from_slice(rel.get(..split.consumed).unwrap_or_default());

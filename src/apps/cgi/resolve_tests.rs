@@ -320,6 +320,29 @@ fn cgi_gateway_walks_path_info_only() {
 }
 
 #[test]
+fn a_mount_point_is_not_walked() {
+    let (_t, root) = tree();
+    // The front-end's SCRIPT_NAME names a path below DIR; the router's prefix does not.
+    let mut e = env(GatewayKind::FastCgi, &[("SCRIPT_NAME", b"/app/cgi")]);
+    e.set_mount_point();
+    e.set("PATH_INFO", b"/sub/deep.sh/x");
+    assert_eq!(e.mount_point(), b"/app/cgi");
+    assert_eq!(
+        run(&root, &e, None),
+        ok("sub/deep.sh", "/app/cgi/sub/deep.sh", "/x")
+    );
+    e.set("PATH_INFO", b"");
+    assert_eq!(run(&root, &e, None), Err(403));
+    e.set("PATH_INFO", b"/missing.sh");
+    assert_eq!(run(&root, &e, None), Err(404));
+    // Setting SCRIPT_NAME again clears the mark: the whole path is walked again.
+    e.set("SCRIPT_NAME", b"/sub");
+    e.set("PATH_INFO", b"/deep.sh");
+    assert_eq!(e.mount_point(), b"");
+    assert_eq!(run(&root, &e, None), ok("sub/deep.sh", "/sub/deep.sh", ""));
+}
+
+#[test]
 fn extension_allowlist() {
     let (_t, root) = tree();
     let sh = vec!["sh".to_owned()];

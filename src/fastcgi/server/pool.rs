@@ -348,6 +348,8 @@ impl Pool {
     /// Stops accepting, closes idle connections, lets requests in flight finish until
     /// `grace` has passed. Returns the number of connections still busy at the end.
     pub fn shutdown(&self, grace: Duration) -> usize {
+        // Stopping is set first: once connections are refused, every loop sees it.
+        self.sh.stopping.store(true, SeqCst);
         self.sh.listener.shutdown();
         let left = self.drain(grace);
         self.sh.listener.remove_file();
@@ -391,7 +393,8 @@ impl Pool {
                     quiet < request_timeout
                 };
                 if !slot.busy.load(SeqCst) && !arriving && !fresh {
-                    slot.stream.shutdown();
+                    // Its loop wakes, serves what has arrived and closes at the end.
+                    slot.stream.shutdown_read();
                 }
             }
             if conns.is_empty() || deadline.is_some_and(|d| Instant::now() >= d) {

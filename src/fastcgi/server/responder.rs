@@ -197,10 +197,14 @@ pub fn on_readable(
             busy(true);
             super::request::serve_request(st, stream, app, cfg, params);
             busy(false);
-            // While stopping, the connection closes after this request; a reply held for
-            // the rest of STDIN (draining) still goes out first.
-            if st.broken || (stop() && st.conn.active_request().is_none()) {
+            if st.broken {
                 return Next::Close;
+            }
+            // While stopping, the connection takes no more input after this request: what
+            // the web server sent before that is still read and served (a reply held for
+            // the rest of STDIN goes out first), then the end of the stream closes it.
+            if stop() && st.conn.active_request().is_none() {
+                stream.shutdown_read();
             }
         }
     }

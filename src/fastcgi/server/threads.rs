@@ -101,6 +101,23 @@ impl Shared {
     }
 }
 
+/// Queues the events `epoll_wait` gave this thread, or, if the watchdog detached it since
+/// (it may see a thread waiting for the queue's lock as blocked), puts them back into the
+/// epoll set: a one-shot event dropped here would leave its connection unwatched for good.
+/// `detach` sets the flag before it empties the queue under the same lock, so every event
+/// is either queued before that or returned here.
+fn take_events(sh: &Shared, me: &Worker, events: &[EpollEvent]) {
+    let mut pending = lock(&me.pending);
+    if !me.detached.load(SeqCst) {
+        pending.extend(events.iter().map(EpollEvent::data));
+        return;
+    }
+    drop(pending);
+    for ev in events {
+        sh.rearm(ev.data());
+    }
+}
+
 pub(super) fn run_loop(sh: &Arc<Shared>, me: &Arc<Worker>) {
     me.tid.store(nix::unistd::gettid().as_raw(), SeqCst);
     // An app or the responder about to wait detaches this thread at once (no watchdog delay).
@@ -130,12 +147,12 @@ pub(super) fn run_loop(sh: &Arc<Shared>, me: &Arc<Worker>) {
             }
         };
         let hung_up = EpollFlags::EPOLLRDHUP | EpollFlags::EPOLLHUP | EpollFlags::EPOLLERR;
-        for ev in events.iter().take(n) {
+        for ev in &events[..n] {
             if ev.data() != LISTENER_KEY && ev.events().intersects(hung_up) {
                 sh.peer_hung_up(ev.data());
             }
         }
-        lock(&me.pending).extend(events.iter().take(n).map(EpollEvent::data));
+        take_events(sh, me, &events[..n]);
         loop {
             me.busy_since.store(sh.now() + 1, SeqCst);
             let Some(key) = lock(&me.pending).pop_front() else {
