@@ -144,8 +144,12 @@ impl Shared {
     }
 
     /// The peer of connection `key` hung up (an epoll event said so): its next requests
-    /// are checked before they run.
+    /// are checked before they run. Not while stopping: the pool shuts reading sides down
+    /// itself then, and what was sent before is still to be served.
     pub(super) fn peer_hung_up(&self, key: u64) {
+        if self.stopping.load(SeqCst) {
+            return;
+        }
         if let Some(slot) = lock(&self.conns).get(&key) {
             slot.check_peer.store(true, SeqCst);
         }
