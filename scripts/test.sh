@@ -18,6 +18,10 @@ have curl || need_packages+=(curl)
 have systemd-socket-activate || need_packages+=(systemd)
 # ops (tests/ops): promtool checks the status page's OpenMetrics output.
 have promtool || need_packages+=(prometheus)
+# ops3 (tests/ops/gauges.rs, reload_cmd.rs): ss shows the listen backlog the status must
+# match; python3 runs a SIGHUP-ignoring stand-in process.
+have ss || need_packages+=(iproute2)
+have python3 || need_packages+=(python3)
 # fuzz stage: libfuzzer-sys compiles libFuzzer (C++) when cargo-fuzz builds the targets.
 have g++ || need_packages+=(g++)
 # fwd (fcgi: forwarding and `cgate call` tests): real FastCGI backends to forward to.

@@ -347,3 +347,27 @@ fn guard_main(r: i32) -> ! {
         libc::_exit(0)
     }
 }
+
+/// The accept queue of a listening TCP socket, from `TCP_INFO`: connections waiting to be
+/// accepted now (`tcpi_unacked` on a listener) and the queue's bound (`tcpi_sacked`, the
+/// backlog in force). `None` when the kernel says nothing (not TCP, not listening).
+pub fn tcp_accept_queue(fd: BorrowedFd<'_>) -> Option<(u32, u32)> {
+    /// `TCP_LISTEN` of the kernel's TCP states.
+    const TCP_LISTEN: u8 = 10;
+    // SAFETY: `tcp_info` is plain integers, so all zeroes is a valid value.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: `fd` is a live descriptor for the call; `info` and `len` are valid for writes
+    // and `len` holds the buffer's size, which the kernel never exceeds.
+    let r = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&raw mut info).cast(),
+            &mut len,
+        )
+    };
+    let listening = info.tcpi_state == TCP_LISTEN;
+    (r == 0 && listening).then_some((info.tcpi_unacked, info.tcpi_sacked))
+}

@@ -96,6 +96,11 @@ pub struct ServerArgs {
     /// Allow running cgi:DIR scripts as root (refused by default).
     #[arg(long)]
     pub allow_root: bool,
+    /// Write the pid here once serving (a reload's new process writes its own); removed on
+    /// a clean stop. `cgate reload --pid-file PATH` reloads through it. Written after
+    /// --user takes effect: the directory must be writable by that user.
+    #[arg(long, value_name = "PATH")]
+    pub pid_file: Option<PathBuf>,
 }
 
 fn parse_mode(s: &str) -> Result<u32, String> {
@@ -145,6 +150,7 @@ impl ServerArgs {
                 group: self.group.clone(),
                 allow_root: self.allow_root,
                 runs_scripts,
+                pid_file: self.pid_file.clone(),
                 apps: apps.to_vec(),
                 app_limits: String::new(),
             },

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use clap::{Args, Parser, Subcommand};
 
 mod fastcgi;
+mod reload;
 
 use crate::apps::cgi::CgiOptions;
 use crate::apps::from_spec_with;
@@ -58,6 +59,9 @@ enum Command {
     Call(crate::call::CallArgs),
     /// Serve the app over HTTP on a local port, for development (no web server needed).
     Serve(crate::serve::ServeArgs),
+    /// Reload a running `cgate fastcgi` through its pid file (SIGHUP, then wait until the
+    /// new process serves). Exit 0 reloaded, 1 timed out or failed, 3 no such process.
+    Reload(reload::ReloadArgs),
 }
 
 /// Which app to serve.
@@ -251,6 +255,7 @@ fn dispatch(argv: Vec<OsString>, custom: Option<Arc<dyn App>>) -> anyhow::Result
     // `cgate call` serves no app: none is built (a bad CGATE_APP does not stop it).
     let command = match cli.command {
         Some(Command::Call(c)) => return Ok(crate::call::run(c)),
+        Some(Command::Reload(r)) => return Ok(reload::run(&r)),
         other => other,
     };
     let custom_app = custom.is_some();
@@ -268,6 +273,7 @@ fn dispatch(argv: Vec<OsString>, custom: Option<Arc<dyn App>>) -> anyhow::Result
             serve(app, &opts)
         }
         Some(Command::Call(c)) => Ok(crate::call::run(c)),
+        Some(Command::Reload(r)) => Ok(reload::run(&r)),
         Some(Command::Serve(s)) => crate::serve::run_cli(app, s),
         Some(Command::Request(r)) => {
             let req = LocalRequest {

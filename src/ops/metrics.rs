@@ -1,5 +1,6 @@
 //! Process-wide counters and gauges (relaxed atomics: a request costs a few increments).
 
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::time::Instant;
@@ -15,6 +16,7 @@ pub struct Counters {
     conn_rejected: AtomicU64,
     log_dropped: AtomicU64,
     slow: AtomicU64,
+    not_run: AtomicU64,
     conns_open: AtomicUsize,
     in_flight: AtomicUsize,
 }
@@ -28,6 +30,7 @@ pub static COUNTERS: Counters = Counters {
     conn_rejected: AtomicU64::new(0),
     log_dropped: AtomicU64::new(0),
     slow: AtomicU64::new(0),
+    not_run: AtomicU64::new(0),
     conns_open: AtomicUsize::new(0),
     in_flight: AtomicUsize::new(0),
 };
@@ -57,6 +60,25 @@ pub fn configure(max_conns: usize, workers: usize) {
 /// The configured limits, if the server has started.
 pub fn configured() -> Option<Configured> {
     CONFIGURED.get().copied()
+}
+
+/// A duplicate of the TCP listening socket, for its accept queue.
+static LISTENER: OnceLock<OwnedFd> = OnceLock::new();
+
+/// Keeps a duplicate of `listener` (TCP only) so the status can report its accept queue.
+pub fn watch_listener(listener: &crate::net::listener::Listener) {
+    if listener.is_tcp() {
+        if let Ok(fd) = listener.as_fd().try_clone_to_owned() {
+            let _ = LISTENER.set(fd);
+        }
+    }
+}
+
+/// The TCP listener's accept queue now: (connections waiting, the queue's bound). `None`
+/// on a Unix socket (Linux reports its queue only through sock_diag netlink) or before the
+/// server started.
+pub fn accept_queue() -> Option<(u32, u32)> {
+    crate::os::tcp_accept_queue(LISTENER.get()?.as_fd())
 }
 
 /// How a request ended, for the counters and the access log.
@@ -101,6 +123,8 @@ pub struct Snapshot {
     pub log_dropped: u64,
     /// Requests that got a slow-log line.
     pub slow: u64,
+    /// Requests not run: their web-server connection had closed while they waited.
+    pub not_run: u64,
     /// Connections open now.
     pub conns_open: usize,
     /// Requests running now.
@@ -151,6 +175,11 @@ impl Counters {
         self.slow.fetch_add(1, Relaxed);
     }
 
+    /// A request was not run: its web-server connection had closed.
+    pub fn not_run(&self) {
+        self.not_run.fetch_add(1, Relaxed);
+    }
+
     /// The current values.
     pub fn snapshot(&self) -> Snapshot {
         let mut by_class = [0; 6];
@@ -165,6 +194,7 @@ impl Counters {
             conn_rejected: self.conn_rejected.load(Relaxed),
             log_dropped: self.log_dropped.load(Relaxed),
             slow: self.slow.load(Relaxed),
+            not_run: self.not_run.load(Relaxed),
             conns_open: self.conns_open.load(Relaxed),
             in_flight: self.in_flight.load(Relaxed),
         }

@@ -5,10 +5,14 @@
 //! reports connection counts through [`metrics`].
 
 pub mod access;
+pub mod arriving;
 pub mod clock;
+pub mod gauges;
 pub mod metrics;
 pub mod notify;
+pub mod notrun;
 pub mod observe;
+pub mod pidfile;
 pub mod privs;
 pub mod reload;
 pub mod signals;
@@ -60,6 +64,9 @@ pub struct OpsOptions {
     pub allow_root: bool,
     /// Some app runs scripts (cgi:DIR); set by whoever builds the app.
     pub runs_scripts: bool,
+    /// Pid file: written once the process serves (by a reload successor too), removed on a
+    /// clean stop; `cgate reload --pid-file` reads it. `None`: none (the default).
+    pub pid_file: Option<PathBuf>,
     /// The app SPECs served, for the start-up line.
     pub apps: Vec<String>,
     /// The apps' own limits as `name=value` words, for the start-up line.
@@ -70,6 +77,13 @@ pub struct OpsOptions {
 pub const REQUEST_ID: &str = "REQUEST_ID";
 /// Longest request id taken from the web server; longer ones are replaced.
 pub const MAX_REQUEST_ID: usize = 64;
+
+static ID_PARAM: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// The param requests carry the web server's id in (`--request-id-param`).
+pub fn request_id_param() -> &'static str {
+    ID_PARAM.get().map_or(REQUEST_ID, String::as_str)
+}
 
 impl Default for OpsOptions {
     fn default() -> Self {
@@ -84,6 +98,7 @@ impl Default for OpsOptions {
             group: None,
             allow_root: false,
             runs_scripts: false,
+            pid_file: None,
             apps: Vec::new(),
             app_limits: String::new(),
         }
@@ -175,11 +190,15 @@ pub fn start(
     cfg: &PoolConfig,
 ) -> std::io::Result<Arc<dyn App>> {
     metrics::configure(cfg.max_conns, cfg.workers);
+    let _ = ID_PARAM.set(opts.request_id_param.clone());
     if let Some(path) = &opts.access_log {
         access::open(path, opts.access_format)?;
     }
     if !opts.observing() {
         return Ok(app);
+    }
+    if opts.status_path.is_some() || opts.slow_log.is_some() {
+        arriving::enable();
     }
     let obs = Arc::new(observe::Observe::new(app, opts));
     if let Some(limit) = opts.slow_log {
@@ -227,6 +246,9 @@ pub fn startup_line(listener: &Listener, opts: &ServerOptions, cfg: &PoolConfig)
     }
     if let Some(u) = &o.user {
         line += &format!(" user={u}");
+    }
+    if let Some(p) = &o.pid_file {
+        line += &format!(" pid_file={}", p.display());
     }
     line
 }

@@ -110,24 +110,30 @@ pub struct Observe {
     id_param: String,
     status_path: Option<String>,
     status_any_addr: bool,
-    id_prefix: String,
-    ids: AtomicU64,
+}
+
+/// A new request id: this process's start (ms, hex) and pid, then a counter.
+pub fn new_id() -> String {
+    static PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    static IDS: AtomicU64 = AtomicU64::new(1);
+    let prefix = PREFIX.get_or_init(|| {
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        format!("{:x}{:x}", ms & 0xff_ffff_ffff, std::process::id())
+    });
+    format!("{prefix}-{}", IDS.fetch_add(1, Relaxed))
 }
 
 impl Observe {
     /// Wraps `inner` as `opts` configure.
     pub fn new(inner: Arc<dyn App>, opts: &OpsOptions) -> Self {
-        let ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
         Observe {
             inner,
             inflight: Arc::new(InFlight::default()),
             id_param: opts.request_id_param.clone(),
             status_path: opts.status_path.clone(),
             status_any_addr: opts.status_any_addr,
-            id_prefix: format!("{:x}{:x}", ms & 0xff_ffff_ffff, std::process::id()),
-            ids: AtomicU64::new(1),
         }
     }
 
@@ -137,10 +143,7 @@ impl Observe {
     }
 
     fn request_id(&self, env: &Environ) -> String {
-        match env.get_str(&self.id_param) {
-            Some(v) if valid_id(v) => v.to_owned(),
-            _ => format!("{}-{}", self.id_prefix, self.ids.fetch_add(1, Relaxed)),
-        }
+        request_id(env, &self.id_param)
     }
 
     fn is_status(&self, env: &Environ, uri: &str) -> bool {
@@ -152,7 +155,16 @@ impl Observe {
     }
 }
 
-fn valid_id(v: &str) -> bool {
+/// The request's id: the web server's (from param `id_param`) if usable, else a new one.
+pub(super) fn request_id(env: &Environ, id_param: &str) -> String {
+    match env.get_str(id_param) {
+        Some(v) if valid_id(v) => v.to_owned(),
+        _ => new_id(),
+    }
+}
+
+/// Whether a web server's request id is taken as is.
+pub(super) fn valid_id(v: &str) -> bool {
     !v.is_empty()
         && v.len() <= MAX_REQUEST_ID
         && v.bytes().all(|b| b.is_ascii_graphic() && b != b'"')
@@ -348,40 +360,42 @@ fn outcome_of(r: &Result<(), AppError>, head_sent: bool) -> Outcome {
     }
 }
 
-fn env_str<'e>(env: &'e Environ, name: &str) -> &'e str {
+pub(super) fn env_str<'e>(env: &'e Environ, name: &str) -> &'e str {
     env.get_str(name).unwrap_or("")
 }
 
 /// How a request ended, for the counters and the access log.
-struct Done {
-    status: u16,
-    bytes: u64,
-    outcome: Outcome,
+pub(super) struct Done {
+    /// Status sent (0: none).
+    pub(super) status: u16,
+    /// Body bytes sent.
+    pub(super) bytes: u64,
+    /// How it ended.
+    pub(super) outcome: Outcome,
 }
 
-impl Observe {
-    fn finish(&self, req: &Request<'_>, id: &str, uri: &str, time: Utc, started: Instant, d: Done) {
-        COUNTERS.request_ended(d.status, d.outcome);
-        if !access::enabled() {
-            return;
-        }
-        let env = &req.environ;
-        access::record(&Entry {
-            time,
-            id,
-            remote: env_str(env, "REMOTE_ADDR"),
-            user: env_str(env, "REMOTE_USER"),
-            method: env.method(),
-            uri,
-            protocol: env_str(env, "SERVER_PROTOCOL"),
-            status: d.status,
-            bytes: d.bytes,
-            referer: env_str(env, "HTTP_REFERER"),
-            agent: env_str(env, "HTTP_USER_AGENT"),
-            ms: started.elapsed().as_millis() as u64,
-            outcome: d.outcome.as_str(),
-        });
+/// Counts a request's end and writes its access log line.
+pub(super) fn finish(req: &Request<'_>, id: &str, uri: &str, time: Utc, started: Instant, d: Done) {
+    COUNTERS.request_ended(d.status, d.outcome);
+    if !access::enabled() {
+        return;
     }
+    let env = &req.environ;
+    access::record(&Entry {
+        time,
+        id,
+        remote: env_str(env, "REMOTE_ADDR"),
+        user: env_str(env, "REMOTE_USER"),
+        method: env.method(),
+        uri,
+        protocol: env_str(env, "SERVER_PROTOCOL"),
+        status: d.status,
+        bytes: d.bytes,
+        referer: env_str(env, "HTTP_REFERER"),
+        agent: env_str(env, "HTTP_USER_AGENT"),
+        ms: started.elapsed().as_millis() as u64,
+        outcome: d.outcome.as_str(),
+    });
 }
 
 impl App for Observe {
@@ -400,20 +414,6 @@ impl App for Observe {
         let time = Utc::now();
         let started = Instant::now();
         COUNTERS.request_started();
-        if resp.client_gone() {
-            // The web server's connection closed while the request waited: not run.
-            let done = Done {
-                status: 0,
-                bytes: 0,
-                outcome: Outcome::ClientGone,
-            };
-            self.finish(req, &id, &uri, time, started, done);
-            let why = "the web server's connection closed before the request ran";
-            return Err(AppError::from(io::Error::new(
-                io::ErrorKind::ConnectionAborted,
-                why,
-            )));
-        }
         let waiting = Arc::new(AtomicU8::new(Waiting::App as u8));
         let key = self.inflight.begin(Running {
             id: id.clone(),
@@ -440,7 +440,7 @@ impl App for Observe {
             (Err(_), false, _) => (0, 0),
             _ => (fwd.status, fwd.bytes),
         };
-        self.finish(
+        finish(
             req,
             &id,
             &uri,

@@ -2,6 +2,7 @@
 
 use std::fmt::Write as _;
 
+use super::gauges::Gauges;
 use super::metrics::{COUNTERS, Snapshot, configured};
 use super::observe::InFlight;
 use crate::gateway::{AppError, Body, Response};
@@ -41,6 +42,8 @@ pub struct Report {
     pub uptime: u64,
     /// The requests running now, oldest first.
     pub running: Vec<Row>,
+    /// Scripts, spool, accept queue, backends.
+    pub gauges: Gauges,
 }
 
 /// Threads named `cgate-loop` in this process.
@@ -68,6 +71,16 @@ impl Report {
                 waiting: r.waiting().as_str(),
             })
         });
+        super::arriving::each(|a| {
+            running.push(Row {
+                id: a.id.clone(),
+                method: a.method.clone(),
+                uri: a.uri.clone(),
+                age_ms: a.since.elapsed().as_millis() as u64,
+                thread: "-".to_owned(),
+                waiting: super::observe::Waiting::Body.as_str(),
+            })
+        });
         running.sort_by(|a, b| b.age_ms.cmp(&a.age_ms).then_with(|| a.id.cmp(&b.id)));
         Report {
             counters: COUNTERS.snapshot(),
@@ -76,6 +89,7 @@ impl Report {
             loop_threads: loop_threads(),
             uptime: cfg.map_or(0, |c| c.started.elapsed().as_secs()),
             running,
+            gauges: Gauges::gather(),
         }
     }
 
@@ -97,34 +111,44 @@ impl Report {
                 })
             })
             .collect();
+        let mut current = serde_json::json!({
+            "connections": c.conns_open,
+            "requests_in_flight": c.in_flight,
+            "loop_threads": self.loop_threads,
+            "at_capacity": self.at_capacity(),
+        });
+        if let (Some(cur), serde_json::Value::Object(more)) =
+            (current.as_object_mut(), self.gauges.current_json())
+        {
+            cur.extend(more);
+        }
         serde_json::json!({
             "version": env!("CARGO_PKG_VERSION"),
             "pid": std::process::id(),
             "uptime_seconds": self.uptime,
-            "limits": { "max_conns": self.max_conns, "workers": self.workers },
-            "current": {
-                "connections": c.conns_open,
-                "requests_in_flight": c.in_flight,
-                "loop_threads": self.loop_threads,
-                "at_capacity": self.at_capacity(),
+            "limits": {
+                "max_conns": self.max_conns, "workers": self.workers,
+                "scripts": self.gauges.scripts_max,
             },
+            "current": current,
             "counters": {
                 "requests": {
                     "1xx": class(1), "2xx": class(2), "3xx": class(3), "4xx": class(4),
                     "5xx": class(5), "none": class(0),
                 },
                 "cut": c.cut, "aborted": c.aborted, "client_gone": c.client_gone,
-                "connections_rejected": c.conn_rejected, "slow": c.slow,
+                "connections_rejected": c.conn_rejected, "slow": c.slow, "not_run": c.not_run,
                 "access_log_dropped": c.log_dropped,
             },
             "requests": running,
+            "backends": self.gauges.backends_json(),
         })
         .to_string()
             + "\n"
     }
 
     /// The single-valued metrics: name, type, help, value.
-    fn scalars(&self) -> [(&'static str, &'static str, &'static str, u64); 13] {
+    fn scalars(&self) -> [(&'static str, &'static str, &'static str, u64); 14] {
         let c = &self.counters;
         let n = |v: usize| v as u64;
         [
@@ -189,6 +213,12 @@ impl Report {
                 c.client_gone,
             ),
             (
+                "cgate_requests_not_run",
+                "counter",
+                "Requests not run: their web-server connection closed while they waited.",
+                c.not_run,
+            ),
+            (
                 "cgate_connections_rejected",
                 "counter",
                 "Connections refused at the connection limit.",
@@ -216,6 +246,7 @@ impl Report {
             let name = family(&mut o, name, kind, help);
             let _ = writeln!(o, "{name} {v}");
         }
+        self.gauges.openmetrics(&mut o);
         let name = family(
             &mut o,
             "cgate_requests",
@@ -264,7 +295,7 @@ fn family(o: &mut String, name: &str, kind: &str, help: &str) -> String {
 }
 
 /// Escapes a label value (backslash, quote, newline).
-fn label(s: &str) -> String {
+pub(super) fn label(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
@@ -317,6 +348,7 @@ mod tests {
                 thread: "cgate-loop".into(),
                 waiting: "app",
             }],
+            gauges: Gauges::default(),
         }
     }
 

@@ -227,6 +227,23 @@ fn a_client_that_leaves_gets_the_backend_request_aborted() {
         .begin(&mut req, [(&b"REQUEST_METHOD"[..], &b"GET"[..])]);
     req.extend_from_slice(&[1, 5, 0, 1, 0, 0, 0, 0]);
     client.write_all(&req).unwrap();
+    // The request must be running (forwarded: the front connected to the backend) before
+    // the client leaves; one that closed before it ran is not run at all.
+    let back_path = back.display().to_string();
+    let deadline = std::time::Instant::now() + crate::support::TIMEOUT;
+    while std::fs::read_to_string("/proc/net/unix")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.ends_with(&format!(" {back_path}")))
+        .count()
+        < 2
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the request was never forwarded"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
     // Leave as nginx does (it closes; it never sends ABORT_REQUEST).
     drop(client);
     let got = mute.join().unwrap();

@@ -11,11 +11,14 @@ use support::fcgi_bytes;
 #[path = "../fastcgi_wire/server.rs"]
 mod server;
 
+mod dead;
+mod gauges;
 mod harness;
 mod logs;
 mod options;
 mod privs;
 mod reload;
+mod reload_cmd;
 mod signals;
 mod slow;
 mod status;

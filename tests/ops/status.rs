@@ -9,7 +9,7 @@ use crate::support::find_program;
 
 /// The status document over one kept connection: the test's own polling then adds exactly
 /// one connection to the count, whatever closing connections are still doing.
-fn status_on(c: &mut Conn) -> serde_json::Value {
+pub fn status_on(c: &mut Conn) -> serde_json::Value {
     let r = c.roundtrip(1, &get(1, KEEP_CONN, "/cgate-status"));
     assert_eq!(r.status(), 200);
     serde_json::from_slice(r.body()).expect("status is JSON")
@@ -38,9 +38,17 @@ fn status_reports_requests_held_by_a_gate_then_released() {
         "4",
         "--workers",
         "1",
+        "--cgi-max-scripts",
+        "5",
     ]);
     let mut sc = ops.server.connect();
     let before = status_on(&mut sc);
+    assert_eq!(before["limits"]["scripts"], 5, "{before}");
+    assert_eq!(
+        before["current"]["scripts"],
+        serde_json::json!({"running": 0, "max": 5}),
+        "{before}"
+    );
     assert_eq!(before["counters"]["requests"]["2xx"], 0, "{before}");
     assert_eq!(before["limits"]["max_conns"], 4);
     assert_eq!(before["limits"]["workers"], 1);
@@ -57,12 +65,19 @@ fn status_reports_requests_held_by_a_gate_then_released() {
         assert_eq!(r["waiting"], "app", "{s}");
         assert!(r["age_ms"].is_u64() && r["id"].is_string(), "{s}");
     }
+    assert_eq!(
+        s["current"]["scripts"],
+        serde_json::json!({"running": 3, "max": 5}),
+        "{s}"
+    );
     // 3 held connections and the kept status connection: the limit of 4 is reached now.
     assert_eq!(s["current"]["connections"], 4, "{s}");
     assert_eq!(s["current"]["at_capacity"], true, "{s}");
     let om = metrics(&mut sc);
     assert!(om.contains("\ncgate_requests_in_flight 3\n"), "{om}");
     assert!(om.contains("\ncgate_at_capacity 1\n"), "{om}");
+    assert!(om.contains("\ncgate_scripts_running 3\n"), "{om}");
+    assert!(om.contains("\ncgate_scripts_max 5\n"), "{om}");
     assert_eq!(
         om.matches("\ncgate_request_age_seconds{").count(),
         3,
@@ -81,6 +96,7 @@ fn status_reports_requests_held_by_a_gate_then_released() {
     let after = ops.status();
     assert_eq!(after["requests"], serde_json::json!([]), "{after}");
     assert_eq!(after["counters"]["cut"], 0);
+    assert_eq!(after["current"]["scripts"]["running"], 0, "{after}");
     wait_for("only the status connection", || {
         ops.status()["current"]["connections"] == 1
     });
@@ -94,7 +110,7 @@ fn status_reports_requests_held_by_a_gate_then_released() {
     promtool(&om);
 }
 
-fn metrics(c: &mut Conn) -> String {
+pub fn metrics(c: &mut Conn) -> String {
     let r = c.roundtrip(1, &get(1, KEEP_CONN, "/cgate-status?openmetrics"));
     assert_eq!(r.status(), 200);
     assert!(
@@ -109,7 +125,7 @@ fn metrics(c: &mut Conn) -> String {
 }
 
 /// `promtool check metrics` on `text`: exit 0 and nothing reported.
-fn promtool(text: &str) {
+pub fn promtool(text: &str) {
     let mut child = Command::new(find_program("promtool"))
         .args(["check", "metrics"])
         .stdin(Stdio::piped())

@@ -39,6 +39,7 @@ use std::ffi::OsString;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use self::child::{Running, TERM_GRACE, describe};
@@ -90,7 +91,19 @@ pub struct CgiDir {
     root: Root,
     options: CgiOptions,
     passed: Vec<(String, OsString)>,
-    running: AtomicUsize,
+    running: Arc<AtomicUsize>,
+}
+
+/// Every live `cgi:DIR` app's running-scripts counter and its limit.
+static SCRIPTS: Mutex<Vec<(Weak<AtomicUsize>, usize)>> = Mutex::new(Vec::new());
+
+/// Scripts running now and the sum of the limits (`max_concurrent`) of every live
+/// `cgi:DIR` app in this process, for the operations status endpoint.
+pub fn scripts() -> (usize, usize) {
+    let list = SCRIPTS.lock().unwrap_or_else(|p| p.into_inner());
+    list.iter()
+        .filter_map(|(w, max)| Some((w.upgrade()?.load(Ordering::Acquire), *max)))
+        .fold((0, 0), |(r, m), (n, max)| (r + n, m + max))
 }
 
 fn invalid(why: String) -> io::Error {
@@ -129,11 +142,16 @@ impl CgiDir {
             .iter()
             .filter_map(|n| std::env::var_os(n).map(|v| (n.clone(), v)))
             .collect();
+        let running = Arc::new(AtomicUsize::new(0));
+        let mut list = SCRIPTS.lock().unwrap_or_else(|p| p.into_inner());
+        list.retain(|(w, _)| w.strong_count() > 0);
+        list.push((Arc::downgrade(&running), options.max_concurrent));
+        drop(list);
         Ok(CgiDir {
             root,
             options,
             passed,
-            running: AtomicUsize::new(0),
+            running,
         })
     }
 

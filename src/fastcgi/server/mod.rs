@@ -234,9 +234,11 @@ pub fn serve_listener(
 ) -> Result<i32, ServerError> {
     // Blocked before any thread starts, so only the waits below receive them.
     let signals = Signals::block().map_err(io_err("cannot block signals"))?;
+    let inherited = crate::ops::reload::inherited_env();
     let cfg = pool_config(&listener, opts);
     let file = socket_file(&listener);
     let handover = crate::ops::reload::Handover::prepare(&listener, file.as_deref());
+    crate::ops::metrics::watch_listener(&listener);
     let app = crate::ops::start(app, &opts.ops, &cfg).map_err(io_err("cannot start logging"))?;
     let startup = crate::ops::startup_line(&listener, opts, &cfg);
     let pool = match Pool::start(listener, app, cfg) {
@@ -247,54 +249,108 @@ pub fn serve_listener(
         }
     };
     event(&startup);
+    // A reload successor's pid is written by its predecessor, once that stopped accepting.
+    if let Some(p) = opts.ops.pid_file.as_ref().filter(|_| !inherited) {
+        crate::ops::pidfile::write_or_log(p, std::process::id());
+    }
     crate::ops::reload::announce_ready();
+    let life = Life {
+        pool,
+        signals,
+        file,
+        opts,
+    };
     loop {
-        match signals.wait() {
-            Wanted::Stop(sig) => {
-                event(&format!(
-                    "{sig}: no new connections, finishing requests in flight"
-                ));
-                crate::ops::notify("STOPPING=1");
-                signals.exit_on_next(file.clone());
-                let left = pool.shutdown(opts.shutdown_timeout);
-                crate::ops::signals::join_exit();
-                cleanup(file.as_ref());
-                if left > 0 {
-                    event(&format!("shutdown timeout: {left} connection(s) cut"));
-                    return Ok(1);
-                }
-                event("stopped");
-                return Ok(0);
-            }
+        let code = match life.signals.wait() {
+            Wanted::Stop(sig) => Some(life.stop(sig.as_ref())),
             Wanted::Quit => {
                 event("SIGQUIT: stopping now");
                 crate::ops::notify("STOPPING=1");
-                cleanup(file.as_ref());
-                return Ok(1);
+                cleanup(life.file.as_ref());
+                life.remove_pid_file();
+                Some(1)
             }
-            Wanted::Reload => {
-                let Some(h) = &handover else {
-                    event("SIGHUP: reload is not possible for this listener");
-                    continue;
-                };
-                match h.start_successor() {
-                    Ok(pid) => {
-                        event(&format!(
-                            "reload: pid {pid} serves; finishing requests in flight"
-                        ));
-                        // The successor owns the socket file now.
-                        signals.exit_on_next(None);
-                        let left = pool.retire(opts.shutdown_timeout);
-                        crate::ops::signals::join_exit();
-                        cleanup(None);
-                        event(&format!("reload: old process exits ({left} cut)"));
-                        return Ok(0);
-                    }
-                    Err(e) => event(&format!("reload failed, serving on: {e}")),
+            Wanted::Reload => life.reload(handover.as_ref()),
+            Wanted::Reopen => {
+                crate::ops::access::reopen();
+                None
+            }
+            Wanted::Ignored(sig) => {
+                event(&format!("{sig} ignored"));
+                None
+            }
+        };
+        if let Some(code) = code {
+            return Ok(code);
+        }
+    }
+}
+
+/// A serving process: what its stop and reload need.
+struct Life<'o> {
+    pool: Pool,
+    signals: Signals,
+    file: Option<PathBuf>,
+    opts: &'o ServerOptions,
+}
+
+impl Life<'_> {
+    fn remove_pid_file(&self) {
+        if let Some(p) = &self.opts.ops.pid_file {
+            crate::ops::pidfile::remove_if_mine(p);
+        }
+    }
+
+    /// A stop signal: drains, cleans up; the exit code.
+    fn stop(&self, sig: &str) -> i32 {
+        event(&format!(
+            "{sig}: no new connections, finishing requests in flight"
+        ));
+        crate::ops::notify("STOPPING=1");
+        self.signals.exit_on_next(self.file.clone());
+        let left = self.pool.shutdown(self.opts.shutdown_timeout);
+        crate::ops::signals::join_exit();
+        cleanup(self.file.as_ref());
+        self.remove_pid_file();
+        if left > 0 {
+            event(&format!("shutdown timeout: {left} connection(s) cut"));
+            return 1;
+        }
+        event("stopped");
+        0
+    }
+
+    /// SIGHUP: hands over to a successor and drains (the exit code), or serves on (`None`;
+    /// the pid file is rewritten, which tells `cgate reload` the reload failed).
+    fn reload(&self, handover: Option<&crate::ops::reload::Handover>) -> Option<i32> {
+        let failed = |why: &str| {
+            event(why);
+            if let Some(p) = &self.opts.ops.pid_file {
+                crate::ops::pidfile::write_or_log(p, std::process::id());
+            }
+            None
+        };
+        let Some(h) = handover else {
+            return failed("SIGHUP: reload is not possible for this listener");
+        };
+        match h.start_successor() {
+            Ok(pid) => {
+                event(&format!(
+                    "reload: pid {pid} serves; finishing requests in flight"
+                ));
+                // The successor owns the socket file and the pid file now.
+                self.signals.exit_on_next(None);
+                self.pool.stop_accepting();
+                if let Some(p) = &self.opts.ops.pid_file {
+                    crate::ops::pidfile::write_or_log(p, pid);
                 }
+                let left = self.pool.retire(self.opts.shutdown_timeout);
+                crate::ops::signals::join_exit();
+                cleanup(None);
+                event(&format!("reload: old process exits ({left} cut)"));
+                Some(0)
             }
-            Wanted::Reopen => crate::ops::access::reopen(),
-            Wanted::Ignored(sig) => event(&format!("{sig} ignored")),
+            Err(e) => failed(&format!("reload failed, serving on: {e}")),
         }
     }
 }

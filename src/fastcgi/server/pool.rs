@@ -14,7 +14,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -23,6 +23,7 @@ use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 use super::responder::{ConnConfig, ConnState, Next, on_readable};
 use crate::gateway::App;
 use crate::net::listener::{Listener, Stream};
+use crate::ops::notrun::NotRun;
 
 /// A loop thread inside one request for longer than this is replaced by a spare.
 pub const SLOW_REQUEST: Duration = Duration::from_millis(2);
@@ -55,6 +56,11 @@ pub(super) struct Slot {
     pub(super) served: AtomicBool,
     /// The connection is in its lingering close (its last reply complete).
     pub(super) lingering: AtomicBool,
+    /// Its request is listed in [`crate::ops::arriving`] (reading its body ahead).
+    pub(super) arriving: AtomicBool,
+    /// The requests of the next event may have waited (a fresh connection, or the peer
+    /// hung up): they run only if the connection is still there ([`NotRun`]).
+    pub(super) check_peer: AtomicBool,
 }
 
 pub(super) struct Worker {
@@ -137,6 +143,18 @@ impl Shared {
         r.is_ok()
     }
 
+    /// The peer of connection `key` hung up (an epoll event said so): its next requests
+    /// are checked before they run. Not while stopping: the pool shuts reading sides down
+    /// itself then, and what was sent before is still to be served.
+    pub(super) fn peer_hung_up(&self, key: u64) {
+        if self.stopping.load(SeqCst) {
+            return;
+        }
+        if let Some(slot) = lock(&self.conns).get(&key) {
+            slot.check_peer.store(true, SeqCst);
+        }
+    }
+
     /// Puts a taken but unhandled event back into the epoll set.
     pub(super) fn rearm(&self, key: u64) {
         if key == LISTENER_KEY {
@@ -153,7 +171,10 @@ impl Shared {
 
     /// Forgets a connection; its socket closes when the last reference goes, which also
     /// takes it out of the epoll set.
-    pub(super) fn close(&self, key: u64, _slot: &Slot) {
+    pub(super) fn close(&self, key: u64, slot: &Slot) {
+        if slot.arriving.swap(false, SeqCst) {
+            crate::ops::arriving::forget(key);
+        }
         if lock(&self.conns).remove(&key).is_some() {
             crate::ops::metrics::COUNTERS.conn_closed();
         }
@@ -198,6 +219,9 @@ impl Shared {
                 partial_since: AtomicU64::new(self.now().max(1)),
                 served: AtomicBool::new(false),
                 lingering: AtomicBool::new(false),
+                arriving: AtomicBool::new(false),
+                // It waited in the listen queue: its web server may have left meanwhile.
+                check_peer: AtomicBool::new(true),
             });
             lock(&self.conns).insert(key, slot);
             crate::ops::metrics::COUNTERS.conn_opened();
@@ -235,16 +259,28 @@ impl Shared {
             let busy = |on: bool| {
                 slot.busy.store(on, SeqCst);
                 slot.served.fetch_or(on, SeqCst);
+                if on && slot.arriving.load(Relaxed) && slot.arriving.swap(false, SeqCst) {
+                    crate::ops::arriving::forget(key);
+                }
             };
             let stop = || self.stopping.load(SeqCst);
-            on_readable(
-                &mut st,
-                &slot.stream,
-                &*self.app,
-                &self.cfg.conn,
-                &busy,
-                &stop,
-            )
+            let guarded = NotRun(&*self.app);
+            let check = slot.check_peer.load(Relaxed) && slot.check_peer.swap(false, SeqCst);
+            let app: &dyn App = if check { &guarded } else { &*self.app };
+            let next = on_readable(&mut st, &slot.stream, app, &self.cfg.conn, &busy, &stop);
+            // A request still reading its body ahead of its app is listed for the status
+            // and the slow log.
+            match (next, st.waiting.as_mut()) {
+                (Next::Wait { .. }, Some(p)) => {
+                    let listed = crate::ops::arriving::note(key, p);
+                    slot.arriving.fetch_or(listed, SeqCst);
+                }
+                _ if slot.arriving.load(Relaxed) && slot.arriving.swap(false, SeqCst) => {
+                    crate::ops::arriving::forget(key)
+                }
+                _ => {}
+            }
+            next
         };
         self.handled.fetch_add(1, SeqCst);
         let now = self.now();
@@ -331,10 +367,16 @@ impl Pool {
         self.drain(grace)
     }
 
+    /// Stops taking new connections (the listening socket stays open for a successor);
+    /// connections already accepted are served on.
+    pub fn stop_accepting(&self) {
+        self.sh.stopping.store(true, SeqCst);
+        let _ = self.sh.epoll.delete(&self.sh.listener);
+    }
+
     fn drain(&self, grace: Duration) -> usize {
         let sh = &self.sh;
-        sh.stopping.store(true, SeqCst);
-        let _ = sh.epoll.delete(&sh.listener);
+        self.stop_accepting();
         let deadline = Instant::now().checked_add(grace);
         let request_timeout = sh.cfg.conn.request_timeout.as_millis() as u64;
         loop {

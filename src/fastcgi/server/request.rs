@@ -316,6 +316,11 @@ pub(super) fn serve_request(
     let env = std::mem::replace(&mut req.environ, Environ::new(FASTCGI_FACTS));
     drop(req);
     let st = io.into_inner();
+    // Once the body has ended, what the app left unread is not needed: its memory and file
+    // go now. (While STDIN still flows, the spool keeps counting it against --max-spool.)
+    if !st.spool.is_empty() && !st.conn.stdin_open() {
+        st.spool = super::spool::Spool::default();
+    }
     let (raw, pairs) = env.into_parts();
     st.conn.recycle_params(Params { raw, pairs });
     if st.conn.aborted() {

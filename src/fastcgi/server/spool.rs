@@ -15,6 +15,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// Bytes of a spooled body kept in memory (1 MiB); the rest goes to a temporary file.
 pub const MEMORY_MAX: usize = 1024 * 1024;
 
+/// Body bytes held in every spool of the process now: in memory, in temporary files.
+static HELD: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
+
+/// Request-body bytes held ahead of apps now, in memory and in temporary files (for the
+/// status endpoint).
+pub fn held() -> (u64, u64) {
+    (
+        HELD[0].load(Ordering::Relaxed),
+        HELD[1].load(Ordering::Relaxed),
+    )
+}
+
 /// Spooled body bytes: written once, in order, then read once, in order.
 #[derive(Debug, Default)]
 pub struct Spool {
@@ -72,6 +84,9 @@ impl Spool {
         let room = MEMORY_MAX.saturating_sub(self.mem.len());
         let (now, rest) = data.split_at(room.min(data.len()));
         self.mem.extend_from_slice(now);
+        if !now.is_empty() {
+            HELD[0].fetch_add(now.len() as u64, Ordering::Relaxed);
+        }
         if rest.is_empty() {
             return Ok(());
         }
@@ -82,6 +97,7 @@ impl Spool {
         file.seek(SeekFrom::Start(self.file_len))?;
         file.write_all(rest)?;
         self.file_len += rest.len() as u64;
+        HELD[1].fetch_add(rest.len() as u64, Ordering::Relaxed);
         Ok(())
     }
 
@@ -111,6 +127,17 @@ impl Spool {
         }
         self.file_read += n as u64;
         Ok(n)
+    }
+}
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        if !self.mem.is_empty() {
+            HELD[0].fetch_sub(self.mem.len() as u64, Ordering::Relaxed);
+        }
+        if self.file_len > 0 {
+            HELD[1].fetch_sub(self.file_len, Ordering::Relaxed);
+        }
     }
 }
 

@@ -5,9 +5,9 @@ use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use nix::sys::epoll::EpollEvent;
+use nix::sys::epoll::{EpollEvent, EpollFlags};
 
-use super::pool::{BATCH, SPARE_LINGER, STACK_SIZE, Shared, Worker, lock};
+use super::pool::{BATCH, LISTENER_KEY, SPARE_LINGER, STACK_SIZE, Shared, Worker, lock};
 
 impl Shared {
     /// Takes loop thread `w` out of the loops (it stays in its slow request): its unhandled
@@ -146,6 +146,12 @@ pub(super) fn run_loop(sh: &Arc<Shared>, me: &Arc<Worker>) {
                 continue;
             }
         };
+        let hung_up = EpollFlags::EPOLLRDHUP | EpollFlags::EPOLLHUP | EpollFlags::EPOLLERR;
+        for ev in &events[..n] {
+            if ev.data() != LISTENER_KEY && ev.events().intersects(hung_up) {
+                sh.peer_hung_up(ev.data());
+            }
+        }
         take_events(sh, me, &events[..n]);
         loop {
             me.busy_since.store(sh.now() + 1, SeqCst);
