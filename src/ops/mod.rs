@@ -18,6 +18,7 @@ pub mod reload;
 pub mod signals;
 pub mod slow;
 pub mod status;
+pub mod waiting;
 
 use std::path::PathBuf;
 use std::sync::Arc;

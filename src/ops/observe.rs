@@ -14,36 +14,7 @@ use crate::gateway::driver::{drive, panic_message};
 use crate::gateway::input::BodyLength;
 use crate::gateway::{App, AppError, Body, Environ, Head, Input, Request, Response, Sink};
 
-/// What a running request is waiting on, as the slow log and status report it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum Waiting {
-    /// The app (or the script it runs) is computing or producing output.
-    App = 0,
-    /// Its response is being written to the web server.
-    Client = 1,
-    /// It reads the request body, which has not arrived yet.
-    Body = 2,
-}
-
-impl Waiting {
-    fn from_u8(v: u8) -> Waiting {
-        match v {
-            1 => Waiting::Client,
-            2 => Waiting::Body,
-            _ => Waiting::App,
-        }
-    }
-
-    /// The word for it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Waiting::App => "app",
-            Waiting::Client => "client",
-            Waiting::Body => "body",
-        }
-    }
-}
+pub use super::waiting::Waiting;
 
 /// One request running now.
 #[derive(Debug)]
@@ -431,7 +402,10 @@ impl App for Observe {
             bytes: 0,
             waiting: &waiting,
         };
-        let r = run_tracked(&*self.inner, req, &mut fwd, &id);
+        let r = {
+            let _current = super::waiting::Current::enter(&waiting);
+            run_tracked(&*self.inner, req, &mut fwd, &id)
+        };
         self.inflight.end(key);
         let head_sent = fwd.outer.headers_sent();
         let outcome = outcome_of(&r, head_sent);

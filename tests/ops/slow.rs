@@ -31,7 +31,7 @@ fn a_held_request_gets_two_slow_lines() {
             .strip_prefix("cgate: slow: id=slow-1 method=GET uri=\"/gate.sh?q=1\" age_ms=")
             .unwrap_or_else(|| panic!("{l}"));
         let (age, tail) = rest.split_once(' ').unwrap();
-        assert!(tail.starts_with("waiting=app thread=cgate-loop"), "{l}");
+        assert!(tail.starts_with("waiting=script thread=cgate-loop"), "{l}");
         ages.push(age.parse::<u64>().unwrap());
     }
     assert!(ages[0] >= 40 && ages[1] >= 400, "{ages:?}");

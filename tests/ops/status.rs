@@ -62,7 +62,7 @@ fn status_reports_requests_held_by_a_gate_then_released() {
     for r in running {
         assert_eq!(r["method"], "GET", "{s}");
         assert_eq!(r["uri"], "/gate.sh", "{s}");
-        assert_eq!(r["waiting"], "app", "{s}");
+        assert_eq!(r["waiting"], "script", "{s}");
         assert!(r["age_ms"].is_u64() && r["id"].is_string(), "{s}");
     }
     assert_eq!(

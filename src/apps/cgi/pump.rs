@@ -257,7 +257,10 @@ impl Pump {
             None if c.is_some() => wait,
             None => wait.min(SLICE),
         };
-        match poll(&mut fds, timeout_of(wait)) {
+        crate::ops::waiting::on_script(true);
+        let polled = poll(&mut fds, timeout_of(wait));
+        crate::ops::waiting::on_script(false);
+        match polled {
             Ok(_) | Err(Errno::EINTR) => {}
             Err(e) => return Err(AppError::from(io::Error::from(e))),
         }
