@@ -79,6 +79,13 @@ fn ignore_sigpipe() {
 
 /// Sends `input` on a new connection, half-closes it, and returns all the server wrote.
 pub fn exchange(input: &[u8]) -> Vec<u8> {
+    talk(input, true)
+}
+
+/// Sends `input` and returns all the server wrote until it closed; with `half_close` the
+/// sending side is shut after the input (the end of the stream is an abort for a request
+/// not yet run: FastCGI's web server aborts by closing, so a clean request keeps it open).
+fn talk(input: &[u8], half_close: bool) -> Vec<u8> {
     let srv = server();
     let mut conn = UnixStream::connect(&srv.path).expect("connect");
     conn.set_read_timeout(Some(DEADLINE)).expect("timeout");
@@ -88,7 +95,9 @@ pub fn exchange(input: &[u8]) -> Vec<u8> {
         s.spawn(move || {
             // The server may close before reading everything: that is allowed.
             let _ = writer.write_all(input);
-            let _ = writer.shutdown(Shutdown::Write);
+            if half_close {
+                let _ = writer.shutdown(Shutdown::Write);
+            }
         });
         let mut buf = [0u8; 16 * 1024];
         loop {
@@ -136,5 +145,5 @@ pub fn check(data: &[u8]) {
         }
     }
     let (req, reply) = clean_request();
-    assert_eq!(exchange(&req), reply, "clean request after the input");
+    assert_eq!(talk(&req, false), reply, "clean request after the input");
 }
