@@ -241,9 +241,21 @@ impl Environ {
     /// Sets `name` to `value`, replacing an earlier value. `HTTP_PROXY` is ignored. Setting
     /// `SCRIPT_NAME` clears its mount point.
     pub fn set(&mut self, name: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
-        let (name, value) = (name.as_ref(), value.as_ref());
-        if name == HTTPOXY {
+        let name = name.as_ref();
+        let Some(var) = self.append(name, value.as_ref()) else {
             return;
+        };
+        match self.position(name) {
+            Some(i) => self.vars[i] = var,
+            None => self.vars.push(var),
+        }
+    }
+
+    /// Stores `name` and `value` in the buffer and returns their ranges; `None` for
+    /// `HTTP_PROXY`, which is never stored. Storing `SCRIPT_NAME` clears its mount point.
+    fn append(&mut self, name: &[u8], value: &[u8]) -> Option<(Range<usize>, Range<usize>)> {
+        if name == HTTPOXY {
+            return None;
         }
         if name == b"SCRIPT_NAME" {
             self.mount = 0;
@@ -252,11 +264,7 @@ impl Environ {
         self.buf.extend_from_slice(name);
         let mid = self.buf.len();
         self.buf.extend_from_slice(value);
-        let end = self.buf.len();
-        match self.position(name) {
-            Some(i) => self.vars[i] = (start..mid, mid..end),
-            None => self.vars.push((start..mid, mid..end)),
-        }
+        Some((start..mid, mid..self.buf.len()))
     }
 
     /// Adds `name`, which the caller knows is not set yet (a gateway filling a fresh environ
@@ -268,17 +276,9 @@ impl Environ {
             self.position(name).is_none(),
             "push_new of a name already set"
         );
-        if name == HTTPOXY {
-            return;
+        if let Some(var) = self.append(name, value) {
+            self.vars.push(var);
         }
-        if name == b"SCRIPT_NAME" {
-            self.mount = 0;
-        }
-        let start = self.buf.len();
-        self.buf.extend_from_slice(name);
-        let mid = self.buf.len();
-        self.buf.extend_from_slice(value);
-        self.vars.push((start..mid, mid..self.buf.len()));
     }
 
     /// Removes `name`; returns whether it was present.

@@ -10,6 +10,7 @@
 //! write (and one wake-up) instead of every thread queueing on the file. The buffer is bounded ([`MAX_PENDING`]): while
 //! stderr cannot keep up, lines are dropped and counted, and the count is reported.
 
+use crate::gateway::head::push_decimal;
 use std::os::fd::AsFd;
 use std::rc::Rc;
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
@@ -172,11 +173,11 @@ impl AccessLog {
             out.extend_from_slice(text.as_bytes());
             out.push(b' ');
         }
-        decimal(out, u64::from(self.status));
+        push_decimal(out, u64::from(self.status));
         out.push(b' ');
-        decimal(out, self.bytes);
+        push_decimal(out, self.bytes);
         out.push(b' ');
-        decimal(out, micros / 1000);
+        push_decimal(out, micros / 1000);
         out.push(b'.');
         let hundredths = micros % 1000 / 10;
         out.extend_from_slice(&[
@@ -197,21 +198,6 @@ impl AccessLog {
         self.write_to(&mut out, self.micros());
         String::from_utf8_lossy(&out).into_owned()
     }
-}
-
-/// Appends `n` in decimal.
-fn decimal(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
 }
 
 impl Drop for AccessLog {

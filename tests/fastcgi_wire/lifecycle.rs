@@ -129,7 +129,8 @@ fn app_errors_become_clean_500() {
 
 /// Whether a fresh connection to `addr` is refused (connect fails, or the server closes it
 /// without answering).
-fn refused(addr: &Addr) -> bool {
+/// True once `addr` no longer takes requests: refused, or closed without an answer.
+pub(crate) fn refused(addr: &Addr) -> bool {
     match addr.try_connect() {
         Err(_) => true,
         Ok(mut c) => {

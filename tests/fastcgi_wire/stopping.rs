@@ -5,16 +5,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use cgate::fastcgi::server::pool::{Pool, PoolConfig};
-use cgate::fastcgi::server::responder::ConnConfig;
-use cgate::fastcgi::{Limits, ManagementValues};
-use cgate::net::ListenAddr;
-use cgate::net::listener::{Listener, UnixOptions};
+use cgate::fastcgi::server::pool::Pool;
 use cgate::{App, AppError, Body, Request, Response};
 
 use crate::client::*;
+use crate::lifecycle::refused;
 use crate::server::eventually;
 use crate::support::{TempDir, free_port};
+use crate::watch::start_pool;
 
 /// `/hold` waits until the test opens the gate; any other path answers `hi PATH` at once.
 struct Held {
@@ -66,39 +64,7 @@ fn start(dir: &TempDir, t: Transport, app: Arc<dyn App>) -> (Pool, Addr) {
         Transport::Unix => Addr::Unix(dir.join("stop.sock")),
         Transport::Tcp => Addr::Tcp(free_port()),
     };
-    let listen: ListenAddr = addr.listen_arg().parse().expect("address");
-    let listener = Listener::open(&listen, &UnixOptions::default()).expect("listen");
-    let values = ManagementValues {
-        max_conns: 16,
-        max_reqs: 16,
-        mpxs_conns: false,
-    };
-    let cfg = PoolConfig {
-        workers: 1,
-        max_conns: 16,
-        allowed: None,
-        conn: ConnConfig {
-            limits: Limits::default(),
-            values,
-            idle_timeout: Duration::from_secs(60),
-            request_timeout: Duration::from_secs(60),
-            max_body: 1 << 20,
-            max_spool: 1 << 20,
-        },
-    };
-    (Pool::start(listener, app, cfg).expect("pool"), addr)
-}
-
-fn refused(addr: &Addr) -> bool {
-    match addr.try_connect() {
-        Err(_) => true,
-        Ok(mut c) => {
-            c.set_timeout(Duration::from_secs(5));
-            c.send_lossy(&get(1, 0, "/"));
-            let mut buf = [0u8; 64];
-            matches!(c.read(&mut buf), Ok(0) | Err(_))
-        }
-    }
+    (start_pool(&addr, app), addr)
 }
 
 /// Reads until the server closes and asserts that it was an end of stream with nothing

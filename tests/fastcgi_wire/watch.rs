@@ -179,9 +179,14 @@ fn start(dir: &TempDir) -> (Pool, Addr) {
 }
 
 fn start_app(dir: &TempDir, app: Arc<dyn App>) -> (Pool, Addr) {
-    let path = dir.join("watch.sock");
-    let addr: ListenAddr = format!("unix:{}", path.display()).parse().expect("address");
-    let listener = Listener::open(&addr, &UnixOptions::default()).expect("listen");
+    let addr = Addr::Unix(dir.join("watch.sock"));
+    (start_pool(&addr, app), addr)
+}
+
+/// An in-process pool of one loop thread serving `app` on `addr`.
+pub fn start_pool(addr: &Addr, app: Arc<dyn App>) -> Pool {
+    let listen: ListenAddr = addr.listen_arg().parse().expect("address");
+    let listener = Listener::open(&listen, &UnixOptions::default()).expect("listen");
     let cfg = PoolConfig {
         workers: 1,
         max_conns: 16,
@@ -199,8 +204,7 @@ fn start_app(dir: &TempDir, app: Arc<dyn App>) -> (Pool, Addr) {
             max_spool: 64 << 20,
         },
     };
-    let pool = Pool::start(listener, app, cfg).expect("pool");
-    (pool, Addr::Unix(path))
+    Pool::start(listener, app, cfg).expect("pool")
 }
 
 /// ABORT_REQUEST while the app waits silently on the watched socket: the descriptor turns
