@@ -117,6 +117,14 @@ mod connection {
 
     /// Request 1 complete and answered, its reply written up to byte 2.
     fn first_reply_half_written() -> Connection {
+        let mut conn = first_reply_queued();
+        assert_eq!(conn.transmit(), REPLY_ID1);
+        conn.transmitted(2);
+        conn
+    }
+
+    /// Request 1 complete and answered, nothing of its reply written yet.
+    fn first_reply_queued() -> Connection {
         let values = ManagementValues {
             max_conns: 4,
             max_reqs: 4,
@@ -133,9 +141,41 @@ mod connection {
             (input.len(), Progress::Event(Event::StdinEnd))
         );
         conn.end_request(0);
-        assert_eq!(conn.transmit(), REPLY_ID1);
-        conn.transmitted(2);
         conn
+    }
+
+    /// Everything the connection offers, written as fast as it is offered.
+    fn drain(conn: &mut Connection) -> Vec<u8> {
+        let mut out = Vec::new();
+        loop {
+            let n = conn.transmit().len();
+            if n == 0 {
+                return out;
+            }
+            out.extend_from_slice(conn.transmit());
+            conn.transmitted(n);
+        }
+    }
+
+    /// connection_split, crash-a3ed1d32: request 1 answered but not yet written, then the
+    /// peer starts request 1 again and aborts it before its PARAMS end. The END_REQUEST for
+    /// that abort went into the management queue, which is written first, so it overtook
+    /// the earlier request's END_REQUEST of the same id (and whole and split runs differed).
+    #[test]
+    fn an_abort_during_params_ends_after_the_previous_reply() {
+        let mut conn = first_reply_queued();
+        let mut input = vec![1, 1, 0, 1, 0, 8, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0]; // BEGIN(1, keep)
+        input.extend_from_slice(&[1, 2, 0, 1, 0, 0, 0, 0]); // ABORT_REQUEST(1)
+        let mut used = 0;
+        while used < input.len() {
+            let (n, _) = conn.process(&input[used..]).expect("valid records");
+            assert!(n > 0, "stalled at byte {used}");
+            used += n;
+        }
+        let abort_end = [1, 3, 0, 1, 0, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        let mut want = REPLY_ID1.to_vec();
+        want.extend_from_slice(&abort_end);
+        assert_eq!(drain(&mut conn), want);
     }
 
     /// connection_split, crash-be9411f7 (minimised): request 1's reply partly written, then

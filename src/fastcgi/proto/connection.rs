@@ -401,9 +401,11 @@ impl Connection {
                 id: active,
                 keep_conn,
             } if active == id => {
-                // The application never saw this request: end it here.
+                // The application never saw this request: end it here, in the response
+                // queue, after what earlier requests left unsent (their records may carry
+                // the same id; the management queue goes first).
                 let status = ProtocolStatus::RequestComplete;
-                record::encode_end_request(&mut self.out.mgmt, id, 0, status);
+                record::encode_end_request(&mut self.out.resp, id, 0, status);
                 self.state = if keep_conn {
                     State::Idle
                 } else {
