@@ -180,6 +180,31 @@ fn keep_conn_serves_many_and_closes_without_it() {
     }
 }
 
+/// A CONTENT_LENGTH above `--max-body` does not raise the bound: the body the app left
+/// unread is skipped only up to `--max-body`, then the connection closes (before, the bound
+/// was the declared length, so a peer declaring 10^12 bytes kept cgate reading and
+/// discarding until the request deadline).
+#[test]
+fn a_declared_length_over_max_body_does_not_raise_the_bound() {
+    for t in BOTH {
+        let srv = Server::start(
+            t,
+            "hello",
+            &["--max-body", "100000", "--request-timeout", "65"],
+        );
+        let mut c = srv.connect();
+        let p = params("POST", "/", &[(b"CONTENT_LENGTH", b"1000000000000")]);
+        let mut req = begin(1, RESPONDER, KEEP_CONN, 0);
+        req.extend(stream(PARAMS, 1, &p, 65535, 0));
+        for _ in 0..7 {
+            req.extend(rec(STDIN, 1, &[b'w'; 16384], 0));
+        }
+        c.send_lossy(&req);
+        c.assert_closed_silently("after a body over --max-body");
+        srv.assert_serves_hello("after the refused body");
+    }
+}
+
 /// Exactly-once framing: a body the app never reads is read to the end of its STDIN stream
 /// before the reply goes out, so the next request on the kept-alive connection starts clean,
 /// even when the empty STDIN record comes long after the app finished; a body over the

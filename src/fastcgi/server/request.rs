@@ -298,7 +298,7 @@ pub(super) fn serve_request(
     let mut sink = FcgiSink { io: &io, stream };
     let declared = parse_content_length(env.get("CONTENT_LENGTH"));
     if !io.borrow().body_limited {
-        io.borrow_mut().limit_body(declared.ok().flatten(), cfg);
+        io.borrow_mut().limit_body(cfg);
     }
     let length = match declared {
         Ok(Some(n)) => BodyLength::Exact(n),

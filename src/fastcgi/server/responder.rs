@@ -223,27 +223,20 @@ impl ConnState {
         self.fresh = false;
     }
 
-    /// Bounds the body of the request still waiting for its app by its CONTENT_LENGTH (or
-    /// `--max-body`), at its first body byte; STDIN past CONTENT_LENGTH is not body and is
-    /// skipped, within the same bound.
+    /// Bounds the body of the request still waiting for its app by `--max-body`, at its
+    /// first body byte; STDIN past CONTENT_LENGTH is not body and is skipped, within the
+    /// same bound.
     fn limit_waiting_body(&mut self, cfg: &ConnConfig) {
-        if self.body_limited {
-            return;
+        if !self.body_limited {
+            self.limit_body(cfg);
         }
-        let declared = self.waiting.as_ref().and_then(|p| p.get(b"CONTENT_LENGTH"));
-        self.limit_body(
-            crate::gateway::parse_content_length(declared)
-                .ok()
-                .flatten(),
-            cfg,
-        );
     }
 
-    /// Sets the request's body bound from its declared length.
-    pub(super) fn limit_body(&mut self, declared: Option<u64>, cfg: &ConnConfig) {
+    /// Sets the request's body bound: `--max-body`, whatever length was declared (STDIN
+    /// past a smaller CONTENT_LENGTH is skipped within it; a larger one does not raise it,
+    /// so a peer cannot keep cgate reading by declaring more).
+    pub(super) fn limit_body(&mut self, cfg: &ConnConfig) {
         self.body_limited = true;
-        // A malformed length is answered with a 400 once the app would start.
-        self.conn
-            .limit_body(declared.map_or(cfg.max_body, |n| n.max(cfg.max_body)));
+        self.conn.limit_body(cfg.max_body);
     }
 }
