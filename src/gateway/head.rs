@@ -346,7 +346,7 @@ impl Head {
     pub(crate) fn push_length(&mut self, len: u64) {
         debug_assert!(self.get("content-length").is_none());
         let mut value = Vec::with_capacity(20);
-        push_decimal(&mut value, len);
+        crate::gateway::input::push_decimal(&mut value, len);
         self.headers.push(Header {
             name: "Content-Length".to_owned(),
             value,
@@ -400,21 +400,6 @@ impl fmt::Display for Head {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.status)
     }
-}
-
-/// Appends `n` in decimal (no allocation, no formatting machinery).
-pub(crate) fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@
 //! write (and one wake-up) instead of every thread queueing on the file. The buffer is bounded ([`MAX_PENDING`]): while
 //! stderr cannot keep up, lines are dropped and counted, and the count is reported.
 
-use crate::gateway::head::push_decimal;
+use crate::gateway::input::push_decimal;
 use std::os::fd::AsFd;
 use std::rc::Rc;
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
