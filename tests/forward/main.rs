@@ -185,18 +185,24 @@ fn mute_backend(sock: &Path) -> std::thread::JoinHandle<Vec<u8>> {
     })
 }
 
+/// Reads request 1 up to its empty STDIN record; returns its bytes.
+fn read_to_stdin_end(c: &mut std::os::unix::net::UnixStream) -> Vec<u8> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.ends_with(&[1, 5, 0, 1, 0, 0, 0, 0]) {
+        let n = c.read(&mut buf).expect("read the request");
+        assert!(n > 0, "request ended early");
+        got.extend_from_slice(&buf[..n]);
+    }
+    got
+}
+
 /// A backend that answers one request with `reply` (STDOUT content) once its STDIN ended.
 fn raw_backend(sock: &Path, reply: &'static [u8]) -> std::thread::JoinHandle<()> {
     let listener = UnixListener::bind(sock).unwrap();
     std::thread::spawn(move || {
         let (mut c, _) = listener.accept().expect("accept");
-        let mut got = Vec::new();
-        let mut buf = [0u8; 4096];
-        while !got.ends_with(&[1, 5, 0, 1, 0, 0, 0, 0]) {
-            let n = c.read(&mut buf).expect("read the request");
-            assert!(n > 0, "request ended early");
-            got.extend_from_slice(&buf[..n]);
-        }
+        read_to_stdin_end(&mut c);
         let mut out = Vec::new();
         cgate::fastcgi::record::encode_record(
             &mut out,
@@ -356,13 +362,7 @@ fn refusing_backend(
     let listener = UnixListener::bind(sock).unwrap();
     std::thread::spawn(move || {
         let (mut c, _) = listener.accept().expect("accept");
-        let mut got = Vec::new();
-        let mut buf = [0u8; 4096];
-        while !got.ends_with(&[1, 5, 0, 1, 0, 0, 0, 0]) {
-            let n = c.read(&mut buf).expect("read the request");
-            assert!(n > 0, "request ended early");
-            got.extend_from_slice(&buf[..n]);
-        }
+        let got = read_to_stdin_end(&mut c);
         let mut out = Vec::new();
         cgate::fastcgi::record::encode_end_request(&mut out, 1, 0, status);
         c.write_all(&out).unwrap();

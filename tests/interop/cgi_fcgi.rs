@@ -8,12 +8,12 @@
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::{Mutex, mpsc};
+use std::sync::mpsc;
 use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::cases::{Rows, Verdict, report, verdict};
+use crate::cases::{Rows, Verdict, report, two_hundred_from_16_threads, verdict};
 use crate::frontends::Stage;
 use crate::support::{data, find_program, sha256_hex};
 
@@ -135,20 +135,7 @@ fn post_16m(sock: &Path) -> Result<String, String> {
 }
 
 fn concurrent(sock: &Path) -> Result<String, String> {
-    let errors = Mutex::new(Vec::new());
-    std::thread::scope(|s| {
-        for t in 0..16 {
-            let errors = &errors;
-            s.spawn(move || {
-                for i in (t..200).step_by(16) {
-                    if let Err(e) = hello(sock) {
-                        errors.lock().unwrap().push(format!("#{i}: {e}"));
-                    }
-                }
-            });
-        }
-    });
-    let errors = errors.into_inner().unwrap();
+    let errors = two_hundred_from_16_threads(|| hello(sock));
     match errors.first() {
         None => Ok("200 exact".into()),
         Some(first) => Err(format!("{} of 200 failed, first: {first}", errors.len())),
