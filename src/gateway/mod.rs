@@ -13,7 +13,7 @@ pub mod sink;
 pub mod status;
 
 pub use app::{App, Body, Chunks, app_fn};
-pub use blocking::about_to_block;
+pub use blocking::{about_to_block, blocking};
 pub use driver::run_app;
 pub use environ::{Environ, GatewayFacts, GatewayKind};
 pub use error::AppError;

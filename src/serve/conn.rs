@@ -1,13 +1,13 @@
-//! Connections and requests: a thread per connection drives hyper and runs each request's app inline.
+//! Connections and requests: a task per connection drives hyper and runs each request's app inline.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::future::Future;
 use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::pin::Pin;
-use std::rc::Rc;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -56,49 +56,55 @@ impl Shared {
 
 /// The response slot of one request, shared by hyper's service future and the app's sink.
 #[derive(Clone, Default)]
-pub struct Answer(Rc<Slot>);
+pub struct Answer(Arc<Slot>);
 
 #[derive(Default)]
 struct Slot {
-    response: RefCell<Option<Response<ReplyBody>>>,
-    given: Cell<bool>,
+    response: Mutex<Option<Response<ReplyBody>>>,
+    given: AtomicBool,
+}
+
+/// Locks `m` (only the connection's own task ever holds these locks, one at a time; a
+/// poisoned one is still consistent: every critical section is a single move).
+pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Answer {
     /// Gives hyper the response (once).
     pub fn set(&self, r: Response<ReplyBody>) {
-        self.0.given.set(true);
-        *self.0.response.borrow_mut() = Some(r);
+        self.0.given.store(true, Relaxed);
+        *lock(&self.0.response) = Some(r);
     }
 
     /// `true` once a response was given.
     pub fn is_set(&self) -> bool {
-        self.0.given.get()
+        self.0.given.load(Relaxed)
     }
 
     /// `true` once hyper has taken the response given.
     pub fn taken(&self) -> bool {
-        self.0.given.get() && self.0.response.borrow().is_none()
+        self.is_set() && lock(&self.0.response).is_none()
     }
 }
 
 /// hyper's future for one request: ready once the app (or the gateway) answered. No waker
-/// is kept: the answer is set on this thread, which then drives the connection, and hyper
-/// polls the request in flight on every turn.
+/// is kept: the answer is set by the connection's own task, which then turns the connection,
+/// and hyper polls the request in flight on every turn.
 pub struct Pending(Answer);
 
 impl Future for Pending {
     type Output = Result<Response<ReplyBody>, std::convert::Infallible>;
 
     fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.0.0.response.borrow_mut().take() {
+        match lock(&self.0.0.response).take() {
             Some(r) => Poll::Ready(Ok(r)),
             None => Poll::Pending,
         }
     }
 }
 
-type Inbox = Rc<RefCell<Option<(Request<Incoming>, Answer)>>>;
+type Inbox = Arc<Mutex<Option<(Request<Incoming>, Answer)>>>;
 
 /// The service hyper calls per request: it parks the request for the connection's loop.
 pub struct Service {
@@ -112,35 +118,32 @@ impl hyper::service::Service<Request<Incoming>> for Service {
 
     fn call(&self, req: Request<Incoming>) -> Pending {
         let answer = Answer::default();
-        *self.inbox.borrow_mut() = Some((req, answer.clone()));
+        *lock(&self.inbox) = Some((req, answer.clone()));
         Pending(answer)
     }
 }
 
-/// Serves one accepted connection on a thread of its own until it ends, or until `stop`
+/// Serves one accepted connection as a task of the runtime until it ends, or until `stop`
 /// turns true (then the request in flight finishes and the connection closes, an idle one
-/// at once). `alive` and `slot` are held until the thread ends.
+/// at once). `alive` and `slot` are held until the task ends.
 pub fn spawn(
-    tcp: std::net::TcpStream,
+    tcp: tokio::net::TcpStream,
     remote: SocketAddr,
     shared: Arc<Shared>,
     stop: watch::Receiver<bool>,
     alive: mpsc::Sender<()>,
     slot: OwnedSemaphorePermit,
-) -> io::Result<()> {
-    std::thread::Builder::new()
-        .name("cgate-conn".into())
-        .spawn(move || {
-            let _held = (alive, slot);
-            if let Err(e) = connection(tcp, remote, &shared, stop) {
-                eprintln!("cgate: connection from {remote}: {e}");
-            }
-        })
-        .map(drop)
+) {
+    tokio::spawn(async move {
+        let _held = (alive, slot);
+        if let Err(e) = connection(tcp, remote, &shared, stop).await {
+            eprintln!("cgate: connection from {remote}: {e}");
+        }
+    });
 }
 
-fn connection(
-    tcp: std::net::TcpStream,
+async fn connection(
+    tcp: tokio::net::TcpStream,
     remote: SocketAddr,
     shared: &Shared,
     stop: watch::Receiver<bool>,
@@ -150,34 +153,26 @@ fn connection(
         remote,
     });
     tcp.set_nodelay(true)?;
-    tcp.set_nonblocking(true)?;
-    let watch = OwnedFd::from(tcp.try_clone()?);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .enable_time()
-        .build()?;
-    let tcp = {
-        let _in_runtime = rt.enter();
-        tokio::net::TcpStream::from_std(tcp)?
-    };
-    let blocked = Rc::new(Cell::new(false));
+    let watch = duplicate(&tcp)?;
+    let blocked = Arc::new(AtomicBool::new(false));
     let inbox = Inbox::default();
     let io = Stream::new(tcp, shared.io_timeout, blocked.clone());
     let service = Service {
         inbox: inbox.clone(),
     };
     let conn = shared.http.serve_connection(io, service);
-    let driver = RefCell::new(Driver::new(rt, conn, stop, blocked));
+    let mut driver = RefCell::new(Driver::new(conn, stop, blocked));
     let mut spare = Spare::default();
     loop {
         let next = driver
-            .borrow_mut()
-            .drive(None, |_, state| match inbox.borrow_mut().take() {
+            .get_mut()
+            .next(|state| match lock(&inbox).take() {
                 Some(p) => Poll::Ready(Some(p)),
                 None if state.ended => Poll::Ready(None),
                 None => Poll::Pending,
-            });
-        let Some(Some((req, answer))) = next else {
+            })
+            .await;
+        let Some((req, answer)) = next else {
             return Ok(());
         };
         let env = spare.environ();
@@ -185,6 +180,12 @@ fn connection(
             spare.keep(used);
         }
     }
+}
+
+/// A second descriptor of the connection's socket, for the app to poll (a CGI script's
+/// pump watches it to see the client leave).
+fn duplicate(tcp: &tokio::net::TcpStream) -> io::Result<OwnedFd> {
+    tcp.as_fd().try_clone_to_owned()
 }
 
 /// The environ memory of a connection's last request, reused by its next one.
@@ -271,7 +272,7 @@ fn handle(
     Some(used)
 }
 
-/// Runs the app for one request on this thread; gives back the environ.
+/// Runs the app for one request on this task's thread; gives back the environ.
 fn run(
     app: &dyn App,
     env: Environ,

@@ -1,20 +1,23 @@
-//! One connection's event loop, driven from the app's own thread whenever the app needs I/O.
+//! One connection's turns: awaited by its task between requests, driven from the app's own call when the app needs I/O.
 //!
-//! Each connection has a thread and a single-threaded tokio runtime of its own. Between
-//! requests the thread drives hyper's connection until the next request head arrives; then
-//! it runs the app directly (no hand-off to another thread). When the app reads its body or
-//! flushes a chunk, [`Driver::drive`] polls the connection again until that I/O is done. An
-//! app that blocks (a CGI script, a slow query) therefore holds only its own connection.
+//! Connections are tasks on a few event-loop threads (a multi-threaded tokio runtime). Between
+//! requests a connection's task awaits hyper's connection until the next request head
+//! arrives; then the task runs the app directly, inline (no hand-off to another thread).
+//! When the app reads its body or flushes a chunk, [`Driver::drive`] first turns the
+//! connection once without waiting; only when the I/O cannot be done at once does the thread
+//! block on it, and it first hands its event loop to another thread (tokio's
+//! `block_in_place`), so the other connections go on. An app that answers from what has
+//! arrived (a hello, a small echo) therefore costs no thread switch at all.
 
-use std::cell::Cell;
-use std::future::{Future, poll_fn};
+use std::future::{Future, pending, poll_fn};
 use std::pin::{Pin, pin};
-use std::rc::Rc;
-use std::task::{Context, Poll};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use hyper::server::conn::http1;
-use tokio::runtime::Runtime;
+use tokio::runtime::Handle;
 use tokio::sync::watch;
 
 use super::conn::Service;
@@ -36,7 +39,7 @@ struct Link {
     conn: Option<Pin<Box<Connection>>>,
     stop: watch::Receiver<bool>,
     stopping: bool,
-    write_blocked: Rc<Cell<bool>>,
+    write_blocked: Arc<AtomicBool>,
 }
 
 impl Link {
@@ -54,27 +57,33 @@ impl Link {
         }
         State {
             ended: self.conn.is_none(),
-            written: !self.write_blocked.get(),
+            written: !self.write_blocked.load(Relaxed),
         }
+    }
+
+    /// One turn that registers no waker (whatever it left pending is polled again, with a
+    /// waker, before anything waits on it).
+    fn turn_now(&mut self) -> (State, Context<'static>) {
+        let mut cx = Context::from_waker(Waker::noop());
+        let state = self.turn(&mut cx, pin!(pending::<()>()));
+        (state, cx)
     }
 }
 
-/// The runtime and the connection it drives (the connection drops first, while its
-/// runtime still runs).
+/// The connection and the runtime it lives on.
 pub struct Driver {
     link: Link,
-    rt: Runtime,
+    rt: Handle,
 }
 
 impl Driver {
-    /// A driver for `conn` on `rt`; `stop` turning true shuts the connection down gracefully
-    /// (the request in flight finishes). `write_blocked` is the stream's flag for a write
-    /// waiting on the socket.
+    /// A driver for `conn`, created inside its runtime; `stop` turning true shuts the
+    /// connection down gracefully (the request in flight finishes). `write_blocked` is the
+    /// stream's flag for a write waiting on the socket.
     pub fn new(
-        rt: Runtime,
         conn: Connection,
         stop: watch::Receiver<bool>,
-        write_blocked: Rc<Cell<bool>>,
+        write_blocked: Arc<AtomicBool>,
     ) -> Driver {
         Driver {
             link: Link {
@@ -83,7 +92,7 @@ impl Driver {
                 stopping: false,
                 write_blocked,
             },
-            rt,
+            rt: Handle::current(),
         }
     }
 
@@ -92,45 +101,55 @@ impl Driver {
         self.link.conn.is_none()
     }
 
-    /// Polls the connection, then `cond`, until `cond` is ready; `None` when `timeout`
-    /// passes first. `cond` runs after every turn of the connection, so it may wait for
-    /// what hyper does in a turn (take a chunk, finish a write); whatever else it waits
-    /// for must wake the task itself.
+    /// Awaits turns of the connection until `cond` is ready (the task's wait between
+    /// requests).
+    pub async fn next<T>(&mut self, mut cond: impl FnMut(State) -> Poll<T>) -> T {
+        let link = &mut self.link;
+        let mut watcher = link.stop.clone();
+        let mut stop = pin!(watcher.changed());
+        poll_fn(|cx| cond(link.turn(cx, stop.as_mut()))).await
+    }
+
+    /// Turns the connection, then polls `cond`, until `cond` is ready; `None` when `timeout`
+    /// passes first. Called from inside the app: when one turn without waiting does not
+    /// make `cond` ready, the thread hands its event loop to another thread and blocks.
+    /// `cond` runs after every turn, so it may wait for what hyper does in a turn (take a
+    /// chunk, finish a write); whatever else it waits for must wake the task itself.
     pub fn drive<T>(
         &mut self,
         timeout: Option<Duration>,
         mut cond: impl FnMut(&mut Context<'_>, State) -> Poll<T>,
     ) -> Option<T> {
-        let link = &mut self.link;
-        self.rt.block_on(async move {
-            let mut watcher = link.stop.clone();
-            let mut stop = pin!(watcher.changed());
-            let mut sleep = timeout.map(|d| Box::pin(tokio::time::sleep(d)));
-            poll_fn(|cx| {
-                let state = link.turn(cx, stop.as_mut());
-                if let Poll::Ready(v) = cond(cx, state) {
-                    return Poll::Ready(Some(v));
-                }
-                if let Some(s) = sleep.as_mut() {
-                    if s.as_mut().poll(cx).is_ready() {
-                        return Poll::Ready(None);
+        let (state, mut cx) = self.link.turn_now();
+        if let Poll::Ready(v) = cond(&mut cx, state) {
+            return Some(v);
+        }
+        let (link, rt) = (&mut self.link, &self.rt);
+        tokio::task::block_in_place(move || {
+            rt.block_on(async move {
+                let mut watcher = link.stop.clone();
+                let mut stop = pin!(watcher.changed());
+                let mut sleep = timeout.map(|d| Box::pin(tokio::time::sleep(d)));
+                poll_fn(|cx| {
+                    let state = link.turn(cx, stop.as_mut());
+                    if let Poll::Ready(v) = cond(cx, state) {
+                        return Poll::Ready(Some(v));
                     }
-                }
-                Poll::Pending
+                    if let Some(s) = sleep.as_mut() {
+                        if s.as_mut().poll(cx).is_ready() {
+                            return Poll::Ready(None);
+                        }
+                    }
+                    Poll::Pending
+                })
+                .await
             })
-            .await
         })
     }
 
-    /// Lets the runtime look at the socket once without waiting, then polls the connection,
-    /// so what has arrived (an end of stream, a reset) is seen. Returns the state after.
+    /// One turn of the connection without waiting, so what hyper has been told about (an
+    /// end of stream, a reset) is seen. Returns the state after.
     pub fn poll_now(&mut self) -> State {
-        let link = &mut self.link;
-        self.rt.block_on(async move {
-            tokio::task::yield_now().await;
-            let mut watcher = link.stop.clone();
-            let mut stop = pin!(watcher.changed());
-            poll_fn(|cx| Poll::Ready(link.turn(cx, stop.as_mut()))).await
-        })
+        self.link.turn_now().0
     }
 }

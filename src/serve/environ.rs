@@ -8,7 +8,7 @@
 //! `Content-Length` and `Transfer-Encoding`, which the body variables replace.
 
 use std::net::SocketAddr;
-use std::rc::Rc;
+use std::sync::Arc;
 
 use hyper::Version;
 use hyper::http::request::Parts;
@@ -153,7 +153,7 @@ fn host_name(host: &str) -> &str {
 /// once per request.
 #[derive(Debug, Clone)]
 pub struct PeerText {
-    remote_addr: Rc<str>,
+    remote_addr: Arc<str>,
     remote_port: String,
     server_addr: String,
     server_port: String,
@@ -172,7 +172,7 @@ impl From<Peers> for PeerText {
 
 impl PeerText {
     /// REMOTE_ADDR: the client's address.
-    pub fn remote_addr(&self) -> &Rc<str> {
+    pub fn remote_addr(&self) -> &Arc<str> {
         &self.remote_addr
     }
 }

@@ -1,10 +1,10 @@
 //! The glue hyper needs from the runtime: a TCP stream with hyper's I/O traits (and a write deadline), and a timer.
 
-use std::cell::Cell;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
@@ -25,12 +25,12 @@ pub struct Stream {
     buf: Box<[u8]>,
     write_timeout: Duration,
     stalled: Option<Pin<Box<tokio::time::Sleep>>>,
-    blocked: Rc<Cell<bool>>,
+    blocked: Arc<AtomicBool>,
 }
 
 impl Stream {
     /// Wraps an accepted connection; `blocked` is set while a write waits on the socket.
-    pub fn new(tcp: TcpStream, write_timeout: Duration, blocked: Rc<Cell<bool>>) -> Stream {
+    pub fn new(tcp: TcpStream, write_timeout: Duration, blocked: Arc<AtomicBool>) -> Stream {
         Stream {
             tcp,
             buf: vec![0; READ_CHUNK].into_boxed_slice(),
@@ -57,11 +57,11 @@ impl Stream {
     fn wrote<T>(&mut self, cx: &mut Context<'_>, r: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
         match r {
             Poll::Pending => {
-                self.blocked.set(true);
+                self.blocked.store(true, Relaxed);
                 self.pending_write(cx)
             }
             ready => {
-                self.blocked.set(false);
+                self.blocked.store(false, Relaxed);
                 self.stalled = None;
                 ready
             }

@@ -12,7 +12,7 @@
 
 use crate::gateway::input::push_decimal;
 use std::os::fd::AsFd;
-use std::rc::Rc;
+use std::sync::Arc;
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
 
@@ -133,7 +133,7 @@ const MAX_TARGET: usize = 2048;
 /// One request's log line, queued on drop.
 #[derive(Debug)]
 pub struct AccessLog {
-    remote: Rc<str>,
+    remote: Arc<str>,
     method: Method,
     target: Uri,
     start: Instant,
@@ -148,7 +148,7 @@ pub struct AccessLog {
 impl AccessLog {
     /// A line for the request `method target` from `remote` (its address as text), begun at
     /// `start`. Nothing is copied but reference counts.
-    pub fn new(remote: &Rc<str>, method: &Method, target: &Uri, start: Instant) -> AccessLog {
+    pub fn new(remote: &Arc<str>, method: &Method, target: &Uri, start: Instant) -> AccessLog {
         AccessLog {
             remote: remote.clone(),
             method: method.clone(),

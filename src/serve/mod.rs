@@ -1,11 +1,13 @@
 //! `cgate serve`: the app on a local HTTP/1.1 port, for development (hyper on a tokio runtime).
 //!
-//! The main thread accepts connections and handles signals; each connection gets a thread
-//! with a single-threaded runtime of its own ([`driver`]), which runs hyper and, for each
-//! request, the app itself, inline: the app reads [`bridge::BodyReader`] and writes to
-//! [`reply::HttpSink`], through the same driver as the other gateways, and the connection is
-//! driven whenever the app needs I/O. A slow or blocking app holds only its own connection;
-//! a quick one costs no hand-off between threads. The environ is the one nginx's
+//! A few event-loop threads (a multi-threaded tokio runtime, one thread per CPU by default)
+//! accept connections, handle signals and run a task per connection ([`conn`]), which runs
+//! hyper and, for each request, the app itself, inline: the app reads
+//! [`bridge::BodyReader`] and writes to [`reply::HttpSink`], through the same driver as the
+//! other gateways, and the connection is turned whenever the app needs I/O ([`driver`]). A
+//! quick app costs no hand-off between threads; an app about to block (for its client, a
+//! CGI script, a backend: [`crate::gateway::blocking`]) first hands the thread's event loop
+//! to another thread, so it holds only its own connection. The environ is the one nginx's
 //! `fastcgi_params` give ([`mod@environ`]). Nothing of this runs unless `serve` is the
 //! command: a CGI run only links it.
 
@@ -38,9 +40,13 @@ pub struct ServeArgs {
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080", value_parser = parse_listen)]
     pub listen: SocketAddr,
     /// Most connections open at once; more are closed on arrival (default 1024). Each
-    /// connection has a thread of its own, which runs its requests one at a time.
+    /// connection runs its requests one at a time.
     #[arg(long, value_name = "N", default_value_t = 1024)]
     pub max_conns: usize,
+    /// Event-loop threads (default: one per CPU). A request whose app blocks hands its
+    /// thread's loop to a new thread meanwhile, so this is not a bound on slow requests.
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
     /// Most body bytes of one request (default 1 GiB): a larger Content-Length gets 413, a
     /// chunked body that grows past it fails the app's read.
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_BODY)]
@@ -82,7 +88,14 @@ pub fn run_cli(app: Arc<dyn App>, args: ServeArgs) -> anyhow::Result<i32> {
     listener.set_nonblocking(true).context("listening socket")?;
     let addr = listener.local_addr().context("listening socket")?;
     let max_conns = args.max_conns.max(1);
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    let workers = args
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+        .clamp(1, MAX_WORKERS);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .thread_name("cgate-serve")
+        .on_thread_start(|| crate::gateway::blocking::set_wrap(Some(wrap_blocking)))
         .enable_io()
         .enable_time()
         .build()
@@ -99,7 +112,8 @@ pub fn run_cli(app: Arc<dyn App>, args: ServeArgs) -> anyhow::Result<i32> {
     let code = runtime.block_on(async move {
         let listener = TcpListener::from_std(listener).context("listening socket")?;
         eprintln!("cgate: serving on {} (Ctrl-C stops)", url(addr));
-        Ok::<i32, anyhow::Error>(serve(listener, shared, max_conns, grace).await)
+        let serving = tokio::spawn(serve(listener, shared, max_conns, grace));
+        serving.await.context("the accepting task failed")
     })?;
     runtime.shutdown_timeout(Duration::from_secs(1));
     log::flush();
@@ -132,12 +146,7 @@ async fn serve(
                     let Ok(slot) = slots.clone().try_acquire_owned() else {
                         continue; // over --max-conns: closed on arrival
                     };
-                    let started = tcp.into_std().and_then(|tcp| {
-                        conn::spawn(tcp, remote, shared.clone(), stop_rx.clone(), alive_tx.clone(), slot)
-                    });
-                    if let Err(e) = started {
-                        eprintln!("cgate: connection from {remote}: {e}");
-                    }
+                    conn::spawn(tcp, remote, shared.clone(), stop_rx.clone(), alive_tx.clone(), slot);
                 }
                 Err(e) => {
                     eprintln!("cgate: accept: {e}");
@@ -161,6 +170,15 @@ async fn serve(
         _ = term.recv() => second("SIGTERM"),
         _ = int.recv() => second("SIGINT"),
     }
+}
+
+/// Most event-loop threads `--workers` may ask for.
+const MAX_WORKERS: usize = 256;
+
+/// How a blocking section runs on the event-loop threads: the thread hands its loop to
+/// another thread first ([`crate::gateway::blocking`]).
+fn wrap_blocking(f: &mut dyn FnMut()) {
+    tokio::task::block_in_place(f);
 }
 
 fn second(name: &str) -> i32 {

@@ -10,17 +10,18 @@
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::pin::Pin;
-use std::rc::Rc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use hyper::body::{Body, Bytes, Frame};
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Response, StatusCode};
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::errno::Errno;
+use nix::sys::socket::{MsgFlags, recv};
 
-use super::conn::Answer;
+use super::conn::{Answer, lock};
 use super::driver::Driver;
 use super::log::AccessLog;
 use crate::gateway::{Head, Sink};
@@ -35,7 +36,7 @@ enum Chunk {
 }
 
 /// Chunks on their way from the sink to hyper (same thread).
-type Queue = Rc<RefCell<VecDeque<Chunk>>>;
+type Queue = Arc<Mutex<VecDeque<Chunk>>>;
 
 /// The gateway sink of one HTTP request.
 pub struct HttpSink<'d> {
@@ -102,7 +103,7 @@ impl<'d> HttpSink<'d> {
                 self.queue = queue;
             }
             (Some(q), _) => {
-                let mut q = q.borrow_mut();
+                let mut q = lock(q);
                 if !bytes.is_empty() {
                     q.push_back(Chunk::Data(bytes));
                 }
@@ -121,7 +122,7 @@ impl<'d> HttpSink<'d> {
             // the declared length reached): nothing more of it goes out.
             let drained = queue
                 .as_ref()
-                .is_none_or(|q| q.borrow().is_empty() || Rc::strong_count(q) == 1);
+                .is_none_or(|q| lock(q).is_empty() || Arc::strong_count(q) == 1);
             if state.ended {
                 Poll::Ready(false)
             } else if drained && answer.taken() && state.written {
@@ -171,7 +172,7 @@ impl Sink for HttpSink<'_> {
             return;
         }
         if let Some(q) = &self.queue {
-            q.borrow_mut().push_back(Chunk::Cut);
+            lock(q).push_back(Chunk::Cut);
         }
     }
 
@@ -180,13 +181,21 @@ impl Sink for HttpSink<'_> {
         if state.ended {
             return true;
         }
-        // Still readable after hyper's turn: hyper holds bytes it will not take now (the
-        // next pipelined request); stop offering the socket, or a poller would spin.
-        let mut fds = [PollFd::new(self.watch, PollFlags::POLLIN)];
-        if poll(&mut fds, PollTimeout::ZERO).is_ok_and(|n| n > 0) {
-            self.watching = false;
+        // hyper may not have heard of the socket's news yet (another thread runs the event
+        // loop): look at it directly, as nginx does. An end of stream or an error: gone.
+        // Bytes waiting: the next pipelined request, which hyper will not take now; stop
+        // offering the socket, or a poller would spin.
+        let mut byte = [0u8; 1];
+        let flags = MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT;
+        match recv(self.watch.as_raw_fd(), &mut byte, flags) {
+            Ok(0) => true,
+            Ok(_) => {
+                self.watching = false;
+                false
+            }
+            Err(Errno::EAGAIN | Errno::EINTR) => false,
+            Err(_) => true,
         }
-        false
     }
 
     fn watch_fd(&self) -> Option<BorrowedFd<'_>> {
@@ -226,8 +235,8 @@ impl Body for ReplyBody {
         mut self: Pin<&mut Self>,
         _cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
-        // No waker is needed: the queue is filled on this thread, which then drives the
-        // connection, and hyper polls its body on every turn.
+        // No waker is needed: the queue is filled by the connection's own task, which then
+        // turns the connection, and hyper polls its body on every turn.
         let this = &mut *self;
         let data = if !this.first.is_empty() {
             std::mem::take(&mut this.first)
@@ -235,7 +244,7 @@ impl Body for ReplyBody {
             let Some(q) = this.rest.as_ref() else {
                 return Poll::Ready(None);
             };
-            let next = q.borrow_mut().pop_front();
+            let next = lock(q).pop_front();
             match next {
                 None => return Poll::Pending,
                 Some(Chunk::Data(d)) => d,

@@ -8,7 +8,7 @@ use crate::support::http::{Conn, Framing, chunked, request};
 use crate::support::{TIMEOUT, TempDir, data, sha256_hex, write_script};
 use crate::{Serve, cgi_dir, environ_of, open_gate};
 
-fn input_of(body: &[u8]) -> (u64, String) {
+pub(crate) fn input_of(body: &[u8]) -> (u64, String) {
     let v: Value = serde_json::from_slice(body).expect("echo JSON");
     let len = v["input"]["length"].as_u64().expect("length");
     (len, v["input"]["sha256"].as_str().expect("sha").to_owned())

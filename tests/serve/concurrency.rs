@@ -1,40 +1,66 @@
-//! Concurrency and shutdown: a slow app does not hold the others; Ctrl-C lets a request in flight finish.
+//! Concurrency and shutdown: a slow app or a stalled upload does not hold the others, even on one loop thread; Ctrl-C lets a request in flight finish.
 
 use std::thread;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
+use crate::bodies::input_of;
 use crate::support::http::{Conn, Framing, get};
-use crate::support::{TIMEOUT, TempDir};
+use crate::support::{TIMEOUT, TempDir, sha256_hex};
 use crate::{Serve, cgi_dir, open_gate};
 
+/// 100 GETs of hello from 100 threads: each gets the exact hello.
+fn hundred_hellos(port: u16) {
+    let clients: Vec<_> = (0..100)
+        .map(|i| thread::spawn(move || get(port, &format!("/hello/n{i}"))))
+        .collect();
+    for c in clients {
+        let r = c.join().expect("client thread");
+        assert_eq!(
+            (r.status, r.body.as_slice()),
+            (200, &b"Hello, world!\n"[..])
+        );
+    }
+}
+
 #[test]
-fn hundred_requests_finish_while_a_slow_one_is_held() {
+fn hundred_requests_finish_while_a_slow_script_holds_the_only_loop_thread() {
     let dir = TempDir::new("serve-concurrent");
     let cgi = cgi_dir(&dir);
     let app = format!("cgi:{}", cgi.display());
-    let s = Serve::start(&["--app", &app, "--mount", "/hello=hello"]);
+    // One event-loop thread: the script's wait must hand the loop to another thread.
+    let s = Serve::start(&["--workers", "1", "--app", &app, "--mount", "/hello=hello"]);
     let mut c = Conn::open(s.port).expect("connect");
     c.send_request("GET", "/slow.sh", &[], b"").expect("send");
     let head = c.read_head("GET").expect("head");
     assert_eq!(head.framing, Framing::Chunked);
     let mut slow = c.body(&head);
     assert_eq!(slow.read_until(b"one\n").expect("first chunk"), b"one\n");
-    let port = s.port;
-    let workers: Vec<_> = (0..100)
-        .map(|i| thread::spawn(move || get(port, &format!("/hello/n{i}"))))
-        .collect();
-    for w in workers {
-        let r = w.join().expect("client thread");
-        assert_eq!(
-            (r.status, r.body.as_slice()),
-            (200, &b"Hello, world!\n"[..])
-        );
-    }
+    hundred_hellos(s.port);
     // All 100 were answered while slow.sh still waits at its gate.
     open_gate(&cgi);
     assert_eq!(slow.read_to_end().expect("rest"), b"one\ntwo\n");
+}
+
+#[test]
+fn hundred_requests_finish_while_an_upload_stalls_the_only_loop_thread() {
+    let s = Serve::start(&["--workers", "1", "--app", "echo", "--mount", "/hello=hello"]);
+    let mut c = Conn::open(s.port).expect("connect");
+    let head = "POST /up HTTP/1.1\r\nHost: t\r\nAccept: application/json\r\n\
+                Content-Length: 10\r\nExpect: 100-continue\r\n\r\n";
+    c.write_raw(head.as_bytes()).expect("head");
+    // hyper sends 100 Continue from echo's first body read, which then waits for the body.
+    assert_eq!(
+        c.read_line("interim").expect("100"),
+        "HTTP/1.1 100 Continue"
+    );
+    assert_eq!(c.read_line("interim end").expect("blank"), "");
+    hundred_hellos(s.port);
+    c.write_raw(b"0123456789").expect("body");
+    let r = c.read_response("POST").expect("echo");
+    assert_eq!(r.status, 200);
+    assert_eq!(input_of(&r.body), (10, sha256_hex(b"0123456789")));
 }
 
 #[test]

@@ -117,9 +117,11 @@ impl Running {
         if self.status.is_none() {
             let _ = killpg(self.pgid, Signal::SIGTERM);
             let until = Instant::now() + grace;
-            while !self.exited() && Instant::now() < until {
-                thread::sleep(Duration::from_millis(10));
-            }
+            crate::gateway::blocking(|| {
+                while !self.exited() && Instant::now() < until {
+                    thread::sleep(Duration::from_millis(10));
+                }
+            });
         }
         self.finish()
     }

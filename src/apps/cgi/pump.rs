@@ -258,7 +258,7 @@ impl Pump {
             None => wait.min(SLICE),
         };
         crate::ops::waiting::on_script(true);
-        let polled = poll(&mut fds, timeout_of(wait));
+        let polled = crate::gateway::blocking(|| poll(&mut fds, timeout_of(wait)));
         crate::ops::waiting::on_script(false);
         match polled {
             Ok(_) | Err(Errno::EINTR) => {}
@@ -373,13 +373,14 @@ impl Pump {
                 if exited {
                     break;
                 }
-                std::thread::sleep(nap.min(left));
+                crate::gateway::blocking(|| std::thread::sleep(nap.min(left)));
                 nap = (nap * 2).min(Duration::from_millis(10));
                 continue;
             };
             let mut fds = [PollFd::new(s.as_fd(), PollFlags::POLLIN)];
             let wait = if exited { Duration::ZERO } else { left };
-            match poll(&mut fds, timeout_of(wait.min(Duration::from_millis(100)))) {
+            let slice = timeout_of(wait.min(Duration::from_millis(100)));
+            match crate::gateway::blocking(|| poll(&mut fds, slice)) {
                 Ok(0) if exited => break,
                 Ok(_) | Err(Errno::EINTR) => {}
                 Err(_) => break,
