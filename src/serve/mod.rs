@@ -94,6 +94,8 @@ pub fn run_cli(app: Arc<dyn App>, args: ServeArgs) -> anyhow::Result<i32> {
         .clamp(1, MAX_WORKERS);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
+        // Every connection may have a waiting app at once, each on a thread of its own.
+        .max_blocking_threads(max_conns.saturating_add(workers))
         .thread_name("cgate-serve")
         .on_thread_start(|| crate::gateway::blocking::set_wrap(Some(wrap_blocking)))
         .enable_io()
