@@ -1,27 +1,27 @@
 //! Connections and requests: a task per connection drives hyper and runs each request's app inline.
 
 use std::cell::RefCell;
-use std::future::Future;
 use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::task::{Context, Poll};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use hyper::body::{Body as _, Incoming};
 use hyper::server::conn::http1;
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Method, Request, StatusCode};
 use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
 
+use super::body::{lock, plain};
 use super::bridge::BodyReader;
 use super::driver::Driver;
 use super::environ::{self, PeerText, Peers, SERVE_FACTS};
 use super::io::{Stream, Timer};
 use super::log::AccessLog;
-use super::reply::{self, HttpSink, ReplyBody};
+use super::reply::HttpSink;
+use super::service::{Answer, Inbox, Service};
 use crate::gateway::environ::VarIndex;
 use crate::gateway::{App, BodyLength, Environ, Input, run_app};
 
@@ -51,75 +51,6 @@ impl Shared {
             io_timeout: timeout,
             max_body,
         }
-    }
-}
-
-/// The response slot of one request, shared by hyper's service future and the app's sink.
-#[derive(Clone, Default)]
-pub struct Answer(Arc<Slot>);
-
-#[derive(Default)]
-struct Slot {
-    response: Mutex<Option<Response<ReplyBody>>>,
-    given: AtomicBool,
-}
-
-/// Locks `m` (only the connection's own task ever holds these locks, one at a time; a
-/// poisoned one is still consistent: every critical section is a single move).
-pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-impl Answer {
-    /// Gives hyper the response (once).
-    pub fn set(&self, r: Response<ReplyBody>) {
-        self.0.given.store(true, Relaxed);
-        *lock(&self.0.response) = Some(r);
-    }
-
-    /// `true` once a response was given.
-    pub fn is_set(&self) -> bool {
-        self.0.given.load(Relaxed)
-    }
-
-    /// `true` once hyper has taken the response given.
-    pub fn taken(&self) -> bool {
-        self.is_set() && lock(&self.0.response).is_none()
-    }
-}
-
-/// hyper's future for one request: ready once the app (or the gateway) answered. No waker
-/// is kept: the answer is set by the connection's own task, which then turns the connection,
-/// and hyper polls the request in flight on every turn.
-pub struct Pending(Answer);
-
-impl Future for Pending {
-    type Output = Result<Response<ReplyBody>, std::convert::Infallible>;
-
-    fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match lock(&self.0.0.response).take() {
-            Some(r) => Poll::Ready(Ok(r)),
-            None => Poll::Pending,
-        }
-    }
-}
-
-type Inbox = Arc<Mutex<Option<(Request<Incoming>, Answer)>>>;
-
-/// The service hyper calls per request: it parks the request for the connection's loop.
-pub struct Service {
-    inbox: Inbox,
-}
-
-impl hyper::service::Service<Request<Incoming>> for Service {
-    type Response = Response<ReplyBody>;
-    type Error = std::convert::Infallible;
-    type Future = Pending;
-
-    fn call(&self, req: Request<Incoming>) -> Pending {
-        let answer = Answer::default();
-        *lock(&self.inbox) = Some((req, answer.clone()));
-        Pending(answer)
     }
 }
 
@@ -242,7 +173,7 @@ fn handle(
                 "request body of {n} bytes is over the {}-byte limit\n",
                 shared.max_body
             );
-            answer.set(reply::plain(StatusCode::PAYLOAD_TOO_LARGE, &why, log));
+            answer.set(plain(StatusCode::PAYLOAD_TOO_LARGE, &why, log));
             return None;
         }
     };
@@ -254,7 +185,7 @@ fn handle(
         Ok(env) => env,
         Err(e) => {
             let text = format!("Bad Request: {e}\n");
-            answer.set(reply::plain(StatusCode::BAD_REQUEST, &text, log));
+            answer.set(plain(StatusCode::BAD_REQUEST, &text, log));
             return None;
         }
     };
@@ -267,7 +198,7 @@ fn handle(
     let used = run(&*shared.app, env, reader, length, &mut sink);
     if let (false, Some(log)) = (answer.is_set(), sink.into_log()) {
         let text = "Internal Server Error\n";
-        answer.set(reply::plain(StatusCode::INTERNAL_SERVER_ERROR, text, log));
+        answer.set(plain(StatusCode::INTERNAL_SERVER_ERROR, text, log));
     }
     Some(used)
 }

@@ -20,8 +20,8 @@ use hyper::server::conn::http1;
 use tokio::runtime::Handle;
 use tokio::sync::watch;
 
-use super::conn::Service;
 use super::io::Stream;
+use super::service::Service;
 
 /// hyper's connection with our service.
 pub type Connection = http1::Connection<Stream, Service>;

@@ -11,6 +11,7 @@
 //! `fastcgi_params` give ([`mod@environ`]). Nothing of this runs unless `serve` is the
 //! command: a CGI run only links it.
 
+pub mod body;
 pub mod bridge;
 pub mod conn;
 pub mod driver;
@@ -18,6 +19,7 @@ pub mod environ;
 pub mod io;
 pub mod log;
 pub mod reply;
+pub mod service;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;

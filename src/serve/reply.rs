@@ -1,4 +1,4 @@
-//! The response: the gateway [`Sink`] the app writes to, hyper's body, and the head's conversion.
+//! The response: the gateway [`Sink`] the app writes to, and the head's conversion.
 //!
 //! The sink holds the head and body bytes until the app flushes or finishes. A response
 //! the app completes without flushing (a `Body::Full`) goes to hyper whole and leaves with
@@ -8,35 +8,25 @@
 //! ends the connection without the final chunk, so the client sees it truncated.
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
-use std::pin::Pin;
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::sync::Arc;
+use std::task::Poll;
 
-use hyper::body::{Body, Bytes, Frame};
+use hyper::body::Bytes;
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Response, StatusCode};
 use nix::errno::Errno;
 use nix::sys::socket::{MsgFlags, recv};
 
-use super::conn::{Answer, lock};
+use super::body::{Chunk, Queue, ReplyBody, lock, with_body};
 use super::driver::Driver;
 use super::log::AccessLog;
+use super::service::Answer;
 use crate::gateway::{Head, Sink};
 
 /// Body bytes the sink holds before it passes them on without being asked to.
 const HOLD: usize = 64 * 1024;
-
-enum Chunk {
-    Data(Bytes),
-    End,
-    Cut,
-}
-
-/// Chunks on their way from the sink to hyper (same thread).
-type Queue = Arc<Mutex<VecDeque<Chunk>>>;
 
 /// The gateway sink of one HTTP request.
 pub struct HttpSink<'d> {
@@ -92,13 +82,7 @@ impl<'d> HttpSink<'d> {
                     .log
                     .take()
                     .ok_or_else(|| io::Error::other("answered twice"))?;
-                let body = ReplyBody {
-                    first: bytes,
-                    rest: queue.clone(),
-                    cut: false,
-                    head_only: self.head_only,
-                    log,
-                };
+                let body = ReplyBody::new(bytes, queue.clone(), self.head_only, log);
                 self.answer.set(with_body(head, body));
                 self.queue = queue;
             }
@@ -210,64 +194,6 @@ impl HttpSink<'_> {
     }
 }
 
-/// hyper's view of a response body: the first bytes, then the app's chunks.
-pub struct ReplyBody {
-    first: Bytes,
-    rest: Option<Queue>,
-    cut: bool,
-    /// A HEAD reply: hyper drops the body unread, which is its clean end.
-    head_only: bool,
-    log: AccessLog,
-}
-
-impl Drop for ReplyBody {
-    fn drop(&mut self) {
-        let sent = self.first.is_empty() && self.rest.is_none();
-        self.log.complete = !self.cut && (sent || self.head_only);
-    }
-}
-
-impl Body for ReplyBody {
-    type Data = Bytes;
-    type Error = io::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
-        // No waker is needed: the queue is filled by the connection's own task, which then
-        // turns the connection, and hyper polls its body on every turn.
-        let this = &mut *self;
-        let data = if !this.first.is_empty() {
-            std::mem::take(&mut this.first)
-        } else {
-            let Some(q) = this.rest.as_ref() else {
-                return Poll::Ready(None);
-            };
-            let next = lock(q).pop_front();
-            match next {
-                None => return Poll::Pending,
-                Some(Chunk::Data(d)) => d,
-                Some(Chunk::End) => {
-                    this.rest = None;
-                    return Poll::Ready(None);
-                }
-                Some(Chunk::Cut) => {
-                    this.rest = None;
-                    this.cut = true;
-                    return Poll::Ready(Some(Err(io::Error::other("the app's response was cut"))));
-                }
-            }
-        };
-        this.log.bytes += data.len() as u64;
-        Poll::Ready(Some(Ok(Frame::data(data))))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.first.is_empty() && self.rest.is_none()
-    }
-}
-
 /// The hyper response head for what the app started (its body comes when the app passes
 /// bytes on).
 fn response(head: &Head) -> Response<()> {
@@ -314,34 +240,6 @@ fn response(head: &Head) -> Response<()> {
     resp
 }
 
-/// The response with its body; the access log learns the status.
-fn with_body(head: Response<()>, mut body: ReplyBody) -> Response<ReplyBody> {
-    body.log.status = head.status().as_u16();
-    head.map(|()| body)
-}
-
-/// A small plain-text answer the gateway gives itself.
-pub fn plain(status: StatusCode, text: &str, mut log: AccessLog) -> Response<ReplyBody> {
-    log.status = status.as_u16();
-    let len = text.len();
-    let body = ReplyBody {
-        first: Bytes::from(text.to_owned()),
-        rest: None,
-        cut: false,
-        head_only: false,
-        log,
-    };
-    let mut resp = Response::new(body);
-    *resp.status_mut() = status;
-    let h = resp.headers_mut();
-    h.insert(
-        hyper::header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    h.insert(hyper::header::CONTENT_LENGTH, HeaderValue::from(len));
-    resp
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -359,13 +257,7 @@ mod tests {
             &uri,
             std::time::Instant::now(),
         );
-        let body = ReplyBody {
-            first: Bytes::from_static(b"hi"),
-            rest: None,
-            cut: false,
-            head_only: false,
-            log,
-        };
+        let body = ReplyBody::new(Bytes::from_static(b"hi"), None, false, log);
         let r = with_body(head, body);
         check(&r);
         std::mem::forget(r);
