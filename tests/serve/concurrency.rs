@@ -1,5 +1,6 @@
 //! Concurrency and shutdown: a slow app or a stalled upload does not hold the others, even on one loop thread; Ctrl-C lets a request in flight finish.
 
+use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -7,7 +8,7 @@ use nix::sys::signal::Signal;
 
 use crate::bodies::input_of;
 use crate::support::http::{Conn, Framing, get};
-use crate::support::{TIMEOUT, TempDir, sha256_hex};
+use crate::support::{Backend, Ready, TIMEOUT, TempDir, cgate_bin, sha256_hex};
 use crate::{Serve, cgi_dir, open_gate};
 
 /// 100 GETs of hello from 100 threads: each gets the exact hello.
@@ -61,6 +62,34 @@ fn hundred_requests_finish_while_an_upload_stalls_the_only_loop_thread() {
     let r = c.read_response("POST").expect("echo");
     assert_eq!(r.status, 200);
     assert_eq!(input_of(&r.body), (10, sha256_hex(b"0123456789")));
+}
+
+#[test]
+fn hundred_requests_finish_while_a_forwarded_request_waits_on_the_only_loop_thread() {
+    let dir = TempDir::new("serve-forward-slow");
+    let cgi = cgi_dir(&dir);
+    let sock = dir.join("back.sock");
+    let mut back = Command::new(cgate_bin());
+    back.env_remove("CGATE_APP")
+        .args([
+            "fastcgi",
+            "--app",
+            &format!("cgi:{}", cgi.display()),
+            "--listen",
+        ])
+        .arg(format!("unix:{}", sock.display()));
+    let _back = Backend::spawn("cgate fastcgi", back, &[Ready::Unix(sock.clone())]);
+    let fwd = format!("fcgi:unix:{}", sock.display());
+    let s = Serve::start(&["--workers", "1", "--app", &fwd, "--mount", "/hello=hello"]);
+    let mut c = Conn::open(s.port).expect("connect");
+    c.send_request("GET", "/slow.sh", &[], b"").expect("send");
+    let head = c.read_head("GET").expect("head");
+    let mut slow = c.body(&head);
+    assert_eq!(slow.read_until(b"one\n").expect("first chunk"), b"one\n");
+    // The forwarder now waits for its backend, which waits for the gate.
+    hundred_hellos(s.port);
+    open_gate(&cgi);
+    assert_eq!(slow.read_to_end().expect("rest"), b"one\ntwo\n");
 }
 
 #[test]

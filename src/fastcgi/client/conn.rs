@@ -133,8 +133,9 @@ impl Conn {
             BackendAddr::Tcp(a) => {
                 let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
                 let mut found = None;
-                for sa in a.to_socket_addrs()? {
-                    match TcpStream::connect_timeout(&sa, timeout) {
+                // A name lookup and a TCP handshake are waits (see `gateway::blocking`).
+                for sa in crate::gateway::blocking(|| a.to_socket_addrs())? {
+                    match crate::gateway::blocking(|| TcpStream::connect_timeout(&sa, timeout)) {
                         Ok(s) => {
                             found = Some(s);
                             break;
@@ -209,7 +210,9 @@ impl Conn {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => buf = &buf[n..],
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    let (r, _) = wait(self.fd(), PollFlags::POLLOUT, None, timeout)?;
+                    let fd = self.fd();
+                    let (r, _) =
+                        crate::gateway::blocking(|| wait(fd, PollFlags::POLLOUT, None, timeout))?;
                     if r.is_empty() {
                         return Err(io::ErrorKind::TimedOut.into());
                     }

@@ -272,13 +272,10 @@ impl Io<'_, '_> {
                     self.written += n as u64;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    let (r, _) = wait(
-                        self.conn.fd(),
-                        PollFlags::POLLOUT | PollFlags::POLLIN,
-                        None,
-                        self.timeout,
-                    )
-                    .map_err(|e| CallError::io(&self.x, &e, "poll"))?;
+                    let (fd, timeout) = (self.conn.fd(), self.timeout);
+                    let both = PollFlags::POLLOUT | PollFlags::POLLIN;
+                    let (r, _) = crate::gateway::blocking(|| wait(fd, both, None, timeout))
+                        .map_err(|e| CallError::io(&self.x, &e, "poll"))?;
                     if r.is_empty() {
                         return Err(self.timed_out());
                     }
@@ -389,8 +386,15 @@ impl Io<'_, '_> {
             } else {
                 left.min(CLIENT_CHECK)
             };
-            let (r, client) = wait(self.conn.fd(), PollFlags::POLLIN, watch, slice)
-                .map_err(|e| CallError::io(&self.x, &e, "poll"))?;
+            // The first slice waits where the request runs; after it, the wait is a blocking
+            // section (under `cgate serve` the loop thread's other connections move on).
+            let fd = self.conn.fd();
+            let waited = if self.waited {
+                crate::gateway::blocking(|| wait(fd, PollFlags::POLLIN, watch, slice))
+            } else {
+                wait(fd, PollFlags::POLLIN, watch, slice)
+            };
+            let (r, client) = waited.map_err(|e| CallError::io(&self.x, &e, "poll"))?;
             if !r.is_empty() {
                 return Ok(());
             }
