@@ -2,15 +2,12 @@
 //! summary of counts, throughput and latency percentiles.
 
 use std::io::{self, Write};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use super::{Body, CallArgs, EXIT_FAILED, EXIT_MET, EXIT_NOT_MET, EXIT_USAGE, Prepared};
+use super::{Body, CallArgs, EXIT_FAILED, EXIT_MET, EXIT_NOT_MET, EXIT_USAGE};
 use crate::cgi::reply::{Progress, ReplyParser};
-use crate::fastcgi::client::Conn;
 use crate::fastcgi::client::exchange::Exchange;
-use crate::fastcgi::client::request::{self, Call, Handler};
-use crate::fastcgi::proto::ProtocolStatus;
+use crate::fastcgi::client::request::Handler;
 
 /// Most requests one `--repeat` run sends (latencies are kept: 16 bytes each).
 pub const MAX_REPEAT: u64 = 10_000_000;
@@ -18,10 +15,25 @@ pub const MAX_REPEAT: u64 = 10_000_000;
 pub const MAX_CONCURRENCY: usize = 1024;
 
 /// Only the status is kept; the body is read and dropped.
-struct StatusOnly {
+pub(super) struct StatusOnly {
     parser: Option<ReplyParser>,
-    status: Option<u16>,
-    stderr: Vec<u8>,
+    /// The reply's status, once its head came.
+    pub status: Option<u16>,
+    /// The first FCGI_STDERR bytes.
+    pub stderr: Vec<u8>,
+}
+
+impl StatusOnly {
+    /// Ready for a reply.
+    pub fn new() -> StatusOnly {
+        StatusOnly {
+            parser: Some(ReplyParser::new(
+                crate::cgi::reply::DEFAULT_MAX_HEADER_BYTES,
+            )),
+            status: None,
+            stderr: Vec::new(),
+        }
+    }
 }
 
 impl Handler for StatusOnly {
@@ -48,87 +60,39 @@ impl Handler for StatusOnly {
 /// FCGI_STDERR bytes kept per request, shown with the first error.
 const STDERR_KEPT: usize = 1024;
 
-/// What one connection's worker measured.
+/// What the load measured.
 #[derive(Default)]
-struct Tally {
+pub(super) struct Tally {
     latencies: Vec<Duration>,
     errors: u64,
-    failures: u64,
+    /// Requests that got no reply (connection or protocol failures).
+    pub failures: u64,
     first_error: Option<String>,
 }
 
-fn worker(p: &Prepared, head: &[u8], next: &AtomicU64, total: u64, expect: Option<u16>) -> Tally {
-    let mut t = Tally::default();
-    let mut conn: Option<Conn> = None;
-    let body: &[u8] = match &p.body {
-        Body::Bytes(b) => b,
-        _ => &[],
-    };
-    while next.fetch_add(1, Ordering::Relaxed) < total {
-        let started = Instant::now();
-        let result = one(p, head, body, &mut conn);
-        t.latencies.push(started.elapsed());
+impl Tally {
+    /// Counts one request: its time and its status (or why it failed).
+    pub fn count(
+        &mut self,
+        took: Duration,
+        result: Result<Option<u16>, String>,
+        expect: Option<u16>,
+    ) {
+        self.latencies.push(took);
         let failed = match result {
-            Ok(status) if super::verdict(status, expect) == EXIT_MET => continue,
+            Ok(status) if super::verdict(status, expect) == EXIT_MET => return,
             Ok(status) => format!("status {status:?}"),
-            Err(e) => {
-                t.failures += 1;
-                e
-            }
+            Err(e) => e,
         };
-        t.errors += 1;
-        t.first_error.get_or_insert(failed);
+        self.errors += 1;
+        self.first_error.get_or_insert(failed);
     }
-    t
-}
 
-/// One request on the kept connection (or a new one). A kept connection the backend closed
-/// meanwhile is replaced, and a request that failed on it is sent once more on a new one
-/// when the retry rule allows (the backend cannot have acted on it).
-fn one(
-    p: &Prepared,
-    head: &[u8],
-    body: &[u8],
-    conn: &mut Option<Conn>,
-) -> Result<Option<u16>, String> {
-    loop {
-        let (mut c, reused) = match conn.take() {
-            Some(c) if !c.is_stale() => (c, true),
-            _ => (
-                Conn::connect(&p.addr, p.timeout).map_err(|e| format!("connect: {e}"))?,
-                false,
-            ),
-        };
-        let mut h = StatusOnly {
-            parser: Some(ReplyParser::new(
-                crate::cgi::reply::DEFAULT_MAX_HEADER_BYTES,
-            )),
-            status: None,
-            stderr: Vec::new(),
-        };
-        let mut src = body;
-        let call = Call {
-            head,
-            body: (!matches!(p.body, Body::None)).then_some(&mut src as &mut dyn io::Read),
-            body_len: p.len,
-            timeout: p.timeout,
-        };
-        let end = match request::run(&mut c, Exchange::new(1, true), call, &mut h) {
-            Ok(end) => end,
-            Err(e) if reused && e.retry_safe(true, p.idempotent) => continue,
-            Err(e) => return Err(e.to_string()),
-        };
-        if end.status != ProtocolStatus::RequestComplete {
-            return Err(format!("END_REQUEST {:?}", end.status));
-        }
-        if end.reusable {
-            *conn = Some(c);
-        }
-        if h.status.is_some_and(|s| s >= 500) && !h.stderr.is_empty() {
-            let text = String::from_utf8_lossy(&h.stderr);
-            return Err(format!("status {:?} ({})", h.status, text.trim_end()));
-        }
-        return Ok(h.status);
+    /// Counts `n` requests that failed together for `why`.
+    pub fn fail_all(&mut self, why: &str, n: usize) {
+        self.errors += n as u64;
+        self.failures += n as u64;
+        self.first_error.get_or_insert_with(|| why.to_owned());
     }
 }
 
@@ -166,17 +130,22 @@ pub fn run(args: &CallArgs) -> i32 {
         }
     };
     let head = prepared.head(true);
-    let next = AtomicU64::new(0);
+    let body: &[u8] = match &prepared.body {
+        Body::Bytes(b) => b,
+        _ => &[],
+    };
+    let mut request = head.clone();
+    let x = Exchange::new(1, true);
+    x.stdin(&mut request, body);
+    x.end_stdin(&mut request);
+    let conns = args.concurrency.min(total as usize);
     let started = Instant::now();
-    let tallies: Vec<Tally> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..args.concurrency.min(total as usize))
-            .map(|_| s.spawn(|| worker(&prepared, &head, &next, total, args.expect)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_default())
-            .collect()
-    });
+    let mut tally = Tally::default();
+    match super::evloop::Load::new(&prepared, &request, total, conns) {
+        Ok(mut load) => load.run(&mut tally, args.expect),
+        Err(e) => tally.fail_all(&format!("epoll: {e}"), total as usize),
+    }
+    let tallies = [tally];
     let elapsed = started.elapsed();
     let mut all: Vec<Duration> = tallies
         .iter()

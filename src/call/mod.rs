@@ -1,6 +1,7 @@
 //! `cgate call ADDR [TARGET]`: one FastCGI request to any responder, its CGI reply printed;
 //! with `--repeat` a load run and its latency summary (see [`load`]).
 
+pub mod evloop;
 pub mod load;
 
 use std::fs::File;
