@@ -82,9 +82,21 @@ fn worker(p: &Prepared, head: &[u8], next: &AtomicU64, total: u64, expect: Optio
     t
 }
 
-/// One request on the kept connection (or a new one). A kept connection the backend closed
-/// meanwhile is replaced, and a request that failed on it is sent once more on a new one
-/// when the retry rule allows (the backend cannot have acted on it).
+/// A new connection for the load: its reads wait in the kernel (one `recv` per reply, no
+/// `poll`), each at most the timeout.
+fn connect(p: &Prepared) -> Result<Conn, String> {
+    let mut c = Conn::connect(&p.addr, p.timeout).map_err(|e| format!("connect: {e}"))?;
+    c.block_reads(p.timeout)
+        .map_err(|e| format!("socket: {e}"))?;
+    Ok(c)
+}
+
+/// One request on the kept connection (or a new one). A request that failed on a kept
+/// connection is sent once more on a new one when the retry rule allows (the backend cannot
+/// have acted on it). Before a request that is not idempotent a kept connection is first
+/// checked for the backend's close (one `poll`); an idempotent one is sent at once, since
+/// every failure of a kept connection the backend closed meanwhile (EPIPE, reset, end of
+/// stream before any reply byte) lets the rule send it again.
 fn one(
     p: &Prepared,
     head: &[u8],
@@ -93,11 +105,8 @@ fn one(
 ) -> Result<Option<u16>, String> {
     loop {
         let (mut c, reused) = match conn.take() {
-            Some(c) if !c.is_stale() => (c, true),
-            _ => (
-                Conn::connect(&p.addr, p.timeout).map_err(|e| format!("connect: {e}"))?,
-                false,
-            ),
+            Some(c) if p.idempotent || !c.is_stale() => (c, true),
+            _ => (connect(p)?, false),
         };
         let mut h = StatusOnly {
             parser: Some(ReplyParser::new(

@@ -2,7 +2,7 @@
 //! non-blocking reads and writes bounded by `poll`.
 
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
@@ -67,6 +67,8 @@ enum Sock {
 #[derive(Debug)]
 pub struct Conn {
     sock: Sock,
+    /// Reads may wait in the kernel (see [`Conn::block_reads`]).
+    reads_block: bool,
     /// How many requests this connection has carried (0: fresh).
     pub uses: u32,
     /// When it was last returned idle.
@@ -153,6 +155,7 @@ impl Conn {
         }
         Ok(Conn {
             sock,
+            reads_block: false,
             uses: 0,
             idle_since: Instant::now(),
         })
@@ -180,26 +183,68 @@ impl Conn {
     /// record as the probe. Always `false` for TCP, where a write to a closed peer succeeds.
     pub fn peer_still_reads(&mut self) -> bool {
         const PROBE: [u8; 8] = [1, 9, 0, 0, 0, 0, 0, 0];
-        match &mut self.sock {
-            Sock::Unix(s) => s.write(&PROBE).ok() == Some(PROBE.len()),
+        match &self.sock {
+            Sock::Unix(_) => self.write_some(&PROBE).ok() == Some(PROBE.len()),
             Sock::Tcp(_) => false,
         }
     }
 
-    /// One non-blocking read (`WouldBlock` when nothing is there).
-    pub fn read_some(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match &mut self.sock {
-            Sock::Tcp(s) => s.read(buf),
-            Sock::Unix(s) => s.read(buf),
+    /// Lets [`Conn::read_wait`] wait in the kernel, at most `timeout` per read (the socket
+    /// becomes blocking with SO_RCVTIMEO; [`Conn::read_some`] and [`Conn::write_some`] stay
+    /// non-blocking). One `recv` then replaces a `poll` and a `recv` per reply, for a caller
+    /// with nothing else to watch while it waits (a load generator).
+    pub fn block_reads(&mut self, timeout: Duration) -> io::Result<()> {
+        use nix::sys::socket::{setsockopt, sockopt::ReceiveTimeout};
+        use nix::sys::time::TimeVal;
+        // A zero SO_RCVTIMEO would mean no bound at all.
+        let t = timeout.max(Duration::from_millis(1));
+        let secs = i64::try_from(t.as_secs()).unwrap_or(i64::MAX);
+        let tv = TimeVal::new(secs, i64::from(t.subsec_micros()));
+        match &self.sock {
+            Sock::Tcp(s) => {
+                setsockopt(s, ReceiveTimeout, &tv)?;
+                s.set_nonblocking(false)?;
+            }
+            Sock::Unix(s) => {
+                setsockopt(s, ReceiveTimeout, &tv)?;
+                s.set_nonblocking(false)?;
+            }
         }
+        self.reads_block = true;
+        Ok(())
     }
 
-    /// One non-blocking write (`WouldBlock` when the socket is full).
-    pub fn write_some(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match &mut self.sock {
-            Sock::Tcp(s) => s.write(buf),
-            Sock::Unix(s) => s.write(buf),
+    /// Whether [`Conn::block_reads`] was called.
+    pub fn reads_block(&self) -> bool {
+        self.reads_block
+    }
+
+    fn raw(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&self.fd())
+    }
+
+    /// One non-blocking read (`WouldBlock` when nothing is there).
+    pub fn read_some(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use nix::sys::socket::{MsgFlags, recv};
+        Ok(recv(self.raw(), buf, MsgFlags::MSG_DONTWAIT)?)
+    }
+
+    /// One read that waits for data: up to the timeout of [`Conn::block_reads`]
+    /// (`WouldBlock` when it passed), or, without it, like [`Conn::read_some`].
+    pub fn read_wait(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use nix::sys::socket::{MsgFlags, recv};
+        if !self.reads_block {
+            return self.read_some(buf);
         }
+        Ok(recv(self.raw(), buf, MsgFlags::empty())?)
+    }
+
+    /// One non-blocking write (`WouldBlock` when the socket is full; EPIPE, never SIGPIPE,
+    /// when the peer is gone).
+    pub fn write_some(&mut self, buf: &[u8]) -> io::Result<usize> {
+        use nix::sys::socket::{MsgFlags, send};
+        let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL;
+        Ok(send(self.raw(), buf, flags)?)
     }
 
     /// Writes all of `buf`, waiting at most `timeout` for each step of progress.

@@ -121,8 +121,11 @@ const READ_LEN: usize = 64 * 1024;
 const BUFFER_LEN: usize = 2 * READ_LEN + 1024;
 
 thread_local! {
-    /// Buffers returned by finished requests of this thread, for the next ones (at most 2).
+    /// Read buffers returned by finished requests of this thread, for the next ones (at
+    /// most 2).
     static SPARE: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// The buffer requests of this thread encode their records into, kept between them.
+    static SPARE_OUT: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 fn take_buffer() -> Vec<u8> {
@@ -143,6 +146,30 @@ impl Drop for Buffer {
                 s.push(v);
             }
         });
+    }
+}
+
+/// Largest encoding buffer kept for the thread's next request (a head with large params
+/// or a body chunk fits; a larger one is freed).
+const OUT_KEPT: usize = 2 * READ_LEN;
+
+/// The records going out (empty at first); back to the thread's spare when dropped, so a
+/// request costs no allocation for them.
+struct Out(Vec<u8>);
+
+impl Out {
+    fn take() -> Out {
+        Out(SPARE_OUT.with(|s| std::mem::take(&mut *s.borrow_mut())))
+    }
+}
+
+impl Drop for Out {
+    fn drop(&mut self) {
+        if self.0.capacity() <= OUT_KEPT {
+            let mut v = std::mem::take(&mut self.0);
+            v.clear();
+            SPARE_OUT.with(|s| *s.borrow_mut() = v);
+        }
     }
 }
 
@@ -171,7 +198,9 @@ struct Io<'c, 'h> {
 
 /// Runs one request on `conn`. On a client-side failure ABORT_REQUEST is sent (best
 /// effort); after any failure the connection must be closed. A reply that ends without
-/// FCGI_KEEP_CONN having been asked is complete at END_REQUEST.
+/// FCGI_KEEP_CONN having been asked is complete at END_REQUEST. On a connection whose
+/// reads wait in the kernel ([`Conn::block_reads`]) the handler's client is not watched
+/// ([`Handler::watch_fd`], [`Handler::client_gone`], [`Handler::about_to_wait`] are not used).
 pub fn run(
     conn: &mut Conn,
     x: Exchange,
@@ -192,25 +221,27 @@ pub fn run(
         waited: false,
         written: 0,
     };
-    let mut out = Vec::with_capacity(call.head.len() + 16);
+    let mut out = Out::take();
+    let out = &mut out.0;
     out.extend_from_slice(call.head);
     match call.body {
         None => {
-            io.x.end_stdin(&mut out);
-            io.sent_all = io.send(&out)?;
+            io.x.end_stdin(out);
+            io.sent_all = io.send(out)?;
         }
         // A body of unknown length (often none at all: a GET from a web server): its
         // first read goes out with the head, in one write.
         Some(body) if call.body_len.is_none() => io.sent_all = io.send_body(body, None, out)?,
         Some(body) => {
-            if io.send(&out)? {
+            if io.send(out)? {
                 out.clear();
                 io.sent_all = io.send_body(body, call.body_len, out)?;
             }
         }
     }
-    // The reply cannot be there yet: wait before the first read (one syscall less).
-    if io.end.is_none() {
+    // The reply cannot be there yet: wait before the first read (one syscall less), unless
+    // the read itself waits.
+    if io.end.is_none() && !io.conn.reads_block() {
         io.wait_readable()?;
     }
     while io.end.is_none() {
@@ -230,7 +261,7 @@ impl Io<'_, '_> {
         &mut self,
         body: &mut dyn Read,
         len: Option<u64>,
-        mut out: Vec<u8>,
+        out: &mut Vec<u8>,
     ) -> Result<bool, CallError> {
         let mut chunk = Buffer(take_buffer());
         let mut left = len;
@@ -246,16 +277,16 @@ impl Io<'_, '_> {
                 }
             };
             if n == 0 {
-                self.x.end_stdin(&mut out);
-                return self.send(&out);
+                self.x.end_stdin(out);
+                return self.send(out);
             }
-            self.x.stdin(&mut out, &chunk.0[..n]);
+            self.x.stdin(out, &chunk.0[..n]);
             left = left.map(|l| l.saturating_sub(n as u64));
             if left == Some(0) {
-                self.x.end_stdin(&mut out);
-                return self.send(&out);
+                self.x.end_stdin(out);
+                return self.send(out);
             }
-            if !self.send(&out)? {
+            if !self.send(out)? {
                 return Ok(false);
             }
             out.clear();
@@ -341,10 +372,22 @@ impl Io<'_, '_> {
             self.buf.0.copy_within(self.start..self.filled, 0);
             (self.start, self.filled) = (0, self.filled - self.start);
         }
+        // A connection whose reads wait in the kernel ([`Conn::block_reads`]) is read with
+        // one `recv` per wait; the handler's client is then not watched.
+        let in_kernel = block && self.conn.reads_block();
         let got = loop {
-            match self.conn.read_some(&mut self.buf.0[self.filled..]) {
+            let buf = &mut self.buf.0[self.filled..];
+            let read = if in_kernel {
+                self.conn.read_wait(buf)
+            } else {
+                self.conn.read_some(buf)
+            };
+            match read {
                 Ok(n) => break n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && in_kernel => {
+                    return Err(self.timed_out());
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock && block => self.wait_readable()?,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) => return Err(CallError::io(&self.x, &e, "reading the reply")),
