@@ -218,19 +218,26 @@ def fwd(results):
                 failures.append(status)
                 continue
             for name in sorted(os.listdir(path)):
-                m = re.fullmatch(r"(cgate|libfcgi)-c(\d+)\.txt", name)
+                m = re.fullmatch(r"(cgate|libfcgi|floor)-c(\d+)(?:-(cross|same))?\.txt", name)
                 if not m:
                     continue
                 with open(os.path.join(path, name)) as fh:
                     rate = re.search(r"([0-9.]+) req/s", fh.read())
-                call.setdefault((int(m.group(2)), m.group(1)), []).append(float(rate.group(1)))
+                key = (int(m.group(2)), m.group(3) or "", m.group(1))
+                call.setdefault(key, []).append(float(rate.group(1)))
     med = lambda v: statistics.median(v) if v else None
-    per_conc = {}
-    for conc in sorted({c for c, _ in call}):
-        c, l = call.get((conc, "cgate"), []), call.get((conc, "libfcgi"), [])
-        per_conc[conc] = {"cgate": med(c), "libfcgi": med(l),
-                          "ratio": med([a / b for a, b in zip(c, l) if b])}
-    return {"ratio": med(ratios), "front_us": med(front_us), "call": per_conc, "failures": failures}
+    ratio = lambda a, b: med([x / y for x, y in zip(a, b) if y])
+    per_conc, pinned = {}, {}
+    for conc, place in sorted({(c, p) for c, p, _ in call}):
+        c, l, f = (call.get((conc, place, peer), []) for peer in ("cgate", "libfcgi", "floor"))
+        one = {"cgate": med(c), "libfcgi": med(l), "floor": med(f),
+               "ratio": ratio(c, l), "floor_ratio": ratio(f, l)}
+        if place:
+            pinned[place] = one
+        else:
+            per_conc[conc] = one
+    return {"ratio": med(ratios), "front_us": med(front_us), "call": per_conc, "pinned": pinned,
+            "failures": failures}
 
 
 def fwd_targets(f):
@@ -252,6 +259,16 @@ def fwd_targets(f):
         verdict = ("MET    " if c["ratio"] >= CALL_MIN_RATIO else "MISSED ") if target else "(info) "
         out.append(f"({label}) {verdict}cgate call --repeat --concurrency {conc}: cgate {c['cgate']:.0f} req/s / "
                    f"libfcgi ({conc} processes) {c['libfcgi']:.0f} req/s = {c['ratio']:.2f}x{target}")
+        if c["floor_ratio"] is not None:
+            out.append(f"(  ) (info) the same client against floor (a C responder that only answers): "
+                       f"{c['floor']:.0f} req/s = {c['floor_ratio']:.2f}x libfcgi (about the most any backend reaches with this client)")
+    for place, c in f["pinned"].items():
+        if c["ratio"] is None or c["floor_ratio"] is None:
+            continue
+        where = {"cross": "client on CPU 0, backend on CPU 1", "same": "client and backend on CPU 0"}[place]
+        out.append(f"(  ) (info) --concurrency 1 pinned ({where}): cgate {c['cgate']:.0f} / libfcgi "
+                   f"{c['libfcgi']:.0f} / floor {c['floor']:.0f} req/s: cgate {c['ratio']:.2f}x, "
+                   f"floor {c['floor_ratio']:.2f}x libfcgi")
     if CALL_TARGET_CONC not in f["call"] or f["call"][CALL_TARGET_CONC]["ratio"] is None:
         why = "; ".join(f["failures"]) or "not run"
         out.append(f"(10) NOT MEASURED cgate call --repeat: {why}")
