@@ -261,14 +261,15 @@ def fwd_targets(f):
                    f"libfcgi ({conc} processes) {c['libfcgi']:.0f} req/s = {c['ratio']:.2f}x{target}")
         if c["floor_ratio"] is not None:
             out.append(f"(  ) (info) the same client against floor (a C responder that only answers): "
-                       f"{c['floor']:.0f} req/s = {c['floor_ratio']:.2f}x libfcgi (about the most any backend reaches with this client)")
+                       f"{c['floor']:.0f} req/s = {c['floor_ratio']:.2f}x libfcgi (unpinned: where the scheduler "
+                       f"puts client and backend decides a round trip, see the pinned runs)")
     for place, c in f["pinned"].items():
         if c["ratio"] is None or c["floor_ratio"] is None:
             continue
         where = {"cross": "client on CPU 0, backend on CPU 1", "same": "client and backend on CPU 0"}[place]
         out.append(f"(  ) (info) --concurrency 1 pinned ({where}): cgate {c['cgate']:.0f} / libfcgi "
                    f"{c['libfcgi']:.0f} / floor {c['floor']:.0f} req/s: cgate {c['ratio']:.2f}x, "
-                   f"floor {c['floor_ratio']:.2f}x libfcgi")
+                   f"floor {c['floor_ratio']:.2f}x libfcgi (about the most any backend reaches here)")
     if CALL_TARGET_CONC not in f["call"] or f["call"][CALL_TARGET_CONC]["ratio"] is None:
         why = "; ".join(f["failures"]) or "not run"
         out.append(f"(10) NOT MEASURED cgate call --repeat: {why}")
