@@ -100,6 +100,8 @@ register_rows() {
   add_row cgate-serve        http   start_serve "$CGATE_HELLO_APP" 1 0 "$none" hello serve "cgate serve --app $CGATE_HELLO_APP, no nginx"
   add_row cgate-ka           fcgi start_cgate   "$CGATE_HELLO_APP" 1 1 "$none" hello hello-ka "cgate --app $CGATE_HELLO_APP"
   add_row cgate-fwd-ka       fcgi start_cgate_fwd "$CGATE_FWD_APP" 1 1 "$none" hello fwd-ka "cgate $CGATE_FWD_FLAGS --app $CGATE_FWD_APP -> cgate --app $CGATE_HELLO_APP"
+  # the least a forwarder on an event loop can do, in front of the same cgate hello
+  add_row floor-fwd-ka       fcgi start_floor_fwd "" 1 1 "$none" hello fwd-ka "C floor_proxy (epoll byte copier) -> cgate --app $CGATE_HELLO_APP"
   add_row libfcgi-ka         fcgi start_libfcgi hello-fcgi    "$k" 1 "$none" hello hello-ka "C libfcgi, $k processes"
   add_row go-fcgi-ka         fcgi start_go      ""            1  1 "$none" hello hello-ka "Go net/http/fcgi"
   add_row php-fpm-ka         fcgi start_php     ""            "$k" 1 "$php" hello hello-ka "php-fpm, $k children"

@@ -204,13 +204,18 @@ def fwd(results):
     """Forwarding figures: per-round fwd/direct req/s ratio, the forwarder's CPU, and the
     `cgate call --repeat` req/s against cgate and libfcgi (medians over rounds)."""
     ratios, front_us, call = [], [], {}
+    floor_ratios, floor_us = [], []
     failures = []
     for n, rows in sorted(load(results).items()):
-        f, d = rows.get("cgate-fwd-ka"), rows.get("cgate-ka")
+        f, d, fl = rows.get("cgate-fwd-ka"), rows.get("cgate-ka"), rows.get("floor-fwd-ka")
         if f and d and f["status"] == "OK" and d["status"] == "OK":
             ratios.append(f["rps"] / d["rps"])
             if "front_us" in f:
                 front_us.append(f["front_us"])
+        if fl and d and fl["status"] == "OK" and d["status"] == "OK":
+            floor_ratios.append(fl["rps"] / d["rps"])
+            if "front_us" in fl:
+                floor_us.append(fl["front_us"])
         path = os.path.join(results, f"round{n}", "call-repeat")
         if os.path.isdir(path):
             status = read_status(path)
@@ -237,7 +242,7 @@ def fwd(results):
         else:
             per_conc[conc] = one
     return {"ratio": med(ratios), "front_us": med(front_us), "call": per_conc, "pinned": pinned,
-            "failures": failures}
+            "floor_ratio": med(floor_ratios), "floor_us": med(floor_us), "failures": failures}
 
 
 def fwd_targets(f):
@@ -252,6 +257,10 @@ def fwd_targets(f):
     else:
         out.append(f"(9) {'MET   ' if f['front_us'] <= FWD_CPU_MAX_US else 'MISSED'} forwarding CPU (the fcgi: "
                    f"process alone) {f['front_us']:.1f} us/req (target <= {FWD_CPU_MAX_US} us)")
+    if f["floor_ratio"] is not None and f["floor_us"] is not None:
+        out.append(f"(  ) (info) floor-fwd-ka (an epoll byte copier in front of the same hello, the least a "
+                   f"forwarder on an event loop does): {f['floor_ratio']:.2f}x cgate-ka, its CPU "
+                   f"{f['floor_us']:.1f} us/req")
     for conc, c in f["call"].items():
         if c["ratio"] is None:
             continue
