@@ -272,6 +272,59 @@ mod tests {
     use super::*;
 
     #[test]
+    fn blocking_reads_wait_but_read_some_and_write_some_never_block() {
+        use std::io::{Read, Write};
+        let dir = std::env::temp_dir().join(format!("cgate-conn-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.sock");
+        let _ = std::fs::remove_file(&path);
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let mut conn = Conn::connect(&BackendAddr::Unix(path), Duration::from_secs(5)).unwrap();
+        let (mut peer, _) = listener.accept().unwrap();
+        conn.block_reads(Duration::from_millis(20)).unwrap();
+        assert!(conn.reads_block());
+        let mut buf = [0u8; 16];
+        let e = conn.read_some(&mut buf).unwrap_err();
+        assert_eq!(
+            e.kind(),
+            io::ErrorKind::WouldBlock,
+            "read_some stays non-blocking"
+        );
+        let e = conn.read_wait(&mut buf).unwrap_err();
+        assert_eq!(
+            e.kind(),
+            io::ErrorKind::WouldBlock,
+            "read_wait ends at its timeout"
+        );
+        peer.write_all(b"abc").unwrap();
+        assert_eq!(conn.read_wait(&mut buf).unwrap(), 3);
+        assert_eq!(&buf[..3], b"abc");
+        // The peer reads nothing: the socket fills and a write says so instead of waiting.
+        let chunk = [7u8; 65536];
+        let mut sent = 0usize;
+        let full = loop {
+            match conn.write_some(&chunk) {
+                Ok(n) => sent += n,
+                Err(e) => break e,
+            }
+            assert!(sent < 64 << 20, "the socket never filled");
+        };
+        assert_eq!(full.kind(), io::ErrorKind::WouldBlock);
+        let mut first = [0u8; 4];
+        peer.read_exact(&mut first).unwrap();
+        assert_eq!(first, [7; 4]);
+        drop(peer);
+        let e = loop {
+            match conn.write_some(&chunk) {
+                Ok(_) => {}
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(e.kind(), io::ErrorKind::BrokenPipe, "EPIPE, no SIGPIPE");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn address_forms() {
         let p = |s: &str| s.parse::<BackendAddr>();
         assert_eq!(
