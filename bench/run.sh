@@ -40,7 +40,7 @@ CGATE_FWD_APP="fcgi:unix:{back}"    # {back}: the socket of the cgate hello behi
 # The forwarder waits on its backend inside each request: it gets loop threads for the
 # requests it should have in flight at once (README, forwarding section).
 CGATE_FWD_FLAGS=${CGATE_FWD_FLAGS---workers 4}
-CALL_REPEAT=100000 CALL_CONCS="1 8" # cgate call --repeat N --concurrency C, per backend and C
+CALL_REPEAT=100000 CALL_CONCS="1 8 32" # cgate call --repeat N --concurrency C, per backend and C
 
 BENCH="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(dirname "$BENCH")"
@@ -100,6 +100,8 @@ register_rows() {
   add_row cgate-serve        http   start_serve "$CGATE_HELLO_APP" 1 0 "$none" hello serve "cgate serve --app $CGATE_HELLO_APP, no nginx"
   add_row cgate-ka           fcgi start_cgate   "$CGATE_HELLO_APP" 1 1 "$none" hello hello-ka "cgate --app $CGATE_HELLO_APP"
   add_row cgate-fwd-ka       fcgi start_cgate_fwd "$CGATE_FWD_APP" 1 1 "$none" hello fwd-ka "cgate $CGATE_FWD_FLAGS --app $CGATE_FWD_APP -> cgate --app $CGATE_HELLO_APP"
+  # the least a forwarder on an event loop can do, in front of the same cgate hello
+  add_row floor-fwd-ka       fcgi start_floor_fwd "" 1 1 "$none" hello fwd-ka "C floor_proxy (epoll byte copier) -> cgate --app $CGATE_HELLO_APP"
   add_row libfcgi-ka         fcgi start_libfcgi hello-fcgi    "$k" 1 "$none" hello hello-ka "C libfcgi, $k processes"
   add_row go-fcgi-ka         fcgi start_go      ""            1  1 "$none" hello hello-ka "Go net/http/fcgi"
   add_row php-fpm-ka         fcgi start_php     ""            "$k" 1 "$php" hello hello-ka "php-fpm, $k children"
@@ -294,30 +296,50 @@ run_cgi_timing() {
 }
 
 # --- cgate call --repeat: the same client against cgate hello and libfcgi hello ------------
+# Beside them `floor`, a C responder that parses records and answers one canned reply with
+# one write (peers/c/floor_fcgi.c): what no backend can beat with this client. At C = 1
+# each peer also runs pinned: `cross` (client on CPU 0, backend on CPU 1: every round trip
+# is two cross-CPU wake-ups) and `same` (both on CPU 0: no wake-up crosses CPUs).
+start_call_peer() {  # start_call_peer PEER SOCK C LOG
+  case $1 in
+    cgate) start_cgate call-repeat "$2" 1 "$CGATE_HELLO_APP" "$4" ;;
+    libfcgi) start_libfcgi call-repeat "$2" "$3" hello-fcgi "$4" ;;
+    floor) start_libfcgi call-repeat "$2" "$3" floor-fcgi "$4" ;;
+  esac
+}
+# call_repeat_one DIR PEER C PLACEMENT: one run into DIR/PEER-cC[-PLACEMENT].txt; on failure
+# CALL_WHY says why (no subshell: cleanup must see the PIDs it started).
+call_repeat_one() {
+  local dir=$1 peer=$2 c=$3 place=$4 sock="$T/sock/call-repeat.sock" rowlog="$T/log/call-repeat.log"
+  local out="$dir/$peer-c$c${place:+-$place}.txt" why p client=()
+  BACKEND_PIDS=()
+  rm -f "$sock"
+  start_call_peer "$peer" "$sock" "$c" "$rowlog" || { CALL_WHY="$peer did not start"; stop_backend; return 1; }
+  if ! why=$(wait_ready "unix:$sock"); then CALL_WHY="$peer: $why"; stop_backend; return 1; fi
+  case $place in
+    cross) client=(taskset -c 0); for p in "${BACKEND_PIDS[@]}"; do taskset -apc 1 "$p" >/dev/null; done ;;
+    same) client=(taskset -c 0); for p in "${BACKEND_PIDS[@]}"; do taskset -apc 0 "$p" >/dev/null; done ;;
+  esac
+  fg_run "${client[@]}" "$CGATE" call "unix:$sock" / --expect 200 --repeat "$CALL_REPEAT" --concurrency "$c" \
+    >"$out" 2>&1
+  stop_backend
+  rm -f "$sock"
+  grep -q '^requests .* errors 0 ' "$out" || { CALL_WHY="$peer: $(head -c 200 "$out")"; return 1; }
+  log "round $ROUND call-repeat $(printf '%-8s' "$peer") -c $c ${place:-unpinned} $(head -n 1 "$out")"
+}
 run_call_repeat() {
-  local dir="$OUT/round$ROUND/call-repeat" sock="$T/sock/call-repeat.sock" rowlog="$T/log/call-repeat.log" why peer c
+  local dir="$OUT/round$ROUND/call-repeat" peer c place places=""
   mkdir -p "$dir"
+  ((CPUS >= 2)) && places="cross same"
   for c in $CALL_CONCS; do
-  for peer in cgate libfcgi; do
-    BACKEND_PIDS=()
-    rm -f "$sock"
-    if [[ $peer == cgate ]]; then
-      start_cgate call-repeat "$sock" 1 "$CGATE_HELLO_APP" "$rowlog"
-    else
-      start_libfcgi call-repeat "$sock" "$c" hello-fcgi "$rowlog" \
-        || { fail_row "$dir" call-repeat "libfcgi did not start"; stop_backend; return; }
-    fi
-    if ! why=$(wait_ready "unix:$sock"); then
-      fail_row "$dir" call-repeat "$peer: $why"; stop_backend; return
-    fi
-    fg_run "$CGATE" call "unix:$sock" / --expect 200 --repeat "$CALL_REPEAT" --concurrency "$c" \
-      >"$dir/$peer-c$c.txt" 2>&1
-    stop_backend
-    rm -f "$sock"
-    grep -q '^requests .* errors 0 ' "$dir/$peer-c$c.txt" \
-      || { fail_row "$dir" call-repeat "$peer: $(head -c 200 "$dir/$peer-c$c.txt")"; return; }
-    log "round $ROUND call-repeat $(printf '%-8s' "$peer") -c $c $(head -n 1 "$dir/$peer-c$c.txt")"
+    for peer in cgate libfcgi floor; do
+      call_repeat_one "$dir" "$peer" "$c" "" || { fail_row "$dir" call-repeat "$CALL_WHY"; return; }
+    done
   done
+  for place in $places; do
+    for peer in cgate libfcgi floor; do
+      call_repeat_one "$dir" "$peer" 1 "$place" || { fail_row "$dir" call-repeat "$CALL_WHY"; return; }
+    done
   done
   echo OK >"$dir/status"
 }

@@ -60,6 +60,8 @@ cc_peer() {  # cc_peer SRC OUT [LIBS...]: compile when SRC is newer than OUT
 cc_peer "$PEERS/c/hello_cgi.c"  "$BUILD/hello-cgi"
 cc_peer "$PEERS/c/hello_fcgi.c" "$BUILD/hello-fcgi" -lfcgi
 cc_peer "$PEERS/c/bytes_fcgi.c" "$BUILD/bytes-fcgi" -lfcgi
+cc_peer "$PEERS/c/floor_fcgi.c" "$BUILD/floor-fcgi"
+cc_peer "$PEERS/c/floor_proxy.c" "$BUILD/floor-proxy"
 
 # Go: standard library only, no network; go's own cache decides what to rebuild.
 export GOCACHE=/tmp/cgate-bench-go/cache GOPATH=/tmp/cgate-bench-go/path GOPROXY=off

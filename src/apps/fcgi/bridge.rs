@@ -59,6 +59,11 @@ impl<'r, 's, 'e> Bridge<'r, 's, 'e> {
                     .start_head(head)
                     .map_err(|e| self.refuse(e.to_string()))?;
                 self.started = true;
+                if self.body == BodyRule::Forward && self.held.is_empty() {
+                    // The body bytes that came with the head are held as they are (no copy).
+                    self.held = body;
+                    return Ok(());
+                }
                 self.take_body(&body)
             }
         }

@@ -16,6 +16,38 @@ use crate::gateway::{AppError, Body, Request, Response};
 /// a longer one is streamed and a retry is possible only before its first byte was read.
 pub const REPLAY_LIMIT: u64 = 64 * 1024;
 
+thread_local! {
+    /// The encoding buffer of this thread's last request head, kept for its next one.
+    static HEAD_SPARE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Largest head buffer kept between requests (params of the usual size fit many times).
+const HEAD_KEPT: usize = 64 * 1024;
+
+/// A request head's buffer (empty at first), back to the thread's spare when dropped: a
+/// forwarded request costs no allocation for its BEGIN_REQUEST and PARAMS.
+struct SpareHead(Vec<u8>);
+
+impl SpareHead {
+    fn take() -> SpareHead {
+        let mut v = HEAD_SPARE.with(|s| std::mem::take(&mut *s.borrow_mut()));
+        if v.capacity() == 0 {
+            v.reserve(4096 + 64);
+        }
+        SpareHead(v)
+    }
+}
+
+impl Drop for SpareHead {
+    fn drop(&mut self) {
+        if self.0.capacity() <= HEAD_KEPT {
+            let mut v = std::mem::take(&mut self.0);
+            v.clear();
+            HEAD_SPARE.with(|s| *s.borrow_mut() = v);
+        }
+    }
+}
+
 /// A failed try.
 struct Tried {
     failure: Failure,
@@ -92,8 +124,9 @@ pub(super) fn forward<'a>(
     resp: &mut Response<'_>,
 ) -> Result<Body<'a>, AppError> {
     let opts = &app.opts;
-    let mut head = Vec::with_capacity(4096 + 64);
-    Exchange::new(1, pooled).begin(&mut head, req.environ.iter());
+    let mut head = SpareHead::take();
+    let head = &mut head.0;
+    Exchange::new(1, pooled).begin(head, req.environ.iter());
     let key = opts
         .hash
         .as_ref()
@@ -103,7 +136,7 @@ pub(super) fn forward<'a>(
     let shared = Shared {
         pooled,
         idempotent: is_idempotent(req.environ.method().as_bytes()),
-        head: &head,
+        head,
         len,
         replay,
     };

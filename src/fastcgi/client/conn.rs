@@ -2,7 +2,7 @@
 //! non-blocking reads and writes bounded by `poll`.
 
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
@@ -67,6 +67,7 @@ enum Sock {
 #[derive(Debug)]
 pub struct Conn {
     sock: Sock,
+    /// Reads may wait in the kernel (see [`Conn::block_reads`]).
     /// How many requests this connection has carried (0: fresh).
     pub uses: u32,
     /// When it was last returned idle.
@@ -181,26 +182,28 @@ impl Conn {
     /// record as the probe. Always `false` for TCP, where a write to a closed peer succeeds.
     pub fn peer_still_reads(&mut self) -> bool {
         const PROBE: [u8; 8] = [1, 9, 0, 0, 0, 0, 0, 0];
-        match &mut self.sock {
-            Sock::Unix(s) => s.write(&PROBE).ok() == Some(PROBE.len()),
+        match &self.sock {
+            Sock::Unix(_) => self.write_some(&PROBE).ok() == Some(PROBE.len()),
             Sock::Tcp(_) => false,
         }
     }
 
-    /// One non-blocking read (`WouldBlock` when nothing is there).
-    pub fn read_some(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match &mut self.sock {
-            Sock::Tcp(s) => s.read(buf),
-            Sock::Unix(s) => s.read(buf),
-        }
+    fn raw(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&self.fd())
     }
 
-    /// One non-blocking write (`WouldBlock` when the socket is full).
+    /// One non-blocking read (`WouldBlock` when nothing is there).
+    pub fn read_some(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use nix::sys::socket::{MsgFlags, recv};
+        Ok(recv(self.raw(), buf, MsgFlags::MSG_DONTWAIT)?)
+    }
+
+    /// One non-blocking write (`WouldBlock` when the socket is full; EPIPE, never SIGPIPE,
+    /// when the peer is gone).
     pub fn write_some(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match &mut self.sock {
-            Sock::Tcp(s) => s.write(buf),
-            Sock::Unix(s) => s.write(buf),
-        }
+        use nix::sys::socket::{MsgFlags, send};
+        let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL;
+        Ok(send(self.raw(), buf, flags)?)
     }
 
     /// Writes all of `buf`, waiting at most `timeout` for each step of progress.
@@ -228,6 +231,57 @@ impl Conn {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn read_some_and_write_some_never_block_and_a_gone_peer_is_epipe() {
+        use std::io::{Read, Write};
+        let dir = std::env::temp_dir().join(format!("cgate-conn-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.sock");
+        let _ = std::fs::remove_file(&path);
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let mut conn = Conn::connect(&BackendAddr::Unix(path), Duration::from_secs(5)).unwrap();
+        let (mut peer, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 16];
+        let e = conn.read_some(&mut buf).unwrap_err();
+        assert_eq!(
+            e.kind(),
+            io::ErrorKind::WouldBlock,
+            "read_some never blocks"
+        );
+        peer.write_all(b"abc").unwrap();
+        let got = loop {
+            match conn.read_some(&mut buf) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::thread::yield_now(),
+                Err(e) => panic!("{e}"),
+            }
+        };
+        assert_eq!(&buf[..got], b"abc");
+        // The peer reads nothing: the socket fills and a write says so instead of waiting.
+        let chunk = [7u8; 65536];
+        let mut sent = 0usize;
+        let full = loop {
+            match conn.write_some(&chunk) {
+                Ok(n) => sent += n,
+                Err(e) => break e,
+            }
+            assert!(sent < 64 << 20, "the socket never filled");
+        };
+        assert_eq!(full.kind(), io::ErrorKind::WouldBlock);
+        let mut first = [0u8; 4];
+        peer.read_exact(&mut first).unwrap();
+        assert_eq!(first, [7; 4]);
+        drop(peer);
+        let e = loop {
+            match conn.write_some(&chunk) {
+                Ok(_) => {}
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(e.kind(), io::ErrorKind::BrokenPipe, "EPIPE, no SIGPIPE");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn address_forms() {

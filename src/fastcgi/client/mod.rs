@@ -4,6 +4,7 @@
 //! safe) without I/O; [`conn`] and [`request`] only move bytes. Used by `cgate call` and by
 //! the `fcgi:` forwarding app.
 
+mod buffers;
 pub mod conn;
 pub mod exchange;
 pub mod request;

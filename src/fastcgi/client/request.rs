@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use nix::poll::PollFlags;
 
+use super::buffers::{Buffer, Out, READ_LEN, take_buffer};
 use super::conn::{Conn, wait};
 use super::exchange::{Exchange, Failure, Reply, ReplyError, TryFacts, retry_safe};
 use crate::fastcgi::proto::ProtocolStatus;
@@ -115,37 +116,6 @@ pub struct Call<'a> {
     pub timeout: Duration,
 }
 
-const READ_LEN: usize = 64 * 1024;
-
-/// Size of the read buffer: one read's room beside the partial record a read may leave.
-const BUFFER_LEN: usize = 2 * READ_LEN + 1024;
-
-thread_local! {
-    /// Buffers returned by finished requests of this thread, for the next ones (at most 2).
-    static SPARE: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-fn take_buffer() -> Vec<u8> {
-    SPARE
-        .with(|s| s.borrow_mut().pop())
-        .unwrap_or_else(|| vec![0; BUFFER_LEN])
-}
-
-/// A buffer that goes back to this thread's spares when dropped.
-struct Buffer(Vec<u8>);
-
-impl Drop for Buffer {
-    fn drop(&mut self) {
-        let v = std::mem::take(&mut self.0);
-        SPARE.with(|s| {
-            let mut s = s.borrow_mut();
-            if s.len() < 2 {
-                s.push(v);
-            }
-        });
-    }
-}
-
 /// How long the backend may be silent before the handler hears [`Handler::about_to_wait`]
 /// (a fast backend's reply comes first and costs the server no hand-off).
 pub const SILENT_BEFORE_HINT: Duration = Duration::from_millis(1);
@@ -192,18 +162,19 @@ pub fn run(
         waited: false,
         written: 0,
     };
-    let mut out = Vec::with_capacity(call.head.len() + 16);
+    let mut out = Out::take();
+    let out = &mut out.0;
     out.extend_from_slice(call.head);
     match call.body {
         None => {
-            io.x.end_stdin(&mut out);
-            io.sent_all = io.send(&out)?;
+            io.x.end_stdin(out);
+            io.sent_all = io.send(out)?;
         }
         // A body of unknown length (often none at all: a GET from a web server): its
         // first read goes out with the head, in one write.
         Some(body) if call.body_len.is_none() => io.sent_all = io.send_body(body, None, out)?,
         Some(body) => {
-            if io.send(&out)? {
+            if io.send(out)? {
                 out.clear();
                 io.sent_all = io.send_body(body, call.body_len, out)?;
             }
@@ -230,7 +201,7 @@ impl Io<'_, '_> {
         &mut self,
         body: &mut dyn Read,
         len: Option<u64>,
-        mut out: Vec<u8>,
+        out: &mut Vec<u8>,
     ) -> Result<bool, CallError> {
         let mut chunk = Buffer(take_buffer());
         let mut left = len;
@@ -246,16 +217,16 @@ impl Io<'_, '_> {
                 }
             };
             if n == 0 {
-                self.x.end_stdin(&mut out);
-                return self.send(&out);
+                self.x.end_stdin(out);
+                return self.send(out);
             }
-            self.x.stdin(&mut out, &chunk.0[..n]);
+            self.x.stdin(out, &chunk.0[..n]);
             left = left.map(|l| l.saturating_sub(n as u64));
             if left == Some(0) {
-                self.x.end_stdin(&mut out);
-                return self.send(&out);
+                self.x.end_stdin(out);
+                return self.send(out);
             }
-            if !self.send(&out)? {
+            if !self.send(out)? {
                 return Ok(false);
             }
             out.clear();
