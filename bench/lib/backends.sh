@@ -4,9 +4,12 @@
 # shellcheck shell=bash
 
 start_cgate() {
-  local app=${4//\{dir\}/$T/cgi-bin}
-  echo "command: $CGATE fastcgi --listen unix:$2 --app $app" >>"$5"
-  launch "$5" "$CGATE" fastcgi --listen "unix:$2" --app "$app"
+  local app=${4//\{dir\}/$T/cgi-bin} extra=()
+  # cgate runs no CGI script as root unless told; the bench runs its C hello CGI as whoever
+  # runs the bench (fcgiwrap beside it does the same).
+  [[ $app == cgi:* && $EUID == 0 ]] && extra=(--allow-root)
+  echo "command: $CGATE fastcgi --listen unix:$2 --app $app ${extra[*]}" >>"$5"
+  launch "$5" "$CGATE" fastcgi --listen "unix:$2" --app "$app" "${extra[@]}"
 }
 # start_cgate_fwd: cgate hello on NAME.back.sock, and in front of it (on SOCK) cgate
 # forwarding to it; FRONT_PID is the forwarder alone (its CPU is the forwarding cost).
