@@ -58,6 +58,9 @@ pub(super) struct Load<'a> {
     issued: u64,
     total: u64,
     buf: Vec<u8>,
+    /// Slots to move on, as (slot, `true` for the same request again): a loop, not
+    /// recursion, so a backend that fails every request at once cannot grow the stack.
+    todo: Vec<(usize, bool)>,
 }
 
 impl<'a> Load<'a> {
@@ -89,14 +92,15 @@ impl<'a> Load<'a> {
             issued: 0,
             total,
             buf: vec![0; READ_CHUNK],
+            todo: Vec::new(),
         })
     }
 
     /// Runs every request; `t` counts each one's end.
     pub(super) fn run(&mut self, t: &mut Tally, expect: Option<u16>) {
-        for i in 0..self.slots.len() {
-            self.next_request(i, t, expect);
-        }
+        self.todo
+            .extend((0..self.slots.len()).rev().map(|i| (i, false)));
+        self.pump(t, expect);
         let mut events = [EpollEvent::empty(); 64];
         let mut checked = Instant::now();
         while self.slots.iter().any(|s| s.busy) {
@@ -119,11 +123,24 @@ impl<'a> Load<'a> {
                 if self.slots.get(i).is_some_and(|s| s.busy) {
                     let outcome = self.step(i);
                     self.conclude(i, outcome, t, expect);
+                    self.pump(t, expect);
                 }
             }
             if checked.elapsed() >= TICK {
                 checked = Instant::now();
                 self.expire(t, expect);
+                self.pump(t, expect);
+            }
+        }
+    }
+
+    /// Moves on every slot in `todo` (each may add itself again).
+    fn pump(&mut self, t: &mut Tally, expect: Option<u16>) {
+        while let Some((i, again)) = self.todo.pop() {
+            if again {
+                self.start(i, t, expect);
+            } else {
+                self.next_request(i, t, expect);
             }
         }
     }
@@ -243,7 +260,8 @@ impl<'a> Load<'a> {
         }
     }
 
-    /// Counts a finished try, sends it again when that is safe, starts the next request.
+    /// Counts a finished try; queues the same request again when that is safe, else the
+    /// slot's next request.
     fn conclude(&mut self, i: usize, outcome: Outcome, t: &mut Tally, expect: Option<u16>) {
         let result = match outcome {
             Outcome::Going => return,
@@ -273,7 +291,8 @@ impl<'a> Load<'a> {
                 };
                 self.drop_conn(i);
                 if facts.reused && retry_safe(how, facts) {
-                    return self.start(i, t, expect); // on a new connection
+                    self.todo.push((i, true)); // the same request, on a new connection
+                    return;
                 }
                 t.failures += 1;
                 Err(why)
@@ -282,7 +301,7 @@ impl<'a> Load<'a> {
         let s = &mut self.slots[i];
         s.busy = false;
         t.count(s.started.elapsed(), result, expect);
-        self.next_request(i, t, expect);
+        self.todo.push((i, false));
     }
 
     /// Fails the requests whose backend made no progress for the timeout (as one

@@ -199,3 +199,22 @@ fn repeat_reads_replies_whose_records_span_reads() {
     );
     assert_eq!(out.status.code(), Some(0));
 }
+
+#[test]
+fn repeat_against_nobody_counts_every_request_failed_and_exits_3() {
+    let dir = TempDir::new("call-repeat-nobody");
+    let gone = sock_arg(&dir.join("nobody.sock"));
+    // Every request fails at once: the load must go through all of them without growing.
+    let out = call(&[&gone, "--repeat", "100000", "--concurrency", "2", "/"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).starts_with("requests 100000  errors 100000  "),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(
+        text(&out.stderr).contains("connect:"),
+        "{}",
+        text(&out.stderr)
+    );
+}
