@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 
 use super::Prepared;
-use super::load::{StatusOnly, Tally};
+use super::tally::{StatusOnly, Tally};
 use crate::fastcgi::client::Conn;
 use crate::fastcgi::client::exchange::{Exchange, Failure, Reply, TryFacts, retry_safe};
 use crate::fastcgi::client::request::Handler;

@@ -4,97 +4,14 @@
 use std::io::{self, Write};
 use std::time::{Duration, Instant};
 
+use super::tally::Tally;
 use super::{Body, CallArgs, EXIT_FAILED, EXIT_MET, EXIT_NOT_MET, EXIT_USAGE};
-use crate::cgi::reply::{Progress, ReplyParser};
 use crate::fastcgi::client::exchange::Exchange;
-use crate::fastcgi::client::request::Handler;
 
 /// Most requests one `--repeat` run sends (latencies are kept: 16 bytes each).
 pub const MAX_REPEAT: u64 = 10_000_000;
 /// Most connections of one run.
 pub const MAX_CONCURRENCY: usize = 1024;
-
-/// Only the status is kept; the body is read and dropped.
-pub(super) struct StatusOnly {
-    parser: Option<ReplyParser>,
-    /// The reply's status, once its head came.
-    pub status: Option<u16>,
-    /// The first FCGI_STDERR bytes.
-    pub stderr: Vec<u8>,
-}
-
-impl StatusOnly {
-    /// Ready for a reply.
-    pub fn new() -> StatusOnly {
-        StatusOnly {
-            parser: Some(ReplyParser::new(
-                crate::cgi::reply::DEFAULT_MAX_HEADER_BYTES,
-            )),
-            status: None,
-            stderr: Vec::new(),
-        }
-    }
-}
-
-impl Handler for StatusOnly {
-    fn stdout(&mut self, data: &[u8]) -> io::Result<()> {
-        if let Some(p) = self.parser.as_mut() {
-            match p.feed(data) {
-                Progress::NeedMore => return Ok(()),
-                Progress::Head { head, .. } => {
-                    self.status = crate::gateway::head::parse_status(&head.status).ok();
-                }
-                Progress::Error(_) => {}
-            }
-            self.parser = None;
-        }
-        Ok(())
-    }
-
-    fn stderr(&mut self, data: &[u8]) {
-        let room = STDERR_KEPT.saturating_sub(self.stderr.len());
-        self.stderr.extend_from_slice(&data[..data.len().min(room)]);
-    }
-}
-
-/// FCGI_STDERR bytes kept per request, shown with the first error.
-const STDERR_KEPT: usize = 1024;
-
-/// What the load measured.
-#[derive(Default)]
-pub(super) struct Tally {
-    latencies: Vec<Duration>,
-    errors: u64,
-    /// Requests that got no reply (connection or protocol failures).
-    pub failures: u64,
-    first_error: Option<String>,
-}
-
-impl Tally {
-    /// Counts one request: its time and its status (or why it failed).
-    pub fn count(
-        &mut self,
-        took: Duration,
-        result: Result<Option<u16>, String>,
-        expect: Option<u16>,
-    ) {
-        self.latencies.push(took);
-        let failed = match result {
-            Ok(status) if super::verdict(status, expect) == EXIT_MET => return,
-            Ok(status) => format!("status {status:?}"),
-            Err(e) => e,
-        };
-        self.errors += 1;
-        self.first_error.get_or_insert(failed);
-    }
-
-    /// Counts `n` requests that failed together for `why`.
-    pub fn fail_all(&mut self, why: &str, n: usize) {
-        self.errors += n as u64;
-        self.failures += n as u64;
-        self.first_error.get_or_insert_with(|| why.to_owned());
-    }
-}
 
 /// The value at fraction `q` of sorted `v` (nearest rank).
 fn percentile(v: &[Duration], q: f64) -> Duration {
@@ -145,21 +62,16 @@ pub fn run(args: &CallArgs) -> i32 {
         Ok(mut load) => load.run(&mut tally, args.expect),
         Err(e) => tally.fail_all(&format!("epoll: {e}"), total as usize),
     }
-    let tallies = [tally];
     let elapsed = started.elapsed();
-    let mut all: Vec<Duration> = tallies
-        .iter()
-        .flat_map(|t| t.latencies.iter().copied())
-        .collect();
+    let mut all = std::mem::take(&mut tally.latencies);
     all.sort_unstable();
-    let errors: u64 = tallies.iter().map(|t| t.errors).sum();
-    let failures: u64 = tallies.iter().map(|t| t.failures).sum();
-    let count = all.len() as u64;
     let mut out = io::stdout().lock();
     let _ = writeln!(
         out,
-        "requests {count}  errors {errors}  {:.1} req/s  over {:.3} s",
-        count as f64 / elapsed.as_secs_f64().max(1e-9),
+        "requests {}  errors {}  {:.1} req/s  over {:.3} s",
+        tally.requests,
+        tally.errors,
+        all.len() as f64 / elapsed.as_secs_f64().max(1e-9),
         elapsed.as_secs_f64()
     );
     let _ = writeln!(
@@ -170,9 +82,10 @@ pub fn run(args: &CallArgs) -> i32 {
         ms(percentile(&all, 0.99)),
         ms(all.last().copied().unwrap_or_default())
     );
-    if let Some(e) = tallies.iter().find_map(|t| t.first_error.as_ref()) {
+    if let Some(e) = &tally.first_error {
         eprintln!("cgate call: first error: {e}");
     }
+    let (errors, failures, count) = (tally.errors, tally.failures, tally.requests);
     match errors {
         0 => EXIT_MET,
         _ if failures == count => EXIT_FAILED,

@@ -3,6 +3,7 @@
 
 pub mod evloop;
 pub mod load;
+pub mod tally;
 
 use std::fs::File;
 use std::io::{self, Read, Write};
