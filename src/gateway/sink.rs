@@ -1,12 +1,66 @@
-//! Ready-made sinks: CGI-style output to any writer, and an in-memory sink for tests.
+//! The Sink trait (a transport's side of a response) and ready-made sinks: CGI-style output to any writer, and an in-memory sink for tests.
 
 use std::fs::File;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::os::fd::OwnedFd;
 
 use super::error::AppError;
 use super::head::Head;
-use super::response::{Sink, copy_file};
+
+/// A transport's side of a response (stdout for CGI, STDOUT records for FastCGI).
+///
+/// The [`Response`](super::Response) calls these in order: `send_head` once, `send_body` for each chunk,
+/// `flush` where a chunk must reach the client now, and `finish` or `abort` once at the end.
+pub trait Sink {
+    /// Queues the validated status and headers.
+    fn send_head(&mut self, head: &Head) -> io::Result<()>;
+    /// Queues body bytes.
+    fn send_body(&mut self, chunk: &[u8]) -> io::Result<()>;
+    /// Passes everything queued on to the client now.
+    fn flush(&mut self) -> io::Result<()>;
+    /// Ends the response normally (and flushes).
+    fn finish(&mut self) -> io::Result<()>;
+    /// Cuts the response so the client sees it truncated (an error after the first byte).
+    fn abort(&mut self);
+    /// A cheap check whether the client is known to be gone (aborted request, closed socket).
+    fn client_gone(&mut self) -> bool {
+        false
+    }
+    /// A descriptor that turns readable when the client may have gone (FastCGI: its socket,
+    /// where an ABORT_REQUEST or EOF arrives). An app that waits on other descriptors (a CGI
+    /// script's pipes) polls it too and calls `client_gone` when it is readable; `None` when
+    /// the transport has no such descriptor or nothing to watch right now.
+    fn watch_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        None
+    }
+    /// Queues `len` bytes of `file` from its current offset (PEP 3333's `wsgi.file_wrapper`).
+    /// The default reads the file in blocks; a transport on a plain descriptor may use
+    /// sendfile.
+    fn send_file(&mut self, file: &mut File, len: u64) -> io::Result<()> {
+        copy_file(file, len, &mut |chunk| self.send_body(chunk))
+    }
+}
+
+/// Reads `len` bytes of `file` in 64 KiB blocks into `out`; a file shorter than `len` is an
+/// `UnexpectedEof` error.
+pub(crate) fn copy_file(
+    file: &mut File,
+    len: u64,
+    out: &mut dyn FnMut(&[u8]) -> io::Result<()>,
+) -> io::Result<()> {
+    let mut buf = vec![0u8; len.min(64 * 1024) as usize];
+    let mut left = len;
+    while left > 0 {
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let n = file.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank"));
+        }
+        out(&buf[..n])?;
+        left -= n as u64;
+    }
+    Ok(())
+}
 
 /// Sends a small complete plain-text response straight to a sink: for answers the gateway
 /// gives itself (a 400 before any app runs, the 500 that replaces a failed app's head).

@@ -67,7 +67,6 @@ enum Sock {
 #[derive(Debug)]
 pub struct Conn {
     sock: Sock,
-    /// Reads may wait in the kernel (see [`Conn::block_reads`]).
     /// How many requests this connection has carried (0: fresh).
     pub uses: u32,
     /// When it was last returned idle.
