@@ -14,10 +14,43 @@ use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
-use super::responder::ConnConfig;
 use super::spool::Spool;
-use crate::fastcgi::proto::connection::{Connection, Event, Params, Progress, ProtocolError};
+use crate::fastcgi::proto::connection::{
+    Connection, Event, Limits, ManagementValues, Params, Progress, ProtocolError,
+};
+use crate::gateway::GatewayFacts;
 use crate::net::listener::Stream;
+
+/// Output is written once this much is queued, so a large body never piles up.
+pub(super) const WBUF_FLUSH: usize = 256 * 1024;
+/// Body chunks up to this size are merged with the headers into one STDOUT record.
+pub(super) const STAGE_MAX: usize = 16 * 1024;
+/// Body bytes read ahead in the event loop before the app starts (64 KiB): a request with
+/// a body up to this size never holds a thread while its body arrives.
+pub const PREREAD_MAX: u64 = 64 * 1024;
+
+/// Per-connection settings, fixed for the server's life.
+#[derive(Debug, Clone)]
+pub struct ConnConfig {
+    /// Protocol limits.
+    pub limits: Limits,
+    /// What GET_VALUES reports.
+    pub values: ManagementValues,
+    /// How long an idle kept-alive connection may wait for its next request.
+    pub idle_timeout: Duration,
+    /// How long a request (from its first byte, or from the connection's start for the
+    /// first request) may take to arrive with a body up to [`PREREAD_MAX`]; the longest wait
+    /// for each read and write; and the slack of the body deadline (see
+    /// [`MIN_BODY_RATE`]).
+    pub request_timeout: Duration,
+    /// Most body bytes read when no CONTENT_LENGTH is given.
+    pub max_body: u64,
+    /// Most body bytes held ahead of the app (memory, then a temporary file).
+    pub max_spool: u64,
+}
+
+/// The gateway facts of the FastCGI server: threads in one process, many requests.
+pub const FASTCGI_FACTS: GatewayFacts = GatewayFacts::fastcgi();
 
 /// Initial receive buffer; it grows to [`RBUF_MAX`] only for large records.
 const RBUF_START: usize = 16 * 1024;
@@ -30,7 +63,7 @@ const KEEP_CAPACITY: usize = 64 * 1024;
 pub const MIN_BODY_RATE: u64 = 16 * 1024;
 
 /// Most threads waiting for request bodies at once, process-wide (64). A request body
-/// up to [`super::responder::PREREAD_MAX`] never needs one (it is read in the event loop);
+/// up to [`PREREAD_MAX`] never needs one (it is read in the event loop);
 /// past the bound, an app whose body is not there yet gets a read error at once instead of
 /// parking one more thread.
 pub const MAX_BODY_WAITERS: usize = 64;

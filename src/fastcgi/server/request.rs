@@ -10,7 +10,7 @@ use std::cell::RefCell;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd};
 
-use super::responder::{ConnConfig, ConnState, FASTCGI_FACTS, STAGE_MAX, WBUF_FLUSH};
+use super::conn_io::{ConnConfig, ConnState, FASTCGI_FACTS, STAGE_MAX, WBUF_FLUSH};
 use crate::fastcgi::proto::connection::{Disposition, Event, Params, Progress};
 use crate::gateway::{
     App, BodyLength, Environ, Head, Input, Request, Sink, parse_content_length, run_app, send_plain,

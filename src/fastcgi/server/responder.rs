@@ -12,43 +12,11 @@
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd};
-use std::time::Duration;
 
-pub use super::conn_io::ConnState;
-use crate::fastcgi::proto::connection::{Disposition, Event, Limits, ManagementValues, Progress};
-use crate::gateway::{App, GatewayFacts};
+pub use super::conn_io::{ConnConfig, ConnState, PREREAD_MAX};
+use crate::fastcgi::proto::connection::{Disposition, Event, Progress};
+use crate::gateway::App;
 use crate::net::listener::Stream;
-
-/// Output is written once this much is queued, so a large body never piles up.
-pub(super) const WBUF_FLUSH: usize = 256 * 1024;
-/// Body chunks up to this size are merged with the headers into one STDOUT record.
-pub(super) const STAGE_MAX: usize = 16 * 1024;
-/// Body bytes read ahead in the event loop before the app starts (64 KiB): a request with
-/// a body up to this size never holds a thread while its body arrives.
-pub const PREREAD_MAX: u64 = 64 * 1024;
-
-/// Per-connection settings, fixed for the server's life.
-#[derive(Debug, Clone)]
-pub struct ConnConfig {
-    /// Protocol limits.
-    pub limits: Limits,
-    /// What GET_VALUES reports.
-    pub values: ManagementValues,
-    /// How long an idle kept-alive connection may wait for its next request.
-    pub idle_timeout: Duration,
-    /// How long a request (from its first byte, or from the connection's start for the
-    /// first request) may take to arrive with a body up to [`PREREAD_MAX`]; the longest wait
-    /// for each read and write; and the slack of the body deadline (see
-    /// [`super::conn_io::MIN_BODY_RATE`]).
-    pub request_timeout: Duration,
-    /// Most body bytes read when no CONTENT_LENGTH is given.
-    pub max_body: u64,
-    /// Most body bytes held ahead of the app (memory, then a temporary file).
-    pub max_spool: u64,
-}
-
-/// The gateway facts of the FastCGI server: threads in one process, many requests.
-pub const FASTCGI_FACTS: GatewayFacts = GatewayFacts::fastcgi();
 
 /// What the event loop should do with a connection after [`on_readable`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
