@@ -9,6 +9,7 @@ pub mod head;
 pub mod input;
 pub mod request;
 pub mod response;
+pub mod rules;
 pub mod sink;
 pub mod status;
 

@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use super::head::{HeadError, is_field_value};
+use super::rules::{HeadError, is_field_value};
 
 /// An HTTP status code, 100..=599, with its standard reason phrase (RFC 9110 section 15).
 ///
