@@ -101,7 +101,7 @@ impl Signals {
                 if let Some(p) = &file {
                     let _ = std::fs::remove_file(p);
                 }
-                super::terminate_scripts(crate::fastcgi::server::SCRIPT_KILL_GRACE);
+                super::terminate_scripts(super::SCRIPT_KILL_GRACE);
                 super::access::flush();
                 std::process::exit(1);
             });

@@ -10,6 +10,7 @@ pub mod pool;
 pub mod request;
 pub mod responder;
 pub mod spool;
+mod startup;
 mod threads;
 mod watchdog;
 
@@ -38,8 +39,7 @@ pub const MAX_WORKERS: usize = 1024;
 pub const MAX_CONNS: usize = 1 << 20;
 /// Most PARAMS bytes of one request (`max_params_bytes`).
 pub const MAX_PARAMS_BYTES: usize = 64 << 20;
-/// How long scripts get between SIGTERM and SIGKILL when the server exits.
-pub const SCRIPT_KILL_GRACE: Duration = Duration::from_secs(2);
+pub use crate::ops::SCRIPT_KILL_GRACE;
 
 /// Options of the FastCGI server (the command line maps `cgate fastcgi` flags onto these).
 #[derive(Debug, Clone)]
@@ -240,7 +240,7 @@ pub fn serve_listener(
     let handover = crate::ops::reload::Handover::prepare(&listener, file.as_deref());
     crate::ops::metrics::watch_listener(&listener);
     let app = crate::ops::start(app, &opts.ops, &cfg).map_err(io_err("cannot start logging"))?;
-    let startup = crate::ops::startup_line(&listener, opts, &cfg);
+    let startup = startup::startup_line(&listener, opts, &cfg);
     let pool = match Pool::start(listener, app, cfg) {
         Ok(p) => p,
         Err(e) => {
