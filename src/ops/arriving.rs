@@ -88,10 +88,10 @@ pub fn note(key: u64, params: &mut Params) -> bool {
         .get(name.as_bytes())
         .and_then(|v| std::str::from_utf8(v).ok())
     {
-        Some(v) if super::observe::valid_id(v) => v.to_owned(),
-        Some(_) => super::observe::new_id(),
+        Some(v) if super::inflight::valid_id(v) => v.to_owned(),
+        Some(_) => super::inflight::new_id(),
         None => {
-            let id = super::observe::new_id();
+            let id = super::inflight::new_id();
             add_param(params, name, &id);
             id
         }

@@ -149,11 +149,18 @@ impl Gauges {
             let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
             // The index keeps series apart when two apps forward to the same address.
             for (i, b) in self.backends.iter().enumerate() {
-                let addr = super::status::label(&b.addr);
+                let addr = label(&b.addr);
                 let _ = writeln!(o, "{name}{{backend=\"{addr}\",index=\"{i}\"}} {}", get(b));
             }
         }
     }
+}
+
+/// Escapes a label value (backslash, quote, newline).
+pub(super) fn label(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 #[cfg(test)]

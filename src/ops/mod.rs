@@ -8,6 +8,7 @@ pub mod access;
 pub mod arriving;
 pub mod clock;
 pub mod gauges;
+pub mod inflight;
 pub mod metrics;
 pub mod notify;
 pub mod notrun;

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
 use std::time::Duration;
 
+use super::inflight::InFlight;
 use super::metrics::COUNTERS;
-use super::observe::InFlight;
 
 /// How often the table is scanned: a quarter of the limit, within 5 ms to 1 s.
 fn tick(limit: Duration) -> Duration {

@@ -2,9 +2,9 @@
 
 use std::fmt::Write as _;
 
-use super::gauges::Gauges;
+use super::gauges::{Gauges, label};
+use super::inflight::InFlight;
 use super::metrics::{COUNTERS, Snapshot, configured};
-use super::observe::InFlight;
 use crate::gateway::{AppError, Body, Response};
 
 /// Content type of the OpenMetrics text format.
@@ -78,7 +78,7 @@ impl Report {
                 uri: a.uri.clone(),
                 age_ms: a.since.elapsed().as_millis() as u64,
                 thread: "-".to_owned(),
-                waiting: super::observe::Waiting::Body.as_str(),
+                waiting: super::waiting::Waiting::Body.as_str(),
             })
         });
         running.sort_by(|a, b| b.age_ms.cmp(&a.age_ms).then_with(|| a.id.cmp(&b.id)));
@@ -292,13 +292,6 @@ fn family(o: &mut String, name: &str, kind: &str, help: &str) -> String {
     };
     let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
     name
-}
-
-/// Escapes a label value (backslash, quote, newline).
-pub(super) fn label(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 /// Answers a status request: OpenMetrics when the query names `openmetrics`, else JSON.
