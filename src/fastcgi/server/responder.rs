@@ -13,7 +13,7 @@
 use std::io;
 use std::os::fd::{AsFd, AsRawFd};
 
-pub use super::conn_io::{ConnConfig, ConnState, PREREAD_MAX};
+pub use super::conn_io::{ConnConfig, ConnState, FASTCGI_FACTS, PREREAD_MAX};
 use crate::fastcgi::proto::connection::{Disposition, Event, Progress};
 use crate::gateway::App;
 use crate::net::listener::Stream;
