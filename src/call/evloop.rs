@@ -36,6 +36,8 @@ struct Slot {
     progress: Instant,
     reused: bool,
     busy: bool,
+    /// The epoll set also waits for room to write (the request did not go out whole).
+    wants_out: bool,
 }
 
 /// How one try of a request ended.
@@ -82,6 +84,7 @@ impl<'a> Load<'a> {
                 progress: Instant::now(),
                 reused: false,
                 busy: false,
+                wants_out: false,
             })
             .collect();
         Ok(Load {
@@ -121,7 +124,7 @@ impl<'a> Load<'a> {
             for ev in &events[..n] {
                 let i = ev.data() as usize;
                 if self.slots.get(i).is_some_and(|s| s.busy) {
-                    let outcome = self.step(i);
+                    let outcome = self.step(i, !(ev.events() & !EpollFlags::EPOLLOUT).is_empty());
                     self.conclude(i, outcome, t, expect);
                     self.pump(t, expect);
                 }
@@ -176,6 +179,7 @@ impl<'a> Load<'a> {
                         return self.conclude(i, Outcome::Failed(Failure::Other, why), t, expect);
                     }
                     self.slots[i].conn = Some(c);
+                    self.slots[i].wants_out = false;
                 }
                 Err(e) => {
                     let why = format!("connect: {e}");
@@ -183,12 +187,14 @@ impl<'a> Load<'a> {
                 }
             }
         }
-        let outcome = self.step(i);
+        // The reply cannot be there yet: its readiness is waited for, not read for at once.
+        let outcome = self.step(i, false);
         self.conclude(i, outcome, t, expect);
     }
 
-    /// Moves slot `i`'s request on: what is left of it out, what has come of the reply in.
-    fn step(&mut self, i: usize) -> Outcome {
+    /// Moves slot `i`'s request on: what is left of it out, and, when the socket is
+    /// `readable`, what has come of the reply in.
+    fn step(&mut self, i: usize, readable: bool) -> Outcome {
         let (request, buf) = (self.request, &mut self.buf);
         let s = &mut self.slots[i];
         let Some(c) = s.conn.as_mut() else {
@@ -211,14 +217,22 @@ impl<'a> Load<'a> {
                 }
             }
         }
-        let want = if s.sent < request.len() {
-            EpollFlags::EPOLLIN | EpollFlags::EPOLLOUT
-        } else {
-            EpollFlags::EPOLLIN
-        };
-        let mut ev = EpollEvent::new(want, i as u64);
-        if let Err(e) = self.epoll.modify(c.fd(), &mut ev) {
-            return Outcome::Failed(Failure::Other, format!("epoll: {e}"));
+        // The epoll set is changed only when the wait for room to write starts or ends.
+        let wants_out = s.sent < request.len();
+        if wants_out != s.wants_out {
+            let want = if wants_out {
+                EpollFlags::EPOLLIN | EpollFlags::EPOLLOUT
+            } else {
+                EpollFlags::EPOLLIN
+            };
+            let mut ev = EpollEvent::new(want, i as u64);
+            if let Err(e) = self.epoll.modify(c.fd(), &mut ev) {
+                return Outcome::Failed(Failure::Other, format!("epoll: {e}"));
+            }
+            s.wants_out = wants_out;
+        }
+        if !readable {
+            return Outcome::Going;
         }
         loop {
             match c.read_some(buf) {

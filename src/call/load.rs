@@ -46,12 +46,11 @@ pub fn run(args: &CallArgs) -> i32 {
             return EXIT_USAGE;
         }
     };
-    let head = prepared.head(true);
     let body: &[u8] = match &prepared.body {
         Body::Bytes(b) => b,
         _ => &[],
     };
-    let mut request = head.clone();
+    let mut request = prepared.head(true);
     let x = Exchange::new(1, true);
     x.stdin(&mut request, body);
     x.end_stdin(&mut request);
