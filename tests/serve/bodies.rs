@@ -14,6 +14,15 @@ pub(crate) fn input_of(body: &[u8]) -> (u64, String) {
     (len, v["input"]["sha256"].as_str().expect("sha").to_owned())
 }
 
+/// Reads the interim `100 Continue` response (hyper sends it at the app's first body read).
+pub(crate) fn read_100_continue(c: &mut Conn) {
+    assert_eq!(
+        c.read_line("interim").expect("100"),
+        "HTTP/1.1 100 Continue"
+    );
+    assert_eq!(c.read_line("interim end").expect("blank"), "");
+}
+
 #[test]
 fn post_64_mib_arrives_whole() {
     let s = Serve::start(&["--app", "echo"]);
@@ -54,11 +63,7 @@ fn expect_100_continue_then_body() {
     let mut c = Conn::open(s.port).expect("connect");
     let head = "POST /e HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n";
     c.write_raw(head.as_bytes()).expect("head");
-    assert_eq!(
-        c.read_line("interim").expect("100"),
-        "HTTP/1.1 100 Continue"
-    );
-    assert_eq!(c.read_line("interim end").expect("blank"), "");
+    read_100_continue(&mut c);
     c.write_raw(b"12345").expect("body");
     let r = c.read_response("POST").expect("reply");
     assert_eq!(r.status, 200);
