@@ -95,6 +95,9 @@ pub enum Body<'a> {
         /// How many bytes to send.
         len: u64,
     },
+    /// A body that waits on a descriptor (a backend's socket): see [`super::deferred`]. The
+    /// FastCGI server parks it without a thread while it waits.
+    Deferred(Box<dyn super::deferred::Deferred>),
 }
 
 impl<'a> Body<'a> {

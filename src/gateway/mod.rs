@@ -2,6 +2,7 @@
 
 pub mod app;
 pub mod blocking;
+pub mod deferred;
 pub mod driver;
 pub mod environ;
 pub mod error;
@@ -15,6 +16,7 @@ pub mod status;
 
 pub use app::{App, Body, Chunks, app_fn};
 pub use blocking::{about_to_block, blocking};
+pub use deferred::{Deferred, Interest, Step, Turn, Wake};
 pub use driver::run_app;
 pub use environ::{Environ, GatewayFacts, GatewayKind};
 pub use error::AppError;

@@ -40,6 +40,11 @@ impl<'r> Request<'r> {
         let _ = writeln!(self.errors, "{line}");
     }
 
+    /// Whether cleanup functions are registered (they must run after the whole body).
+    pub(crate) fn has_cleanups(&self) -> bool {
+        !self.cleanups.is_empty()
+    }
+
     pub(crate) fn run_cleanups(&mut self) {
         while let Some(f) = self.cleanups.pop() {
             if std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_err() {

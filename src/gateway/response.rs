@@ -37,6 +37,16 @@ pub struct Response<'s> {
     truncated: bool,
 }
 
+/// A response between two turns of a parked [`Deferred`](super::Deferred) body: everything
+/// but the sink, which the gateway lends again on each turn.
+#[derive(Debug)]
+pub(crate) struct Suspended {
+    state: State,
+    code: u16,
+    sent: u64,
+    truncated: bool,
+}
+
 /// What happened to a response, for logs and for the transport.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -58,6 +68,27 @@ impl<'s> Response<'s> {
             code: 0,
             sent: 0,
             truncated: false,
+        }
+    }
+
+    /// Parks this response: its state without the sink.
+    pub(crate) fn suspend(self) -> Suspended {
+        Suspended {
+            state: self.state,
+            code: self.code,
+            sent: self.sent,
+            truncated: self.truncated,
+        }
+    }
+
+    /// Takes a parked response up again over `sink`.
+    pub(crate) fn resume(sink: &'s mut dyn Sink, s: Suspended) -> Self {
+        Response {
+            sink,
+            state: s.state,
+            code: s.code,
+            sent: s.sent,
+            truncated: s.truncated,
         }
     }
 

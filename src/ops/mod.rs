@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod notify;
 pub mod notrun;
 pub mod observe;
+mod observe_wait;
 pub mod pidfile;
 pub mod privs;
 pub mod reload;

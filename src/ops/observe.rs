@@ -9,7 +9,7 @@ use super::access::{self, Entry};
 use super::clock::Utc;
 use super::metrics::{COUNTERS, Outcome};
 use super::{OpsOptions, REQUEST_ID};
-use crate::gateway::driver::{drive, panic_message};
+use crate::gateway::driver::{drive_parking, panic_message};
 use crate::gateway::input::BodyLength;
 use crate::gateway::{App, AppError, Body, Environ, Head, Input, Request, Response, Sink};
 
@@ -82,12 +82,12 @@ pub fn request_uri(env: &Environ) -> String {
 
 /// Passes the inner response to the outer one, counting what goes out; small bodies are
 /// collected so a short reply still leaves in one write.
-struct Forward<'o, 's> {
-    outer: &'o mut Response<'s>,
-    buf: Vec<u8>,
-    status: u16,
-    bytes: u64,
-    waiting: &'o AtomicU8,
+pub(super) struct Forward<'o, 's> {
+    pub(super) outer: &'o mut Response<'s>,
+    pub(super) buf: Vec<u8>,
+    pub(super) status: u16,
+    pub(super) bytes: u64,
+    pub(super) waiting: &'o AtomicU8,
 }
 
 const COLLECT: usize = 16 * 1024;
@@ -165,10 +165,10 @@ impl Read for Tracked<'_, '_> {
 }
 
 /// The error stream with `[ID] ` at the start of every line.
-struct Prefixed<'x> {
-    inner: &'x mut dyn Write,
-    id: &'x str,
-    line_start: bool,
+pub(super) struct Prefixed<'x> {
+    pub(super) inner: &'x mut dyn Write,
+    pub(super) id: &'x str,
+    pub(super) line_start: bool,
 }
 
 impl Write for Prefixed<'_> {
@@ -200,7 +200,7 @@ fn run_tracked(
     req: &mut Request<'_>,
     fwd: &mut Forward<'_, '_>,
     id: &str,
-) -> Result<(), AppError> {
+) -> Result<Option<InnerParked>, AppError> {
     let facts = req.environ.gateway;
     let environ = std::mem::replace(&mut req.environ, Environ::new(facts));
     let length = match req.input.content_length() {
@@ -218,17 +218,32 @@ fn run_tracked(
     };
     let mut inner = Request::new(environ, Input::new(&mut tracked, length), &mut errors);
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        drive(app, &mut inner, &mut Response::new(fwd))
+        let mut resp = Response::new(fwd);
+        drive_parking(app, &mut inner, &mut resp).map(|d| d.map(|body| (body, resp.suspend())))
     }))
     .unwrap_or_else(|p| Err(AppError::panic(panic_message(&*p))));
     inner.run_cleanups();
     let environ = std::mem::replace(&mut inner.environ, Environ::new(facts));
     drop(inner);
     req.environ = environ;
-    r
+    let line_start = errors.line_start;
+    r.map(|p| {
+        p.map(|(body, resp)| InnerParked {
+            body,
+            resp,
+            line_start,
+        })
+    })
 }
 
-fn outcome_of(r: &Result<(), AppError>, head_sent: bool) -> Outcome {
+/// The inner app's deferred body, parked with its response and error-stream state.
+pub(super) struct InnerParked {
+    pub(super) body: Box<dyn crate::gateway::Deferred>,
+    pub(super) resp: crate::gateway::response::Suspended,
+    pub(super) line_start: bool,
+}
+
+pub(super) fn outcome_of(r: &Result<(), AppError>, head_sent: bool) -> Outcome {
     let io_kind = |e: &AppError| e.downcast_ref::<io::Error>().map(io::Error::kind);
     match r {
         Ok(()) => Outcome::Complete,
@@ -261,12 +276,11 @@ pub(super) struct Done {
 }
 
 /// Counts a request's end and writes its access log line.
-pub(super) fn finish(req: &Request<'_>, id: &str, uri: &str, time: Utc, started: Instant, d: Done) {
+pub(super) fn finish(env: Option<&Environ>, id: &str, uri: &str, time: Utc, started: Instant, d: Done) {
     COUNTERS.request_ended(d.status, d.outcome);
-    if !access::enabled() {
+    let Some(env) = env.filter(|_| access::enabled()) else {
         return;
-    }
-    let env = &req.environ;
+    };
     access::record(&Entry {
         time,
         id,
@@ -310,38 +324,77 @@ impl App for Observe {
             waiting: Arc::clone(&waiting),
             slow_lines: AtomicU8::new(0),
         });
+        let acct = Accounting {
+            inflight: Arc::clone(&self.inflight),
+            key,
+            id,
+            uri,
+            time,
+            started,
+            waiting,
+        };
         let mut fwd = Forward {
             outer: resp,
             buf: Vec::new(),
             status: 0,
             bytes: 0,
-            waiting: &waiting,
+            waiting: &acct.waiting,
         };
         let r = {
-            let _current = super::waiting::Current::enter(&waiting);
-            run_tracked(&*self.inner, req, &mut fwd, &id)
+            let _current = super::waiting::Current::enter(&acct.waiting);
+            run_tracked(&*self.inner, req, &mut fwd, &acct.id)
         };
-        self.inflight.end(key);
-        let head_sent = fwd.outer.headers_sent();
-        let outcome = outcome_of(&r, head_sent);
-        let (status, bytes) = match (&r, head_sent, outcome) {
+        let r = match r {
+            Ok(Some(parked)) => {
+                let (buf, status, bytes) = (fwd.buf, fwd.status, fwd.bytes);
+                let env = access::enabled().then(|| req.environ.clone());
+                return Ok(Body::Deferred(Box::new(super::observe_wait::ObserveWait::new(
+                    parked, acct, env, buf, status, bytes,
+                ))));
+            }
+            Ok(None) => Ok(()),
+            Err(e) => Err(e),
+        };
+        let (head_sent, status, bytes) = (fwd.outer.headers_sent(), fwd.status, fwd.bytes);
+        acct.close(&r, head_sent, status, bytes, Some(&req.environ));
+        r.map(|()| Body::Empty)
+    }
+}
+
+/// What an observed request is accounted by when it ends (here, or after a parked body).
+pub(super) struct Accounting {
+    pub(super) inflight: Arc<InFlight>,
+    pub(super) key: u64,
+    pub(super) id: String,
+    pub(super) uri: String,
+    pub(super) time: Utc,
+    pub(super) started: Instant,
+    pub(super) waiting: Arc<AtomicU8>,
+}
+
+impl Accounting {
+    /// The request ended with `r`: out of the in-flight list, counted, logged.
+    pub(super) fn close(
+        &self,
+        r: &Result<(), AppError>,
+        head_sent: bool,
+        status: u16,
+        bytes: u64,
+        env: Option<&Environ>,
+    ) {
+        self.inflight.end(self.key);
+        let outcome = outcome_of(r, head_sent);
+        let (status, bytes) = match (r, head_sent, outcome) {
             (Err(_), false, Outcome::Complete) => (500, "Internal Server Error\n".len() as u64),
             (Err(_), false, _) => (0, 0),
-            _ => (fwd.status, fwd.bytes),
+            _ => (status, bytes),
         };
-        finish(
-            req,
-            &id,
-            &uri,
-            time,
-            started,
-            Done {
-                status,
-                bytes,
-                outcome,
-            },
-        );
-        r.map(|()| Body::Empty)
+        let done = Done {
+            status,
+            bytes,
+            outcome,
+        };
+        finish(env, &self.id, &self.uri, self.time, self.started, done);
     }
 }
 

@@ -148,38 +148,9 @@ pub fn run(
     call: Call<'_>,
     handler: &mut dyn Handler,
 ) -> Result<End, CallError> {
-    let mut io = Io {
-        conn,
-        x,
-        buf: Buffer(take_buffer()),
-        start: 0,
-        filled: 0,
-        handler,
-        timeout: call.timeout,
-        end: None,
-        sent_all: false,
-        watch_client: true,
-        waited: false,
-        written: 0,
-    };
-    let mut out = Out::take();
-    let out = &mut out.0;
-    out.extend_from_slice(call.head);
-    match call.body {
-        None => {
-            io.x.end_stdin(out);
-            io.sent_all = io.send(out)?;
-        }
-        // A body of unknown length (often none at all: a GET from a web server): its
-        // first read goes out with the head, in one write.
-        Some(body) if call.body_len.is_none() => io.sent_all = io.send_body(body, None, out)?,
-        Some(body) => {
-            if io.send(out)? {
-                out.clear();
-                io.sent_all = io.send_body(body, call.body_len, out)?;
-            }
-        }
-    }
+    let timeout = call.timeout;
+    let mut io = Io::new(conn, x, handler, timeout);
+    io.send_call(call)?;
     // The reply cannot be there yet: wait before the first read (one syscall less).
     if io.end.is_none() {
         io.wait_readable()?;
@@ -187,11 +158,168 @@ pub fn run(
     while io.end.is_none() {
         io.receive(true)?;
     }
-    let mut end = io
-        .end
-        .ok_or_else(|| CallError::io(&io.x, &io::ErrorKind::UnexpectedEof.into(), "reply"))?;
-    end.reusable &= io.sent_all;
-    Ok(end)
+    io.end_of_reply()
+}
+
+/// Sends the whole request (waiting while the backend is slow to take it) and returns it
+/// waiting for the rest of its reply, which [`Pending::step`] reads as it arrives.
+pub fn start(
+    conn: &mut Conn,
+    x: Exchange,
+    call: Call<'_>,
+    handler: &mut dyn Handler,
+) -> Result<Pending, CallError> {
+    let timeout = call.timeout;
+    let mut io = Io::new(conn, x, handler, timeout);
+    io.send_call(call)?;
+    Ok(io.into_pending())
+}
+
+/// A request sent in whole, waiting for its reply: owned, so it can wait off any thread.
+/// Its read buffer is held only while a partial record is in it.
+pub struct Pending {
+    x: Exchange,
+    buf: Option<Buffer>,
+    start: usize,
+    filled: usize,
+    end: Option<End>,
+    sent_all: bool,
+    written: u64,
+}
+
+impl Pending {
+    /// Reads what has arrived, without waiting, and hands it to `handler`: `Ok(Some(end))`
+    /// once the reply is over, `Ok(None)` when the socket has nothing more yet.
+    pub fn step(&mut self, conn: &mut Conn, handler: &mut dyn Handler) -> Result<Option<End>, CallError> {
+        let mut io = Io::from_pending(conn, handler, self);
+        let r = io.read_ready();
+        *self = io.into_pending();
+        r?;
+        self.end.map_or(Ok(None), |mut end| {
+            end.reusable &= self.sent_all;
+            Ok(Some(end))
+        })
+    }
+
+    /// Some reply byte has come (the backend has acted).
+    pub fn output_seen(&self) -> bool {
+        self.x.output_seen()
+    }
+
+    /// The failure of a backend silent for `timeout`.
+    pub fn timed_out(&self, timeout: Duration) -> CallError {
+        timed_out(&self.x, timeout)
+    }
+
+    /// Sends ABORT_REQUEST (best effort, without waiting).
+    pub fn abort(&self, conn: &mut Conn) {
+        let mut out = Vec::new();
+        self.x.abort(&mut out);
+        let _ = conn.write_some(&out);
+    }
+}
+
+fn timed_out(x: &Exchange, timeout: Duration) -> CallError {
+    CallError::io(
+        x,
+        &io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("no progress in {timeout:?}"),
+        ),
+        "backend",
+    )
+}
+
+impl<'c, 'h> Io<'c, 'h> {
+    fn new(conn: &'c mut Conn, x: Exchange, handler: &'h mut dyn Handler, timeout: Duration) -> Self {
+        Io {
+            conn,
+            x,
+            buf: Buffer(take_buffer()),
+            start: 0,
+            filled: 0,
+            handler,
+            timeout,
+            end: None,
+            sent_all: false,
+            watch_client: true,
+            waited: false,
+            written: 0,
+        }
+    }
+
+    fn from_pending(conn: &'c mut Conn, handler: &'h mut dyn Handler, p: &mut Pending) -> Self {
+        Io {
+            conn,
+            x: p.x.clone(),
+            buf: p.buf.take().unwrap_or_else(|| Buffer(take_buffer())),
+            start: p.start,
+            filled: p.filled,
+            handler,
+            timeout: Duration::ZERO,
+            end: p.end,
+            sent_all: p.sent_all,
+            watch_client: false,
+            waited: true,
+            written: p.written,
+        }
+    }
+
+    fn into_pending(self) -> Pending {
+        let keep = self.start < self.filled;
+        Pending {
+            x: self.x,
+            buf: keep.then_some(self.buf),
+            start: if keep { self.start } else { 0 },
+            filled: if keep { self.filled } else { 0 },
+            end: self.end,
+            sent_all: self.sent_all,
+            written: self.written,
+        }
+    }
+
+    /// Reads until the reply is over or the socket has nothing more.
+    fn read_ready(&mut self) -> Result<(), CallError> {
+        while self.end.is_none() {
+            if !self.receive(false)? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the head and the body of `call`.
+    fn send_call(&mut self, call: Call<'_>) -> Result<(), CallError> {
+        let mut out = Out::take();
+        let out = &mut out.0;
+        out.extend_from_slice(call.head);
+        match call.body {
+            None => {
+                self.x.end_stdin(out);
+                self.sent_all = self.send(out)?;
+            }
+            // A body of unknown length (often none at all: a GET from a web server): its
+            // first read goes out with the head, in one write.
+            Some(body) if call.body_len.is_none() => {
+                self.sent_all = self.send_body(body, None, out)?;
+            }
+            Some(body) => {
+                if self.send(out)? {
+                    out.clear();
+                    self.sent_all = self.send_body(body, call.body_len, out)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn end_of_reply(&self) -> Result<End, CallError> {
+        let mut end = self.end.ok_or_else(|| {
+            CallError::io(&self.x, &io::ErrorKind::UnexpectedEof.into(), "reply")
+        })?;
+        end.reusable &= self.sent_all;
+        Ok(end)
+    }
 }
 
 impl Io<'_, '_> {
@@ -284,14 +412,7 @@ impl Io<'_, '_> {
     }
 
     fn timed_out(&self) -> CallError {
-        CallError::io(
-            &self.x,
-            &io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("no progress in {:?}", self.timeout),
-            ),
-            "backend",
-        )
+        timed_out(&self.x, self.timeout)
     }
 
     fn abort(&mut self) {
@@ -300,8 +421,9 @@ impl Io<'_, '_> {
         let _ = self.conn.write_some(&out);
     }
 
-    /// Reads once (waiting when `block`) and hands every whole record to the handler.
-    fn receive(&mut self, block: bool) -> Result<(), CallError> {
+    /// Reads once (waiting when `block`) and hands every whole record to the handler;
+    /// `false` when nothing was there (not waiting).
+    fn receive(&mut self, block: bool) -> Result<bool, CallError> {
         if self.start == self.filled {
             (self.start, self.filled) = (0, 0);
         } else if self.filled + READ_LEN > self.buf.0.len() {
@@ -314,7 +436,7 @@ impl Io<'_, '_> {
                 Ok(n) => break n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock && block => self.wait_readable()?,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                 Err(e) => return Err(CallError::io(&self.x, &e, "reading the reply")),
             }
         };
@@ -332,7 +454,7 @@ impl Io<'_, '_> {
             }
             return Err(err);
         }
-        self.dispatch()
+        self.dispatch().map(|()| true)
     }
 
     /// Waits until the backend's socket is readable, watching the client meanwhile: its
