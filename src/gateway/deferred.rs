@@ -9,11 +9,11 @@
 //! gives the same bytes under every gateway.
 
 use std::cell::Cell;
+use std::io::{self, Write};
+use std::os::fd::BorrowedFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Wake as WakeTask, Waker};
-use std::io::{self, Write};
-use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -147,7 +147,11 @@ pub fn complete(
 
 /// One wait of [`complete`]: until the body's descriptor is ready (or its waker woke), its
 /// deadline passes or the client is gone (an error).
-fn wait(body: &dyn Deferred, resp: &mut Response<'_>, signal: &ThreadWaker) -> Result<Wake, AppError> {
+fn wait(
+    body: &dyn Deferred,
+    resp: &mut Response<'_>,
+    signal: &ThreadWaker,
+) -> Result<Wake, AppError> {
     let mut watch_client = true;
     loop {
         let left = body

@@ -41,7 +41,14 @@ impl App for NotRun<'_> {
             bytes: 0,
             outcome: Outcome::ClientGone,
         };
-        finish(Some(&req.environ), &id, &uri, Utc::now(), Instant::now(), done);
+        finish(
+            Some(&req.environ),
+            &id,
+            &uri,
+            Utc::now(),
+            Instant::now(),
+            done,
+        );
         let sec = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());

@@ -276,7 +276,14 @@ pub(super) struct Done {
 }
 
 /// Counts a request's end and writes its access log line.
-pub(super) fn finish(env: Option<&Environ>, id: &str, uri: &str, time: Utc, started: Instant, d: Done) {
+pub(super) fn finish(
+    env: Option<&Environ>,
+    id: &str,
+    uri: &str,
+    time: Utc,
+    started: Instant,
+    d: Done,
+) {
     COUNTERS.request_ended(d.status, d.outcome);
     let Some(env) = env.filter(|_| access::enabled()) else {
         return;
@@ -348,9 +355,9 @@ impl App for Observe {
             Ok(Some(parked)) => {
                 let (buf, status, bytes) = (fwd.buf, fwd.status, fwd.bytes);
                 let env = access::enabled().then(|| req.environ.clone());
-                return Ok(Body::Deferred(Box::new(super::observe_wait::ObserveWait::new(
-                    parked, acct, env, buf, status, bytes,
-                ))));
+                return Ok(Body::Deferred(Box::new(
+                    super::observe_wait::ObserveWait::new(parked, acct, env, buf, status, bytes),
+                )));
             }
             Ok(None) => Ok(()),
             Err(e) => Err(e),

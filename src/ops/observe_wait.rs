@@ -81,7 +81,9 @@ impl Deferred for ObserveWait {
             };
             match inner.resume(&mut resp, &mut inner_turn) {
                 Step::Wait => Ok(Some(resp.suspend())),
-                Step::Done(r) => r.and_then(|()| finish(&mut resp, &mut prefixed)).map(|()| None),
+                Step::Done(r) => r
+                    .and_then(|()| finish(&mut resp, &mut prefixed))
+                    .map(|()| None),
             }
         }))
         .unwrap_or_else(|p| Err(AppError::panic(panic_message(&*p))));
@@ -108,8 +110,13 @@ impl Deferred for ObserveWait {
             let gone = io::Error::new(io::ErrorKind::ConnectionAborted, "the client went away");
             let head_sent = self.status != 0;
             let env = self.env.take();
-            self.acct
-                .close(&Err(gone.into()), head_sent, self.status, self.bytes, env.as_ref());
+            self.acct.close(
+                &Err(gone.into()),
+                head_sent,
+                self.status,
+                self.bytes,
+                env.as_ref(),
+            );
         }
     }
 }

@@ -4,6 +4,7 @@
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
+use std::task::Waker;
 use std::time::{Duration, Instant};
 
 use crate::fastcgi::client::request::query_values;
@@ -51,6 +52,8 @@ struct Pool {
     /// Leases waiting for a connection to come back (a release wakes one only if any: a
     /// condvar's notify is a system call even with no waiter).
     waiting: usize,
+    /// Parked requests waiting for a connection to come back, woken one per release.
+    wakers: std::collections::VecDeque<Waker>,
 }
 
 #[derive(Debug)]
@@ -102,6 +105,7 @@ impl Backend {
                 limit: max_conns.max(1),
                 sized: false,
                 waiting: 0,
+                wakers: std::collections::VecDeque::new(),
             }),
             sizing: Mutex::new(()),
             sized: AtomicBool::new(false),
@@ -146,12 +150,16 @@ impl Backend {
     /// than `idle_for` nor closed by the backend, else a new one while the pool has room,
     /// else waits up to `wait` for one to be returned. `pooled`: connections are kept, so
     /// the pool is first sized from the backend's GET_VALUES.
+    ///
+    /// With a `waker` (a parked request) it never waits: when every connection is busy it
+    /// registers the waker, woken when one comes back, and fails with `WouldBlock`.
     pub fn lease(
         &self,
         pooled: bool,
         idle_for: Duration,
         connect_timeout: Duration,
         wait: Duration,
+        waker: Option<&Waker>,
     ) -> io::Result<Lease> {
         if pooled && !self.sized.load(Ordering::Acquire) {
             self.size_pool(connect_timeout);
@@ -190,6 +198,12 @@ impl Backend {
                     }
                 };
             }
+            if let Some(w) = waker {
+                if !pool.wakers.iter().any(|q| q.will_wake(w)) {
+                    pool.wakers.push_back(w.clone());
+                }
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Err(io::Error::new(
@@ -222,10 +236,19 @@ impl Backend {
             None => pool.open -= 1,
         }
         let waiting = pool.waiting > 0;
+        let parked = pool.wakers.pop_front();
         drop(pool);
         if waiting {
             self.freed.notify_one();
         }
+        if let Some(w) = parked {
+            w.wake();
+        }
+    }
+
+    /// Takes a parked request's waker out of the queue (it stopped waiting).
+    pub fn forget_waker(&self, waker: &Waker) {
+        lock(&self.pool).wakers.retain(|w| !w.will_wake(waker));
     }
 
     /// Closes idle connections older than `idle_for` (the reaper calls this).
@@ -356,14 +379,14 @@ mod tests {
             Duration::from_secs(1),
             Duration::from_millis(20),
         );
-        let one = b.lease(false, idle, connect, wait).unwrap();
-        let two = b.lease(false, idle, connect, wait).unwrap();
+        let one = b.lease(false, idle, connect, wait, None).unwrap();
+        let two = b.lease(false, idle, connect, wait, None).unwrap();
         assert!(!one.reused && !two.reused);
-        let busy = b.lease(false, idle, connect, wait).unwrap_err();
+        let busy = b.lease(false, idle, connect, wait, None).unwrap_err();
         assert_eq!(busy.kind(), io::ErrorKind::ResourceBusy);
         assert_eq!((b.stats().open, b.stats().limit), (2, 2));
         b.release(Some(one.conn));
-        let again = b.lease(false, idle, connect, wait).unwrap();
+        let again = b.lease(false, idle, connect, wait, None).unwrap();
         assert!(again.reused, "the returned connection is reused");
         b.release(None);
         b.release(Some(again.conn));

@@ -15,6 +15,12 @@ const HOLD_LIMIT: usize = 256 * 1024;
 pub struct Bridge<'r, 's, 'e> {
     resp: &'r mut Response<'s>,
     errors: &'e mut dyn Write,
+    st: BridgeState,
+}
+
+/// What a bridge knows between two turns of a parked request.
+#[derive(Debug)]
+pub struct BridgeState {
     parser: Option<ReplyParser>,
     body: BodyRule,
     held: Vec<u8>,
@@ -24,18 +30,49 @@ pub struct Bridge<'r, 's, 'e> {
     pub started: bool,
 }
 
-impl<'r, 's, 'e> Bridge<'r, 's, 'e> {
-    /// A bridge into `resp`, logging the backend's stderr to `errors`.
-    pub fn new(resp: &'r mut Response<'s>, errors: &'e mut dyn Write) -> Self {
-        Bridge {
-            resp,
-            errors,
+impl Default for BridgeState {
+    fn default() -> Self {
+        BridgeState {
             parser: Some(ReplyParser::new(DEFAULT_MAX_HEADER_BYTES)),
             body: BodyRule::Forward,
             held: Vec::new(),
             bad_reply: None,
             started: false,
         }
+    }
+}
+
+impl std::ops::Deref for Bridge<'_, '_, '_> {
+    type Target = BridgeState;
+    fn deref(&self) -> &BridgeState {
+        &self.st
+    }
+}
+
+impl std::ops::DerefMut for Bridge<'_, '_, '_> {
+    fn deref_mut(&mut self) -> &mut BridgeState {
+        &mut self.st
+    }
+}
+
+impl<'r, 's, 'e> Bridge<'r, 's, 'e> {
+    /// A bridge into `resp`, logging the backend's stderr to `errors`.
+    pub fn new(resp: &'r mut Response<'s>, errors: &'e mut dyn Write) -> Self {
+        Self::with_state(resp, errors, BridgeState::default())
+    }
+
+    /// A bridge that goes on from `st` (a parked request's next turn).
+    pub fn with_state(
+        resp: &'r mut Response<'s>,
+        errors: &'e mut dyn Write,
+        st: BridgeState,
+    ) -> Self {
+        Bridge { resp, errors, st }
+    }
+
+    /// What the bridge knows, for the next turn.
+    pub fn into_state(self) -> BridgeState {
+        self.st
     }
 
     fn refuse(&mut self, why: String) -> io::Error {
@@ -108,7 +145,7 @@ impl Handler for Bridge<'_, '_, '_> {
         }
         self.take_body(data)?;
         if self.held.len() >= HOLD_LIMIT {
-            self.resp.write(&self.held)?;
+            self.resp.write(&self.st.held)?;
             self.held.clear();
         }
         Ok(())
@@ -120,7 +157,7 @@ impl Handler for Bridge<'_, '_, '_> {
 
     fn batch_end(&mut self, ended: bool) -> io::Result<()> {
         if !ended && !self.held.is_empty() {
-            self.resp.write(&self.held)?;
+            self.resp.write(&self.st.held)?;
             self.held.clear();
         }
         Ok(())

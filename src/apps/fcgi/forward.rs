@@ -1,16 +1,21 @@
 //! One forwarded request: pick a backend, lease a connection, run the exchange through the
 //! bridge, and try again elsewhere only when the backend cannot have acted.
+//!
+//! The tries share a [`Plan`]. Where the gateway parks deferred bodies, a request whose body
+//! is held whole (or empty) is forwarded by a parked body ([`super::wait`]) that makes the
+//! same tries without holding a thread; elsewhere the tries run here, waiting in place.
 
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
+use std::sync::Arc;
 
-use super::Fcgi;
+use super::Balancer;
 use super::backend::{Backend, Lease};
 use super::balance;
 use super::bridge::Bridge;
 use crate::fastcgi::client::exchange::{Exchange, Failure, TryFacts, is_idempotent, retry_safe};
 use crate::fastcgi::client::request::{self, Call};
 use crate::fastcgi::proto::ProtocolStatus;
-use crate::gateway::{AppError, Body, Request, Response};
+use crate::gateway::{AppError, Body, Input, Request, Response};
 
 /// A body up to this size is read before the first try, so a safe retry can send it again;
 /// a longer one is streamed and a retry is possible only before its first byte was read.
@@ -26,7 +31,7 @@ const HEAD_KEPT: usize = 64 * 1024;
 
 /// A request head's buffer (empty at first), back to the thread's spare when dropped: a
 /// forwarded request costs no allocation for its BEGIN_REQUEST and PARAMS.
-struct SpareHead(Vec<u8>);
+pub(super) struct SpareHead(pub(super) Vec<u8>);
 
 impl SpareHead {
     fn take() -> SpareHead {
@@ -49,54 +54,80 @@ impl Drop for SpareHead {
 }
 
 /// A failed try.
-struct Tried {
-    failure: Failure,
-    output_seen: bool,
-    client_side: bool,
+pub(super) struct Tried {
+    pub(super) failure: Failure,
+    pub(super) output_seen: bool,
+    pub(super) client_side: bool,
     /// The pool had no free connection in time (not the backend's failure).
-    busy: bool,
+    pub(super) busy: bool,
     /// The backend made no progress in time.
-    timed_out: bool,
-    what: String,
+    pub(super) timed_out: bool,
+    pub(super) what: String,
 }
 
 /// How the last try failed, for the answer when none is left.
-enum LastError {
+pub(super) enum LastError {
     Bad(String),
     Timeout(String),
     Busy(String),
 }
 
-fn answer<'a>(
+/// The answer when no try is left: 502, 504 or 503 with a short page, and one log line.
+pub(super) fn answer(
     resp: &mut Response<'_>,
-    req: &mut Request<'_>,
+    errors: &mut dyn Write,
     last: LastError,
-) -> Result<Body<'a>, AppError> {
+) -> Result<Body<'static>, AppError> {
     let (status, why) = match last {
         LastError::Bad(w) => ("502 Bad Gateway", w),
         LastError::Timeout(w) => ("504 Gateway Timeout", w),
         LastError::Busy(w) => ("503 Service Unavailable", w),
     };
-    req.log(&format!("cgate: fcgi: {status}: {why}"));
+    let _ = writeln!(errors, "cgate: fcgi: {status}: {why}");
     resp.start(status, [("Content-Type", "text/plain; charset=utf-8")])?;
     Ok(Body::Full(
         format!("{}\n", &status[4..]).into_bytes().into(),
     ))
 }
 
-fn read_replay(req: &mut Request<'_>, len: Option<u64>) -> Result<Option<Vec<u8>>, AppError> {
+/// The body a try sends: held whole when it can be sent again (`replay`), else streamed
+/// after the bytes read while finding out (`prefix`).
+struct BodyPlan {
+    len: Option<u64>,
+    replay: Option<Vec<u8>>,
+    prefix: Vec<u8>,
+}
+
+/// Reads a body of up to [`REPLAY_LIMIT`] declared bytes. Where the request is parked
+/// (`probe`), a body of unknown length is read up to the limit too: one that ends within it
+/// is held (a GET's empty body costs nothing), a longer one is streamed after what was read.
+fn read_replay(req: &mut Request<'_>, len: Option<u64>, probe: bool) -> Result<BodyPlan, AppError> {
+    let mut plan = BodyPlan {
+        len,
+        replay: None,
+        prefix: Vec::new(),
+    };
+    let limit = match len {
+        Some(n) if n > 0 && n <= REPLAY_LIMIT => n,
+        None if probe => REPLAY_LIMIT + 1,
+        _ => return Ok(plan),
+    };
+    let mut v = Vec::with_capacity(len.map_or(0, |n| n as usize));
+    (&mut req.input).take(limit).read_to_end(&mut v)?;
     match len {
-        Some(n) if n > 0 && n <= REPLAY_LIMIT => {
-            let mut v = Vec::with_capacity(n as usize);
-            (&mut req.input).take(n).read_to_end(&mut v)?;
-            Ok(Some(v))
+        Some(_) => plan.replay = Some(v),
+        None if v.len() as u64 > REPLAY_LIMIT => plan.prefix = v,
+        None if v.is_empty() => plan.len = Some(0),
+        None => {
+            plan.len = Some(v.len() as u64);
+            plan.replay = Some(v);
         }
-        _ => Ok(None),
     }
+    Ok(plan)
 }
 
 /// What one try came to.
-enum Attempt {
+pub(super) enum Attempt {
     /// The request is answered (or must end with this error): no more tries.
     Done(Result<Body<'static>, AppError>),
     /// It failed before anything reached the client.
@@ -107,63 +138,89 @@ enum Attempt {
     },
 }
 
-/// The parts of the request every try shares.
-struct Shared<'h> {
-    pooled: bool,
-    idempotent: bool,
-    head: &'h [u8],
-    len: Option<u64>,
-    replay: Option<Vec<u8>>,
+/// The request's side of a try: its body (read only when it is streamed) and error stream.
+pub(super) struct ReqIo<'x, 'r> {
+    pub(super) input: Option<&'x mut Input<'r>>,
+    pub(super) errors: &'x mut dyn Write,
 }
 
-/// Forwards `req` (see the module documentation of `fcgi:` for the rules).
-pub(super) fn forward<'a>(
-    app: &Fcgi,
-    pooled: bool,
-    req: &'a mut Request<'_>,
-    resp: &mut Response<'_>,
-) -> Result<Body<'a>, AppError> {
-    let opts = &app.opts;
-    let mut head = SpareHead::take();
-    let head = &mut head.0;
-    Exchange::new(1, pooled).begin(head, req.environ.iter());
-    let key = opts
-        .hash
-        .as_ref()
-        .map(|p| balance::hash(req.environ.get(p).unwrap_or_default()));
-    let len = req.input.content_length();
-    let replay = read_replay(req, len)?;
-    let shared = Shared {
-        pooled,
-        idempotent: is_idempotent(req.environ.method().as_bytes()),
-        head,
-        len,
-        replay,
-    };
-    // Bit i: backend i was tried (at most MAX_BACKENDS = 64 of them).
-    let all = match app.backends.len() {
-        n @ 0..64 => (1u64 << n) - 1,
-        _ => u64::MAX,
-    };
-    let mut tried = 0u64;
-    let mut last = LastError::Bad("no backend tried".into());
-    for _ in 0..opts.tries {
-        if tried == all {
-            tried = 0;
+/// What every try of one request shares, and how far the tries have gone.
+pub(super) struct Plan {
+    pub(super) bal: Arc<Balancer>,
+    pub(super) pooled: bool,
+    idempotent: bool,
+    pub(super) head: SpareHead,
+    pub(super) len: Option<u64>,
+    pub(super) replay: Option<Vec<u8>>,
+    /// Bytes of a streamed body read before the first try (sent first by every try).
+    prefix: Vec<u8>,
+    key: Option<usize>,
+    /// Bit i: backend i was tried (at most MAX_BACKENDS = 64 of them).
+    tried: u64,
+    tries: u32,
+    pub(super) last: LastError,
+}
+
+impl Plan {
+    /// The plan for `req`: its head encoded, a body up to [`REPLAY_LIMIT`] read.
+    pub(super) fn new(
+        bal: &Arc<Balancer>,
+        pooled: bool,
+        req: &mut Request<'_>,
+    ) -> Result<Plan, AppError> {
+        let mut head = SpareHead::take();
+        Exchange::new(1, pooled).begin(&mut head.0, req.environ.iter());
+        let key = bal
+            .opts
+            .hash
+            .as_ref()
+            .map(|p| balance::hash(req.environ.get(p).unwrap_or_default()));
+        let probe = pooled && crate::gateway::deferred::parking();
+        let body = read_replay(req, req.input.content_length(), probe)?;
+        Ok(Plan {
+            bal: Arc::clone(bal),
+            pooled,
+            idempotent: is_idempotent(req.environ.method().as_bytes()),
+            head,
+            len: body.len,
+            replay: body.replay,
+            prefix: body.prefix,
+            key,
+            tried: 0,
+            tries: 0,
+            last: LastError::Bad("no backend tried".into()),
+        })
+    }
+
+    /// The body is streamed from the client (not replayable): it is neither held nor empty.
+    pub(super) fn streamed(&self) -> bool {
+        self.replay.is_none() && self.len != Some(0)
+    }
+
+    /// The backend of the next try, if a try is left.
+    pub(super) fn next_backend(&mut self) -> Option<usize> {
+        if self.tries >= self.bal.opts.tries {
+            return None;
         }
-        let Some(i) = app.choose(tried, key) else {
-            break;
+        let all = match self.bal.backends.len() {
+            n @ 0..64 => (1u64 << n) - 1,
+            _ => u64::MAX,
         };
-        tried |= 1 << i;
-        let b = &app.backends[i];
-        let (t, started, reused) = match attempt(app, b, &shared, req, resp) {
-            None => break,
-            Some(Attempt::Done(result)) => return result,
-            Some(Attempt::Failed { t, started, reused }) => (t, started, reused),
-        };
+        if self.tried == all {
+            self.tried = 0;
+        }
+        let i = self.bal.choose(self.tried, self.key)?;
+        self.tried |= 1 << i;
+        self.tries += 1;
+        Some(i)
+    }
+
+    /// Takes a failed try on backend `i` into account; `true` when another try may follow.
+    pub(super) fn failed(&mut self, i: usize, t: Tried, started: bool, reused: bool) -> bool {
+        let b = &self.bal.backends[i];
         if t.busy {
-            last = LastError::Busy(t.what);
-            continue;
+            self.last = LastError::Busy(t.what);
+            return true;
         }
         if !(reused
             && matches!(
@@ -171,10 +228,10 @@ pub(super) fn forward<'a>(
                 Failure::NotSent | Failure::Dropped | Failure::Eof
             ))
         {
-            b.failed(opts.eject_after, &t.what);
+            b.failed(self.bal.opts.eject_after, &t.what);
         }
         let what = format!("{}: {}", b.addr, t.what);
-        last = if t.timed_out {
+        self.last = if t.timed_out {
             LastError::Timeout(what)
         } else {
             LastError::Bad(what)
@@ -182,58 +239,101 @@ pub(super) fn forward<'a>(
         let facts = TryFacts {
             output_seen: t.output_seen || started,
             reused,
-            idempotent: shared.idempotent,
+            idempotent: self.idempotent,
         };
         if !retry_safe(t.failure, facts) {
-            break;
+            return false;
         }
         b.retried();
+        true
     }
-    answer(resp, req, last)
+
+    /// The answer once no try is left.
+    pub(super) fn give_up(
+        &mut self,
+        resp: &mut Response<'_>,
+        errors: &mut dyn Write,
+    ) -> Result<Body<'static>, AppError> {
+        let last = std::mem::replace(&mut self.last, LastError::Bad(String::new()));
+        answer(resp, errors, last)
+    }
 }
 
-impl Shared<'_> {
-    /// The body is streamed from the client (not replayable): it is neither held nor empty.
-    fn streamed(&self) -> bool {
-        self.replay.is_none() && self.len != Some(0)
+/// Forwards `req` (see the module documentation of `fcgi:` for the rules).
+pub(super) fn forward<'a>(
+    bal: &Arc<Balancer>,
+    pooled: bool,
+    req: &'a mut Request<'_>,
+    resp: &mut Response<'_>,
+) -> Result<Body<'a>, AppError> {
+    let mut plan = Plan::new(bal, pooled, req)?;
+    if pooled && !plan.streamed() && crate::gateway::deferred::parking() {
+        return Ok(Body::Deferred(Box::new(super::wait::FwdWait::new(plan))));
     }
+    let mut rio = ReqIo {
+        input: Some(&mut req.input),
+        errors: &mut *req.errors,
+    };
+    while let Some(i) = plan.next_backend() {
+        let b = Arc::clone(&plan.bal.backends[i]);
+        let (t, started, reused) = match attempt(&plan, &b, &mut rio, resp) {
+            None => break,
+            Some(Attempt::Done(result)) => return result,
+            Some(Attempt::Failed { t, started, reused }) => (t, started, reused),
+        };
+        if !plan.failed(i, t, started, reused) {
+            break;
+        }
+    }
+    plan.give_up(resp, rio.errors)
 }
 
 /// What the exchange came to: the reply's tail and whether the connection may carry another
 /// request, or the failed try.
-type Outcome = Result<(io::Result<Vec<u8>>, bool), Tried>;
+pub(super) type Outcome = Result<(io::Result<Vec<u8>>, bool), Tried>;
 
 /// One exchange as it ended, with what the bridge saw of the reply.
-struct Ran {
-    outcome: Outcome,
+pub(super) struct Ran {
+    pub(super) outcome: Outcome,
     /// Reply bytes reached the bridge (the client may have some of them).
-    started: bool,
+    pub(super) started: bool,
     /// The reply's head was not a valid CGI response head (why).
-    bad_reply: Option<String>,
+    pub(super) bad_reply: Option<String>,
 }
 
 /// One try on backend `b`; `None` when it cannot be made (a streamed body already began).
 fn attempt(
-    app: &Fcgi,
+    plan: &Plan,
     b: &Backend,
-    shared: &Shared<'_>,
-    req: &mut Request<'_>,
+    rio: &mut ReqIo<'_, '_>,
     resp: &mut Response<'_>,
 ) -> Option<Attempt> {
-    let opts = &app.opts;
-    if shared.streamed() && req.input.consumed() > 0 {
+    let opts = &plan.bal.opts;
+    let read_ahead = plan.prefix.len() as u64;
+    if plan.streamed()
+        && rio
+            .input
+            .as_ref()
+            .is_some_and(|i| i.consumed() > read_ahead)
+    {
         return None;
     }
-    let mut lease = match b.lease(shared.pooled, opts.idle, opts.connect_timeout, opts.timeout) {
+    let mut lease = match b.lease(
+        plan.pooled,
+        opts.idle,
+        opts.connect_timeout,
+        opts.timeout,
+        None,
+    ) {
         Ok(l) => l,
         Err(e) => return Some(lease_failed(&e)),
     };
-    let ran = exchange(app, b, shared, &mut lease, req, resp);
-    Some(settle(app, b, shared, lease, ran, req, resp))
+    let ran = exchange(plan, b, &mut lease, rio, resp);
+    Some(settle(plan, b, lease, ran, rio.errors, resp))
 }
 
 /// The try that found no connection: a connect error, or no free pooled one in time.
-fn lease_failed(e: &io::Error) -> Attempt {
+pub(super) fn lease_failed(e: &io::Error) -> Attempt {
     let what = match e.kind() {
         io::ErrorKind::TimedOut => e.to_string(),
         _ => format!("connect: {e}"),
@@ -255,34 +355,45 @@ fn lease_failed(e: &io::Error) -> Attempt {
 
 /// Runs the request on the leased connection through a bridge to `resp`.
 fn exchange(
-    app: &Fcgi,
+    plan: &Plan,
     b: &Backend,
-    shared: &Shared<'_>,
     lease: &mut Lease,
-    req: &mut Request<'_>,
+    rio: &mut ReqIo<'_, '_>,
     resp: &mut Response<'_>,
 ) -> Ran {
-    let mut bytes: &[u8] = shared.replay.as_deref().unwrap_or_default();
-    let body: Option<&mut dyn Read> = match (&shared.replay, shared.streamed()) {
-        (Some(_), _) => Some(&mut bytes),
-        (None, true) => Some(&mut req.input),
-        (None, false) => None,
+    let mut bytes: &[u8] = plan.replay.as_deref().unwrap_or_default();
+    let mut streamed = rio
+        .input
+        .as_mut()
+        .map(|i| (&plan.prefix[..]).chain(&mut **i));
+    let body: Option<&mut dyn Read> = match (&plan.replay, plan.streamed(), streamed.as_mut()) {
+        (Some(_), _, _) => Some(&mut bytes),
+        (None, true, Some(input)) => Some(input),
+        _ => None,
     };
     b.started();
-    let mut bridge = Bridge::new(resp, &mut *req.errors);
+    let mut bridge = Bridge::new(resp, &mut *rio.errors);
     let call = Call {
-        head: shared.head,
+        head: &plan.head.0,
         body,
-        body_len: shared.len,
-        timeout: app.opts.timeout,
+        body_len: plan.len,
+        timeout: plan.bal.opts.timeout,
     };
     let result = request::run(
         &mut lease.conn,
-        Exchange::new(1, shared.pooled),
+        Exchange::new(1, plan.pooled),
         call,
         &mut bridge,
     );
     b.stopped();
+    ran(result, bridge)
+}
+
+/// What a finished exchange means, with what its bridge saw.
+pub(super) fn ran(
+    result: Result<request::End, request::CallError>,
+    mut bridge: Bridge<'_, '_, '_>,
+) -> Ran {
     let started = bridge.started;
     let outcome = match result {
         Ok(end) if end.status == ProtocolStatus::RequestComplete => {
@@ -314,13 +425,12 @@ fn exchange(
 
 /// Returns the connection to the pool (kept only after a clean reply) and decides what the
 /// exchange means: the answer, an error that ends the request, or a failed try.
-fn settle(
-    app: &Fcgi,
+pub(super) fn settle(
+    plan: &Plan,
     b: &Backend,
-    shared: &Shared<'_>,
     lease: Lease,
     ran: Ran,
-    req: &mut Request<'_>,
+    errors: &mut dyn Write,
     resp: &mut Response<'_>,
 ) -> Attempt {
     let Ran {
@@ -332,7 +442,7 @@ fn settle(
     match outcome {
         Ok((Ok(tail), reusable)) if bad_reply.is_none() => {
             b.succeeded();
-            b.release((shared.pooled && reusable).then_some(lease.conn));
+            b.release((plan.pooled && reusable).then_some(lease.conn));
             return done(Ok(Body::Full(tail.into())));
         }
         _ => b.release(None),
@@ -340,7 +450,7 @@ fn settle(
     if let Some(why) = bad_reply {
         return done(answer(
             resp,
-            req,
+            errors,
             LastError::Bad(format!("{}: {why}", b.addr)),
         ));
     }
@@ -350,7 +460,7 @@ fn settle(
             let why = r.err().map(|e| e.to_string()).unwrap_or_default();
             return done(answer(
                 resp,
-                req,
+                errors,
                 LastError::Bad(format!("{}: {why}", b.addr)),
             ));
         }
@@ -364,7 +474,7 @@ fn settle(
         return done(Err(AppError::from(io::Error::new(kind, t.what))));
     }
     if started && resp.headers_sent() {
-        b.failed(app.opts.eject_after, &t.what);
+        b.failed(plan.bal.opts.eject_after, &t.what);
         let what = format!("{}: {} (reply cut)", b.addr, t.what);
         return done(Err(AppError::from(io::Error::other(what))));
     }

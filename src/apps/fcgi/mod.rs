@@ -14,6 +14,7 @@ pub mod balance;
 mod bridge;
 mod forward;
 pub mod stats;
+mod wait;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -100,10 +101,15 @@ pub fn parse_spec(rest: &str) -> Result<(Vec<BackendAddr>, FcgiOptions), String>
 
 /// The forwarding app.
 pub struct Fcgi {
+    bal: Arc<Balancer>,
+    reaper: std::sync::Once,
+}
+
+/// The backends, the options and the balancing state an app and its parked requests share.
+pub(super) struct Balancer {
     backends: Vec<Arc<Backend>>,
     opts: FcgiOptions,
     rotation: AtomicUsize,
-    reaper: std::sync::Once,
 }
 
 impl Fcgi {
@@ -116,9 +122,11 @@ impl Fcgi {
             .collect();
         stats::register(&backends);
         Fcgi {
-            backends,
-            opts,
-            rotation: AtomicUsize::new(0),
+            bal: Arc::new(Balancer {
+                backends,
+                opts,
+                rotation: AtomicUsize::new(0),
+            }),
             reaper: std::sync::Once::new(),
         }
     }
@@ -131,15 +139,15 @@ impl Fcgi {
 
     /// The backends' counters.
     pub fn stats(&self) -> Vec<backend::BackendStats> {
-        self.backends.iter().map(|b| b.stats()).collect()
+        self.bal.backends.iter().map(|b| b.stats()).collect()
     }
 
     /// Starts, once, the thread that closes expired idle connections and probes ejected
     /// backends; it ends when the app is dropped.
     fn start_reaper(&self) {
         self.reaper.call_once(|| {
-            let weak: Vec<_> = self.backends.iter().map(Arc::downgrade).collect();
-            let (idle, connect) = (self.opts.idle, self.opts.connect_timeout);
+            let weak: Vec<_> = self.bal.backends.iter().map(Arc::downgrade).collect();
+            let (idle, connect) = (self.bal.opts.idle, self.bal.opts.connect_timeout);
             let tick = (idle / 4).clamp(Duration::from_millis(100), Duration::from_millis(500));
             let spawned = std::thread::Builder::new()
                 .name("cgate-fcgi-reaper".into())
@@ -162,7 +170,9 @@ impl Fcgi {
             }
         });
     }
+}
 
+impl Balancer {
     /// The backend for the next try; `tried` has bit `i` set for backend `i` tried already.
     fn choose(&self, tried: u64, key: Option<usize>) -> Option<usize> {
         let none = balance::View {
@@ -196,6 +206,6 @@ impl App for Fcgi {
         if pooled {
             self.start_reaper();
         }
-        forward::forward(self, pooled, req, resp)
+        forward::forward(&self.bal, pooled, req, resp)
     }
 }

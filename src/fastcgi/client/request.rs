@@ -190,7 +190,11 @@ pub struct Pending {
 impl Pending {
     /// Reads what has arrived, without waiting, and hands it to `handler`: `Ok(Some(end))`
     /// once the reply is over, `Ok(None)` when the socket has nothing more yet.
-    pub fn step(&mut self, conn: &mut Conn, handler: &mut dyn Handler) -> Result<Option<End>, CallError> {
+    pub fn step(
+        &mut self,
+        conn: &mut Conn,
+        handler: &mut dyn Handler,
+    ) -> Result<Option<End>, CallError> {
         let mut io = Io::from_pending(conn, handler, self);
         let r = io.read_ready();
         *self = io.into_pending();
@@ -199,6 +203,11 @@ impl Pending {
             end.reusable &= self.sent_all;
             Ok(Some(end))
         })
+    }
+
+    /// END_REQUEST has come (while the request was still being sent).
+    pub fn ended(&self) -> bool {
+        self.end.is_some()
     }
 
     /// Some reply byte has come (the backend has acted).
@@ -231,7 +240,12 @@ fn timed_out(x: &Exchange, timeout: Duration) -> CallError {
 }
 
 impl<'c, 'h> Io<'c, 'h> {
-    fn new(conn: &'c mut Conn, x: Exchange, handler: &'h mut dyn Handler, timeout: Duration) -> Self {
+    fn new(
+        conn: &'c mut Conn,
+        x: Exchange,
+        handler: &'h mut dyn Handler,
+        timeout: Duration,
+    ) -> Self {
         Io {
             conn,
             x,
@@ -314,9 +328,9 @@ impl<'c, 'h> Io<'c, 'h> {
     }
 
     fn end_of_reply(&self) -> Result<End, CallError> {
-        let mut end = self.end.ok_or_else(|| {
-            CallError::io(&self.x, &io::ErrorKind::UnexpectedEof.into(), "reply")
-        })?;
+        let mut end = self
+            .end
+            .ok_or_else(|| CallError::io(&self.x, &io::ErrorKind::UnexpectedEof.into(), "reply"))?;
         end.reusable &= self.sent_all;
         Ok(end)
     }

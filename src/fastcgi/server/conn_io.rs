@@ -118,6 +118,9 @@ pub struct ConnState {
     /// [`MIN_BODY_RATE`]); None until the request's first body byte or wait.
     pub(super) body_deadline: Option<Instant>,
     pub(super) request_timeout: Duration,
+    /// The current request's body waits on a descriptor, off any thread (see
+    /// [`crate::gateway::deferred`]).
+    pub(super) parked: Option<crate::gateway::driver::Parked>,
 }
 
 /// `at + d`, or a year after `at` when the sum does not fit (an operator's huge timeout
@@ -170,6 +173,7 @@ impl ConnState {
             broken: false,
             body_deadline: None,
             request_timeout: cfg.request_timeout,
+            parked: None,
         }
     }
 

@@ -6,6 +6,7 @@
 //! [`crate::ops`]; this module wires it to the pool.
 
 mod conn_io;
+mod parked;
 pub mod pool;
 pub mod request;
 pub mod responder;

@@ -24,6 +24,7 @@ use super::responder::{ConnConfig, ConnState, Next, on_readable};
 use crate::gateway::App;
 use crate::net::listener::{Listener, Stream};
 use crate::ops::notrun::NotRun;
+use nix::sys::eventfd::{EfdFlags, EventFd};
 
 /// A loop thread inside one request for longer than this is replaced by a spare.
 pub const SLOW_REQUEST: Duration = Duration::from_millis(2);
@@ -36,6 +37,10 @@ pub(super) const BATCH: usize = 8;
 /// Stack size of pool threads: address space only; touched pages cost memory.
 pub(super) const STACK_SIZE: usize = 512 * 1024;
 pub(super) const LISTENER_KEY: u64 = 0;
+/// The key of the eventfd that says parked requests were woken (see [`Shared::woken`]).
+pub(super) const WAKE_KEY: u64 = 1 << 63;
+/// Set in the key of a parked request's own descriptor (the rest is its connection's key).
+pub(super) const PARK_BIT: u64 = 1 << 62;
 /// On a reload or a stop, idle kept-alive connections are closed once unused for this long.
 const RETIRE_QUIET_MS: u64 = 1000;
 
@@ -61,6 +66,28 @@ pub(super) struct Slot {
     /// The requests of the next event may have waited (a fresh connection, or the peer
     /// hung up): they run only if the connection is still there ([`NotRun`]).
     pub(super) check_peer: AtomicBool,
+    /// Wakes this connection's parked request (see [`crate::gateway::deferred`]).
+    pub(super) waker: std::task::Waker,
+    /// Pool-clock milliseconds when the parked request's wait gives up; 0: none.
+    pub(super) park_deadline: AtomicU64,
+}
+
+/// Wakes a parked request: its key goes on the woken list and the eventfd tells a loop.
+struct SlotWake {
+    key: u64,
+    sh: std::sync::Weak<Shared>,
+}
+
+impl std::task::Wake for SlotWake {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if let Some(sh) = self.sh.upgrade() {
+            sh.wake(self.key);
+        }
+    }
 }
 
 pub(super) struct Worker {
@@ -112,6 +139,10 @@ pub(super) struct Shared {
     pub(super) handled: AtomicU64,
     pub(super) stopping: AtomicBool,
     pub(super) last_error: AtomicU64,
+    /// Keys of parked requests woken since a loop last looked ([`WAKE_KEY`]).
+    pub(super) woken: Mutex<Vec<u64>>,
+    pub(super) wake_fd: EventFd,
+    pub(super) this: std::sync::Weak<Shared>,
 }
 
 impl Shared {
@@ -222,6 +253,11 @@ impl Shared {
                 arriving: AtomicBool::new(false),
                 // It waited in the listen queue: its web server may have left meanwhile.
                 check_peer: AtomicBool::new(true),
+                waker: std::task::Waker::from(Arc::new(SlotWake {
+                    key,
+                    sh: self.this.clone(),
+                })),
+                park_deadline: AtomicU64::new(0),
             });
             lock(&self.conns).insert(key, slot);
             crate::ops::metrics::COUNTERS.conn_opened();
@@ -251,6 +287,18 @@ impl Shared {
             self.accept_all(mine);
             return;
         }
+        if key == WAKE_KEY {
+            let _ = self.wake_fd.read();
+            let keys = std::mem::take(&mut *lock(&self.woken));
+            for k in keys {
+                self.handle_parked(k);
+            }
+            return;
+        }
+        if key & PARK_BIT != 0 {
+            self.handle_parked(key & !PARK_BIT);
+            return;
+        }
         let Some(slot) = lock(&self.conns).get(&key).cloned() else {
             return;
         };
@@ -267,7 +315,18 @@ impl Shared {
             let guarded = NotRun(&*self.app);
             let check = slot.check_peer.load(Relaxed) && slot.check_peer.swap(false, SeqCst);
             let app: &dyn App = if check { &guarded } else { &*self.app };
-            let next = on_readable(&mut st, &slot.stream, app, &self.cfg.conn, &busy, &stop);
+            let next = on_readable(
+                &mut st,
+                &slot.stream,
+                app,
+                &self.cfg.conn,
+                &busy,
+                &stop,
+                &slot.waker,
+            );
+            if next == Next::Parked {
+                self.park(key, &slot, &st);
+            }
             // A request still reading its body ahead of its app is listed for the status
             // and the slow log.
             match (next, st.waiting.as_mut()) {
@@ -282,6 +341,11 @@ impl Shared {
             }
             next
         };
+        self.after(key, &slot, next);
+    }
+
+    /// Acts on what a connection's handler said: re-arm, linger or close.
+    pub(super) fn after(&self, key: u64, slot: &Arc<Slot>, next: Next) {
         self.handled.fetch_add(1, SeqCst);
         let now = self.now();
         slot.last.store(now, SeqCst);
@@ -292,19 +356,25 @@ impl Shared {
                 } else if slot.partial_since.load(SeqCst) == 0 {
                     slot.partial_since.store(now.max(1), SeqCst);
                 }
-                if !self.arm(key, &slot) {
-                    self.close(key, &slot);
+                if !self.arm(key, slot) {
+                    self.close(key, slot);
                 }
             }
             Next::Linger => {
                 // The lingering close gets a request timeout from now.
                 slot.lingering.store(true, SeqCst);
                 slot.partial_since.store(now.max(1), SeqCst);
-                if !self.arm(key, &slot) {
-                    self.close(key, &slot);
+                if !self.arm(key, slot) {
+                    self.close(key, slot);
                 }
             }
-            Next::Close => self.close(key, &slot),
+            Next::Close => self.close(key, slot),
+            Next::Parked => {
+                // The socket is watched for ABORT_REQUEST or the web server's close.
+                if !self.arm(key, slot) {
+                    self.close(key, slot);
+                }
+            }
         }
     }
 }
@@ -320,7 +390,9 @@ impl Pool {
             EpollEvent::new(EpollFlags::EPOLLIN, LISTENER_KEY),
         )?;
         let workers = cfg.workers.max(1);
-        let sh = Arc::new(Shared {
+        let wake_fd = EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)?;
+        epoll.add(&wake_fd, EpollEvent::new(EpollFlags::EPOLLIN, WAKE_KEY))?;
+        let sh = Arc::new_cyclic(|this| Shared {
             epoll,
             listener,
             app,
@@ -336,6 +408,9 @@ impl Pool {
             handled: AtomicU64::new(0),
             stopping: AtomicBool::new(false),
             last_error: AtomicU64::new(0),
+            woken: Mutex::new(Vec::new()),
+            wake_fd,
+            this: this.clone(),
         });
         for _ in 0..workers {
             sh.loops.fetch_add(1, SeqCst);

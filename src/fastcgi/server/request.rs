@@ -12,8 +12,10 @@ use std::os::fd::{AsFd, BorrowedFd};
 
 use super::conn_io::{ConnConfig, ConnState, FASTCGI_FACTS, STAGE_MAX, WBUF_FLUSH};
 use crate::fastcgi::proto::connection::{Disposition, Event, Params, Progress};
+use crate::gateway::driver::{Run, abandon, resume, run_app_parking};
 use crate::gateway::{
-    App, BodyLength, Environ, Head, Input, Request, Sink, parse_content_length, run_app, send_plain,
+    App, BodyLength, Environ, Head, Input, Request, Sink, Turn, Wake, parse_content_length,
+    send_plain,
 };
 use crate::net::listener::Stream;
 
@@ -312,17 +314,80 @@ pub(super) fn serve_request(
     let mut src = StdinReader { io: &io };
     let mut errors = ErrorStream { io: &io };
     let mut req = Request::new(env, Input::new(&mut src, length), &mut errors);
-    run_app(app, &mut req, &mut sink);
+    let parked = match run_app_parking(app, &mut req, &mut sink) {
+        Run::Done(_) => None,
+        Run::Parked(p) => Some(p),
+    };
     let env = std::mem::replace(&mut req.environ, Environ::new(FASTCGI_FACTS));
     drop(req);
     let st = io.into_inner();
+    if let Some(p) = parked {
+        // Its body waits on a descriptor: the request goes on in later turns.
+        st.parked = Some(p);
+        return;
+    }
+    after_request(st, Some(env));
+}
+
+/// One turn of the parked request of `st` (its descriptor is ready, its waker woke or its
+/// deadline passed); `true` when it is over. A client that has gone meanwhile ends it
+/// (`check_peer`: the web server's socket was readable, so records are read first).
+pub(super) fn turn(
+    st: &mut ConnState,
+    stream: &Stream,
+    waker: &std::task::Waker,
+    check_peer: bool,
+) -> bool {
+    let Some(p) = st.parked.take() else {
+        return true;
+    };
+    let io = RefCell::new(st);
+    let mut sink = FcgiSink { io: &io, stream };
+    let gone = if check_peer {
+        sink.client_gone()
+    } else {
+        io.borrow().dead().is_err()
+    };
+    let run = if gone {
+        Run::Done(abandon(p, &mut sink))
+    } else {
+        let wake = match p.body().deadline() {
+            Some(d) if std::time::Instant::now() >= d => Wake::TimedOut,
+            _ => Wake::Ready,
+        };
+        let mut errors = ErrorStream { io: &io };
+        let mut t = Turn {
+            wake,
+            errors: &mut errors,
+            waker,
+        };
+        resume(p, &mut sink, &mut t)
+    };
+    let st = io.into_inner();
+    match run {
+        Run::Parked(p) => {
+            st.parked = Some(p);
+            false
+        }
+        Run::Done(_) => {
+            after_request(st, None);
+            true
+        }
+    }
+}
+
+/// What follows a request's end: the body the app left unread goes, the params' buffers
+/// are kept for the next request, an aborted request gets its END_REQUEST.
+fn after_request(st: &mut ConnState, env: Option<Environ>) {
     // Once the body has ended, what the app left unread is not needed: its memory and file
     // go now. (While STDIN still flows, the spool keeps counting it against --max-spool.)
     if !st.spool.is_empty() && !st.conn.stdin_open() {
         st.spool = super::spool::Spool::default();
     }
-    let (raw, pairs) = env.into_parts();
-    st.conn.recycle_params(Params { raw, pairs });
+    if let Some(env) = env {
+        let (raw, pairs) = env.into_parts();
+        st.conn.recycle_params(Params { raw, pairs });
+    }
     if st.conn.aborted() {
         // ABORT_REQUEST: the app has stopped; confirm with END_REQUEST at once.
         st.stage.clear();

@@ -12,6 +12,7 @@
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd};
+use std::task::Waker;
 
 pub use super::conn_io::{ConnConfig, ConnState, FASTCGI_FACTS, PREREAD_MAX};
 use crate::fastcgi::proto::connection::{Disposition, Event, Progress};
@@ -32,6 +33,9 @@ pub enum Next {
     Linger,
     /// Close the connection.
     Close,
+    /// The current request's body waits on a descriptor (or a waker) off the thread:
+    /// watch it, and re-arm the socket to hear of the web server's ABORT_REQUEST or close.
+    Parked,
 }
 
 /// Writes what is owed and says whether the connection must end now.
@@ -101,6 +105,7 @@ fn read_more(st: &mut ConnState, read_once: &mut bool) -> Option<Next> {
 /// the buffer (the app may block inside). `stream` is the connection's socket (the one in
 /// `st`), lent to the request's sink for [`crate::gateway::Sink::watch_fd`]. `busy(true)` is called when an app starts and
 /// `busy(false)` when it ends; `stop()` says the server is shutting down.
+#[allow(clippy::too_many_arguments)]
 pub fn on_readable(
     st: &mut ConnState,
     stream: &Stream,
@@ -108,7 +113,15 @@ pub fn on_readable(
     cfg: &ConnConfig,
     busy: &dyn Fn(bool),
     stop: &dyn Fn() -> bool,
+    waker: &Waker,
 ) -> Next {
+    if st.parked.is_some() {
+        // The web server wrote while its request waits (ABORT_REQUEST, or it closed).
+        if !super::request::turn(st, stream, waker, true) {
+            return Next::Parked;
+        }
+        return after_parked(st, stream, app, cfg, busy, stop, waker);
+    }
     // Only `settle` returns to the event loop in this disposition, after shutting down
     // the writing side.
     if st.conn.disposition() == Disposition::Linger {
@@ -164,18 +177,75 @@ pub fn on_readable(
         if start && let Some(params) = st.waiting.take() {
             busy(true);
             super::request::serve_request(st, stream, app, cfg, params);
-            busy(false);
-            if st.broken {
-                return Next::Close;
+            // A parked body's first turn comes at once: it starts its wait there.
+            if st.parked.is_some() && !super::request::turn(st, stream, waker, false) {
+                return Next::Parked;
             }
-            // While stopping, the connection takes no more input after this request: what
-            // the web server sent before that is still read and served (a reply held for
-            // the rest of STDIN goes out first), then the end of the stream closes it.
-            if stop() && st.conn.active_request().is_none() {
-                stream.shutdown_read();
+            if let Some(next) = request_ended(st, stream, busy, stop) {
+                return next;
             }
         }
     }
+}
+
+/// A request ended: the connection closes if broken; while stopping it takes no more input.
+fn request_ended(
+    st: &mut ConnState,
+    stream: &Stream,
+    busy: &dyn Fn(bool),
+    stop: &dyn Fn() -> bool,
+) -> Option<Next> {
+    busy(false);
+    if st.broken {
+        return Some(Next::Close);
+    }
+    // While stopping, the connection takes no more input after this request: what the web
+    // server sent before that is still read and served (a reply held for the rest of STDIN
+    // goes out first), then the end of the stream closes it.
+    if stop() && st.conn.active_request().is_none() {
+        stream.shutdown_read();
+    }
+    None
+}
+
+/// A parked request has ended: the connection goes on with what has arrived since.
+#[allow(clippy::too_many_arguments)]
+pub fn after_parked(
+    st: &mut ConnState,
+    stream: &Stream,
+    app: &dyn App,
+    cfg: &ConnConfig,
+    busy: &dyn Fn(bool),
+    stop: &dyn Fn() -> bool,
+    waker: &Waker,
+) -> Next {
+    if let Some(next) = request_ended(st, stream, busy, stop) {
+        return next;
+    }
+    on_readable(st, stream, app, cfg, busy, stop, waker)
+}
+
+/// One turn of the parked request of `st` (its descriptor is ready, its waker woke or its
+/// deadline passed): `None` while it still waits, else what the connection does next.
+#[allow(clippy::too_many_arguments)]
+pub fn on_parked_ready(
+    st: &mut ConnState,
+    stream: &Stream,
+    app: &dyn App,
+    cfg: &ConnConfig,
+    busy: &dyn Fn(bool),
+    stop: &dyn Fn() -> bool,
+    waker: &Waker,
+) -> Option<Next> {
+    if !super::request::turn(st, stream, waker, false) {
+        return None;
+    }
+    Some(after_parked(st, stream, app, cfg, busy, stop, waker))
+}
+
+/// The body of the parked request of `st`, if one is parked (for its wait).
+pub fn parked_body(st: &ConnState) -> Option<&dyn crate::gateway::Deferred> {
+    st.parked.as_ref().map(|p| p.body())
 }
 
 impl ConnState {

@@ -120,6 +120,8 @@ fn take_events(sh: &Shared, me: &Worker, events: &[EpollEvent]) {
 
 pub(super) fn run_loop(sh: &Arc<Shared>, me: &Arc<Worker>) {
     me.tid.store(nix::unistd::gettid().as_raw(), SeqCst);
+    // Deferred bodies park here: a request waiting on a backend holds no loop thread.
+    crate::gateway::deferred::set_parking(true);
     // An app or the responder about to wait detaches this thread at once (no watchdog delay).
     let (hook_sh, hook_me) = (Arc::downgrade(sh), Arc::downgrade(me));
     crate::gateway::blocking::set_hook(Some(Box::new(move || {

@@ -51,6 +51,7 @@ impl Shared {
             if now.saturating_sub(last_scan) >= 1000 {
                 last_scan = now;
                 self.expire(now);
+                self.expire_parked(now);
             }
         }
     }

@@ -1,0 +1,112 @@
+//! Requests parked off the loop threads: their descriptors in the shared epoll set, their wakers, their deadlines.
+//!
+//! A request whose body waits on a descriptor (a backend's reply) is parked in its
+//! connection's state. Its descriptor joins the epoll set one-shot under the connection's key
+//! with [`PARK_BIT`] set; a body that waits for something else (a free backend connection)
+//! is woken through its connection's waker, which lists the key and writes the pool's
+//! eventfd. Either way one loop thread takes the connection's lock and gives the body a turn.
+//! The watchdog wakes parked requests past their deadline.
+
+use std::sync::atomic::Ordering::SeqCst;
+use std::time::Instant;
+
+use nix::errno::Errno;
+use nix::sys::epoll::{EpollEvent, EpollFlags};
+
+use super::conn_io::ConnState;
+use super::pool::{PARK_BIT, Shared, Slot, lock};
+use super::responder::{Next, on_parked_ready, parked_body};
+use crate::gateway::Interest;
+use crate::ops::notrun::NotRun;
+
+impl Shared {
+    /// Lists `key` as woken and tells a loop thread.
+    pub(super) fn wake(&self, key: u64) {
+        lock(&self.woken).push(key);
+        let _ = self.wake_fd.write(1);
+    }
+
+    /// The request of connection `key` was just parked: its descriptor goes into the epoll
+    /// set (one-shot), its deadline to the watchdog.
+    pub(super) fn park(&self, key: u64, slot: &Slot, st: &ConnState) {
+        let Some(body) = parked_body(st) else {
+            return;
+        };
+        let (fd, deadline) = (body.wait_for(), body.deadline());
+        let ms = deadline.map_or(0, |d| {
+            let left = d.saturating_duration_since(Instant::now()).as_millis();
+            self.now() + u64::try_from(left).unwrap_or(u64::MAX / 4) + 1
+        });
+        slot.park_deadline.store(ms, SeqCst);
+        let Some((fd, interest)) = fd else {
+            return; // it waits for its waker
+        };
+        let flags = match interest {
+            Interest::Read => EpollFlags::EPOLLIN,
+            Interest::Write => EpollFlags::EPOLLOUT,
+        } | EpollFlags::EPOLLONESHOT;
+        let mut ev = EpollEvent::new(flags, key | PARK_BIT);
+        // A kept backend connection stays in the set (disarmed) between its requests.
+        let r = match self.epoll.modify(fd, &mut ev) {
+            Err(Errno::ENOENT) => self.epoll.add(fd, ev),
+            r => r,
+        };
+        if let Err(e) = r {
+            // Cannot watch it: the request is woken at once and tries again.
+            self.log_rate_limited(&format!("cannot watch a parked request's descriptor: {e}"));
+            self.wake(key);
+        }
+    }
+
+    /// Gives the parked request of connection `key` a turn (its descriptor is ready, its
+    /// waker woke or its deadline passed).
+    pub(super) fn handle_parked(&self, key: u64) {
+        let Some(slot) = lock(&self.conns).get(&key).cloned() else {
+            return;
+        };
+        let next = {
+            let mut st = lock(&slot.state);
+            if st.parked.is_none() {
+                return; // over already (a late event)
+            }
+            let busy = |on: bool| slot.busy.store(on, SeqCst);
+            let stop = || self.stopping.load(SeqCst);
+            let guarded = NotRun(&*self.app);
+            let app: &dyn crate::gateway::App = if slot.check_peer.swap(false, SeqCst) {
+                &guarded
+            } else {
+                &*self.app
+            };
+            let cfg = &self.cfg.conn;
+            match on_parked_ready(&mut st, &slot.stream, app, cfg, &busy, &stop, &slot.waker) {
+                None => {
+                    self.park(key, &slot, &st);
+                    return;
+                }
+                Some(next) => {
+                    slot.park_deadline.store(0, SeqCst);
+                    if next == Next::Parked {
+                        self.park(key, &slot, &st);
+                    }
+                    next
+                }
+            }
+        };
+        self.after(key, &slot, next);
+    }
+
+    /// Wakes the parked requests whose wait has passed its deadline (the watchdog).
+    pub(super) fn expire_parked(&self, now: u64) {
+        let due: Vec<u64> = lock(&self.conns)
+            .iter()
+            .filter(|(_, s)| {
+                let d = s.park_deadline.load(SeqCst);
+                d != 0 && now >= d
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        for k in due {
+            self.wake(k);
+        }
+    }
+}
