@@ -82,9 +82,9 @@ pub mod testing;
 use std::sync::Arc;
 
 pub use gateway::{
-    App, AppError, Body, Environ, Form, GatewayFacts, GatewayKind, Head, HeadError, Header,
-    HeaderValue, Input, IntoHeaders, IntoStatus, Request, Response, Status, about_to_block, app_fn,
-    blocking,
+    App, AppError, Body, Deferred, Environ, Form, GatewayFacts, GatewayKind, Head, HeadError,
+    Header, HeaderValue, Input, Interest, IntoHeaders, IntoStatus, Request, Response, Status, Step,
+    Turn, Wake, about_to_block, app_fn, blocking,
 };
 
 /// Runs `app` behind the same command line as the `cgate` binary (`cgi`, `fastcgi`,

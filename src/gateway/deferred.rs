@@ -7,6 +7,61 @@
 //! `cgate request`, middleware that post-processes a body) [`complete`] waits for the
 //! descriptor in a `poll()` (a blocking section) and resumes it in a loop: the same body
 //! gives the same bytes under every gateway.
+//!
+//! A body that relays what a socket delivers, chunk by chunk, until its peer closes:
+//!
+//! ```
+//! use std::io::{ErrorKind, Read, Write};
+//! use std::os::fd::{AsFd, BorrowedFd};
+//! use std::os::unix::net::UnixStream;
+//! use std::time::{Duration, Instant};
+//! use cgate::{Deferred, Interest, Response, Step, Turn, Wake};
+//!
+//! struct Relay(UnixStream, Instant);
+//!
+//! impl Deferred for Relay {
+//!     fn wait_for(&self) -> Option<(BorrowedFd<'_>, Interest)> {
+//!         Some((self.0.as_fd(), Interest::Read))
+//!     }
+//!     fn deadline(&self) -> Option<Instant> {
+//!         Some(self.1)
+//!     }
+//!     fn resume(&mut self, resp: &mut Response<'_>, turn: &mut Turn<'_>) -> Step {
+//!         if turn.wake == Wake::TimedOut {
+//!             return Step::Done(Err(cgate::AppError::msg("the peer was too slow")));
+//!         }
+//!         let mut buf = [0u8; 4096];
+//!         loop {
+//!             match self.0.read(&mut buf) {
+//!                 Ok(0) => return Step::Done(Ok(())),
+//!                 Ok(n) => {
+//!                     if let Err(e) = resp.write(&buf[..n]) {
+//!                         return Step::Done(Err(e.into()));
+//!                     }
+//!                 }
+//!                 Err(e) if e.kind() == ErrorKind::WouldBlock => return Step::Wait,
+//!                 Err(e) => return Step::Done(Err(e.into())),
+//!             }
+//!         }
+//!     }
+//!     fn abort(&mut self) {}
+//! }
+//!
+//! let app = cgate::app_fn(|_req, resp| {
+//!     let (ours, mut theirs) = UnixStream::pair()?;
+//!     ours.set_nonblocking(true)?;
+//!     std::thread::spawn(move || {
+//!         theirs.write_all(b"one\n").unwrap();
+//!         std::thread::sleep(Duration::from_millis(20));
+//!         theirs.write_all(b"two\n").unwrap();
+//!     });
+//!     resp.start(200, [("Content-Type", "text/plain")])?;
+//!     let deadline = Instant::now() + Duration::from_secs(30);
+//!     Ok(cgate::Body::Deferred(Box::new(Relay(ours, deadline))))
+//! });
+//! let r = cgate::testing::TestRequest::get("/").run(&app);
+//! assert_eq!(r.text(), "one\ntwo\n");
+//! ```
 
 use std::cell::Cell;
 use std::io::{self, Write};
@@ -92,6 +147,10 @@ pub(crate) fn set_parking(on: bool) -> bool {
     PARKING.with(|p| p.replace(on))
 }
 
+/// The first wait for a descriptor is this short and unannounced; a longer one is a
+/// blocking section (and tells an event-loop server to move its other work elsewhere).
+const FIRST_SLICE: Duration = Duration::from_millis(1);
+
 /// Longest single `poll()` while the client is watched (it is asked again after it).
 const CLIENT_CHECK: Duration = Duration::from_millis(500);
 
@@ -153,6 +212,7 @@ fn wait(
     signal: &ThreadWaker,
 ) -> Result<Wake, AppError> {
     let mut watch_client = true;
+    let mut first = true;
     loop {
         let left = body
             .deadline()
@@ -176,6 +236,15 @@ fn wait(
             Interest::Write => PollFlags::POLLOUT,
         };
         let client = if watch_client { resp.watch_fd() } else { None };
+        if first {
+            // A fast peer answers within the first slice: no hand-off for it.
+            first = false;
+            if poll_two(fd, flags, None, slice.min(FIRST_SLICE))?.0 {
+                return Ok(Wake::Ready);
+            }
+            super::about_to_block();
+            continue;
+        }
         let (ready, client_ready) = super::blocking(|| poll_two(fd, flags, client, slice))?;
         if ready {
             return Ok(Wake::Ready);

@@ -2,9 +2,11 @@
 
 use std::io;
 use std::os::fd::BorrowedFd;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
 use super::observe::{Accounting, Forward, InnerParked, Prefixed};
+use super::waiting::Waiting;
 use crate::gateway::deferred::{Deferred, Interest, Step, Turn};
 use crate::gateway::driver::{finish, panic_message};
 use crate::gateway::response::Suspended;
@@ -32,6 +34,7 @@ impl ObserveWait {
         status: u16,
         bytes: u64,
     ) -> Self {
+        acct.waiting.store(Waiting::Parked as u8, Relaxed);
         ObserveWait {
             inner: parked.body,
             resp: Some(parked.resp),
@@ -58,6 +61,7 @@ impl Deferred for ObserveWait {
         let Some(state) = self.resp.take() else {
             return Step::Done(Err(AppError::msg("observed body resumed after its end")));
         };
+        self.acct.waiting.store(Waiting::App as u8, Relaxed);
         let _current = super::waiting::Current::enter(&self.acct.waiting);
         let mut fwd = Forward {
             outer,
@@ -92,6 +96,7 @@ impl Deferred for ObserveWait {
             Ok(Some(state)) => {
                 self.resp = Some(state);
                 (self.buf, self.status, self.bytes) = (fwd.buf, fwd.status, fwd.bytes);
+                self.acct.waiting.store(Waiting::Parked as u8, Relaxed);
                 return Step::Wait;
             }
             Ok(None) => Ok(()),
@@ -106,6 +111,14 @@ impl Deferred for ObserveWait {
 
     fn abort(&mut self) {
         self.inner.abort();
+        self.gone();
+    }
+}
+
+impl ObserveWait {
+    /// The request ended without its body (the client left, or it was dropped): it is
+    /// accounted for as aborted, once.
+    fn gone(&mut self) {
         if self.resp.take().is_some() {
             let gone = io::Error::new(io::ErrorKind::ConnectionAborted, "the client went away");
             let head_sent = self.status != 0;
@@ -118,5 +131,11 @@ impl Deferred for ObserveWait {
                 env.as_ref(),
             );
         }
+    }
+}
+
+impl Drop for ObserveWait {
+    fn drop(&mut self) {
+        self.gone();
     }
 }

@@ -17,6 +17,9 @@ pub enum Waiting {
     /// A CGI script it runs: the pump waits for the script's output (or for it to read
     /// its body).
     Script = 3,
+    /// Its body is parked off any thread until a descriptor is ready (a forwarded request
+    /// waiting for its backend under the FastCGI server).
+    Parked = 4,
 }
 
 impl Waiting {
@@ -26,6 +29,7 @@ impl Waiting {
             1 => Waiting::Client,
             2 => Waiting::Body,
             3 => Waiting::Script,
+            4 => Waiting::Parked,
             _ => Waiting::App,
         }
     }
@@ -37,6 +41,7 @@ impl Waiting {
             Waiting::Client => "client",
             Waiting::Body => "body",
             Waiting::Script => "script",
+            Waiting::Parked => "parked",
         }
     }
 }

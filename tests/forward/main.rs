@@ -5,6 +5,7 @@
 mod support;
 
 mod failover;
+mod parked;
 mod peers;
 
 use std::io::{Read, Write};
@@ -171,7 +172,7 @@ fn php_fpm_recycling_workers_every_10_requests_gives_no_errors() {
 
 /// A backend that never answers: reads each connection until the peer closes and returns
 /// the bytes of the first one that carried a request (the pool's GET_VALUES comes first).
-fn mute_backend(sock: &Path) -> std::thread::JoinHandle<Vec<u8>> {
+pub(crate) fn mute_backend(sock: &Path) -> std::thread::JoinHandle<Vec<u8>> {
     let listener = UnixListener::bind(sock).unwrap();
     std::thread::spawn(move || {
         loop {

@@ -261,14 +261,19 @@ impl Deferred for FwdWait {
     }
 
     fn abort(&mut self) {
+        if let Phase::Reply { lease, pending, .. } = &mut self.phase {
+            pending.abort(&mut lease.conn);
+        }
+        self.release();
+    }
+}
+
+impl FwdWait {
+    /// Gives back what the request holds: its connection (closed: its request did not
+    /// end cleanly) or its place in a backend's queue.
+    fn release(&mut self) {
         match std::mem::replace(&mut self.phase, Phase::Done) {
-            Phase::Reply {
-                i,
-                mut lease,
-                pending,
-                ..
-            } => {
-                pending.abort(&mut lease.conn);
+            Phase::Reply { i, .. } => {
                 let b = self.backend(i);
                 b.stopped();
                 b.release(None);
@@ -276,5 +281,13 @@ impl Deferred for FwdWait {
             Phase::Lease(Some((i, w))) => self.plan.bal.backends[i].forget_waker(&w),
             Phase::Lease(None) | Phase::Done => {}
         }
+    }
+}
+
+impl Drop for FwdWait {
+    /// A parked request dropped before its end (its connection closed, the server stopped)
+    /// gives back what it holds, as an aborted one does.
+    fn drop(&mut self) {
+        self.release();
     }
 }
