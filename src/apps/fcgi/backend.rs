@@ -81,6 +81,15 @@ pub struct Backend {
     ejections: AtomicU64,
 }
 
+/// A parked request's place in a backend's queue for a connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Queued<'a> {
+    /// Wakes the request when a connection comes back.
+    pub waker: &'a Waker,
+    /// The request was woken for a connection (it goes to the front if it finds none).
+    pub woken: bool,
+}
+
 /// A connection taken from the pool (or newly made) for one try.
 #[derive(Debug)]
 pub struct Lease {
@@ -147,19 +156,23 @@ impl Backend {
     }
 
     /// A connection for one try: the most recently returned idle one that is neither older
-    /// than `idle_for` nor closed by the backend, else a new one while the pool has room,
+    /// than `idle_for` nor (with `verify`, a `poll()`) closed by the backend, else a new one while the pool has room,
     /// else waits up to `wait` for one to be returned. `pooled`: connections are kept, so
     /// the pool is first sized from the backend's GET_VALUES.
     ///
-    /// With a `waker` (a parked request) it never waits: when every connection is busy it
-    /// registers the waker, woken when one comes back, and fails with `WouldBlock`.
+    /// A parked request (`queue`) never waits: when every connection is busy it queues its
+    /// waker, woken when one comes back, and fails with `WouldBlock`. The queue is first come,
+    /// first served: while requests wait in it, a newcomer queues behind them (a connection
+    /// given back goes to the request it wakes), and a woken one that still finds none goes
+    /// back to the front.
     pub fn lease(
         &self,
         pooled: bool,
         idle_for: Duration,
         connect_timeout: Duration,
         wait: Duration,
-        waker: Option<&Waker>,
+        queue: Option<Queued<'_>>,
+        verify: bool,
     ) -> io::Result<Lease> {
         if pooled && !self.sized.load(Ordering::Acquire) {
             self.size_pool(connect_timeout);
@@ -167,6 +180,14 @@ impl Backend {
         let deadline = Instant::now() + wait;
         loop {
             let mut pool = lock(&self.pool);
+            if let Some(q) = queue {
+                if q.woken {
+                    pool.wakers.retain(|w| !w.will_wake(q.waker));
+                } else if !pool.wakers.is_empty() {
+                    pool.wakers.push_back(q.waker.clone());
+                    return Err(io::ErrorKind::WouldBlock.into());
+                }
+            }
             let mut taken = None;
             while let Some(conn) = pool.idle.pop() {
                 if conn.idle_since.elapsed() <= idle_for {
@@ -178,7 +199,7 @@ impl Backend {
             if let Some(conn) = taken {
                 // The staleness check is a system call: made outside the lock.
                 drop(pool);
-                if !conn.is_stale() {
+                if !verify || !conn.is_stale() {
                     return Ok(Lease { conn, reused: true });
                 }
                 self.release(None);
@@ -198,9 +219,11 @@ impl Backend {
                     }
                 };
             }
-            if let Some(w) = waker {
-                if !pool.wakers.iter().any(|q| q.will_wake(w)) {
-                    pool.wakers.push_back(w.clone());
+            if let Some(q) = queue {
+                if q.woken {
+                    pool.wakers.push_front(q.waker.clone());
+                } else {
+                    pool.wakers.push_back(q.waker.clone());
                 }
                 return Err(io::ErrorKind::WouldBlock.into());
             }
@@ -246,9 +269,21 @@ impl Backend {
         }
     }
 
-    /// Takes a parked request's waker out of the queue (it stopped waiting).
+    /// A parked request stops waiting (it left, or timed out): its waker leaves the queue,
+    /// and if it had been woken already, the connection it was woken for goes to the next.
     pub fn forget_waker(&self, waker: &Waker) {
-        lock(&self.pool).wakers.retain(|w| !w.will_wake(waker));
+        let mut pool = lock(&self.pool);
+        let before = pool.wakers.len();
+        pool.wakers.retain(|w| !w.will_wake(waker));
+        let next = if pool.wakers.len() == before {
+            pool.wakers.pop_front()
+        } else {
+            None
+        };
+        drop(pool);
+        if let Some(w) = next {
+            w.wake();
+        }
     }
 
     /// Closes idle connections older than `idle_for` (the reaper calls this).
@@ -379,14 +414,14 @@ mod tests {
             Duration::from_secs(1),
             Duration::from_millis(20),
         );
-        let one = b.lease(false, idle, connect, wait, None).unwrap();
-        let two = b.lease(false, idle, connect, wait, None).unwrap();
+        let one = b.lease(false, idle, connect, wait, None, true).unwrap();
+        let two = b.lease(false, idle, connect, wait, None, true).unwrap();
         assert!(!one.reused && !two.reused);
-        let busy = b.lease(false, idle, connect, wait, None).unwrap_err();
+        let busy = b.lease(false, idle, connect, wait, None, true).unwrap_err();
         assert_eq!(busy.kind(), io::ErrorKind::ResourceBusy);
         assert_eq!((b.stats().open, b.stats().limit), (2, 2));
         b.release(Some(one.conn));
-        let again = b.lease(false, idle, connect, wait, None).unwrap();
+        let again = b.lease(false, idle, connect, wait, None, true).unwrap();
         assert!(again.reused, "the returned connection is reused");
         b.release(None);
         b.release(Some(again.conn));

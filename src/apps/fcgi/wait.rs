@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::task::Waker;
 use std::time::Instant;
 
-use super::backend::{Backend, Lease};
+use super::backend::{Backend, Lease, Queued};
 use super::bridge::{Bridge, BridgeState};
 use super::forward::{Attempt, Plan, lease_failed, ran, settle};
 use crate::fastcgi::client::exchange::Exchange;
@@ -57,11 +57,11 @@ impl FwdWait {
         turn: &mut Turn<'_>,
     ) -> Option<Result<Body<'static>, AppError>> {
         loop {
-            let i = match self.phase {
+            let (i, woken) = match self.phase {
                 Phase::Lease(Some((i, ref w))) => {
                     // Woken (or timed out) while waiting for a connection of backend i.
-                    self.plan.bal.backends[i].forget_waker(w);
                     if turn.wake == Wake::TimedOut {
+                        self.plan.bal.backends[i].forget_waker(w);
                         let busy = std::io::Error::new(
                             std::io::ErrorKind::ResourceBusy,
                             format!("all connections to {} busy", self.plan.bal.backends[i].addr),
@@ -71,10 +71,10 @@ impl FwdWait {
                         }
                         return Some(self.plan.give_up(resp, turn.errors));
                     }
-                    i
+                    (i, true)
                 }
                 _ => match self.plan.next_backend() {
-                    Some(i) => i,
+                    Some(i) => (i, false),
                     None => return Some(self.plan.give_up(resp, turn.errors)),
                 },
             };
@@ -85,7 +85,11 @@ impl FwdWait {
                 opts.idle,
                 opts.connect_timeout,
                 opts.timeout,
-                Some(turn.waker),
+                Some(Queued {
+                    waker: turn.waker,
+                    woken,
+                }),
+                self.plan.verify_kept(),
             );
             let lease = match lease {
                 Ok(l) => l,

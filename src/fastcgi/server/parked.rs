@@ -7,6 +7,7 @@
 //! eventfd. Either way one loop thread takes the connection's lock and gives the body a turn.
 //! The watchdog wakes parked requests past their deadline.
 
+use std::cell::RefCell;
 use std::sync::atomic::Ordering::SeqCst;
 use std::time::Instant;
 
@@ -19,11 +20,56 @@ use super::responder::{Next, on_parked_ready, parked_body};
 use crate::gateway::Interest;
 use crate::ops::notrun::NotRun;
 
+thread_local! {
+    /// On a loop thread: its pool and the parked requests woken by what it ran (a connection
+    /// given back wakes the next request waiting for one), served before it waits again.
+    static LOCAL: RefCell<(usize, Vec<u64>)> = const { RefCell::new((0, Vec::new())) };
+}
+
+/// Says the current thread is a loop thread of `sh` (wakes from it stay on it).
+pub(super) fn enter_loop(sh: &Shared) {
+    LOCAL.with(|l| l.borrow_mut().0 = sh as *const Shared as usize);
+}
+
 impl Shared {
-    /// Lists `key` as woken and tells a loop thread.
+    /// Lists `key` as woken: on one of this pool's loop threads, for that thread to serve
+    /// once its current event is done (no system call); elsewhere on the shared list, and
+    /// the eventfd tells a loop thread.
     pub(super) fn wake(&self, key: u64) {
+        let me = self as *const Shared as usize;
+        let local = LOCAL.with(|l| {
+            let mut l = l.borrow_mut();
+            if l.0 == me {
+                l.1.push(key);
+                true
+            } else {
+                false
+            }
+        });
+        if !local {
+            self.wake_shared(key);
+        }
+    }
+
+    /// Lists `key` on the shared list and tells a loop thread (from any thread).
+    pub(super) fn wake_shared(&self, key: u64) {
         lock(&self.woken).push(key);
         let _ = self.wake_fd.write(1);
+    }
+
+    /// Serves the requests this thread woke (see [`Shared::wake`]); a detached thread hands
+    /// them to the other loops instead.
+    pub(super) fn run_local_wakes(&self, detached: impl Fn() -> bool) {
+        loop {
+            let Some(key) = LOCAL.with(|l| l.borrow_mut().1.pop()) else {
+                return;
+            };
+            if detached() {
+                self.wake_shared(key);
+            } else {
+                self.handle_parked(key);
+            }
+        }
     }
 
     /// The request of connection `key` was just parked: its descriptor goes into the epoll

@@ -70,6 +70,8 @@ pub(super) struct Slot {
     pub(super) waker: std::task::Waker,
     /// Pool-clock milliseconds when the parked request's wait gives up; 0: none.
     pub(super) park_deadline: AtomicU64,
+    /// The socket is armed in the epoll set and no event for it has been taken since.
+    pub(super) armed: AtomicBool,
 }
 
 /// Wakes a parked request: its key goes on the woken list and the eventfd tells a loop.
@@ -166,12 +168,20 @@ impl Shared {
     pub(super) fn arm(&self, key: u64, slot: &Slot) -> bool {
         let flags = EpollFlags::EPOLLIN | EpollFlags::EPOLLRDHUP | EpollFlags::EPOLLONESHOT;
         let mut ev = EpollEvent::new(flags, key);
+        // Set first: an event right after the call may clear it on another thread.
+        slot.armed.store(true, SeqCst);
         let r = if slot.registered.swap(true, SeqCst) {
             self.epoll.modify(&*slot.stream, &mut ev)
         } else {
             self.epoll.add(&*slot.stream, ev)
         };
         r.is_ok()
+    }
+
+    /// Arms the socket unless it is armed already: a parked request's socket was armed when
+    /// it parked and stays so until an event for it comes (which clears the flag).
+    fn arm_once(&self, key: u64, slot: &Slot) -> bool {
+        slot.armed.load(SeqCst) || self.arm(key, slot)
     }
 
     /// The peer of connection `key` hung up (an epoll event said so): its next requests
@@ -188,8 +198,13 @@ impl Shared {
 
     /// Puts a taken but unhandled event back into the epoll set.
     pub(super) fn rearm(&self, key: u64) {
-        if key == LISTENER_KEY {
-            // Level-triggered: still reported while connections wait.
+        if key == LISTENER_KEY || key == WAKE_KEY {
+            // Level-triggered: still reported while connections (or wakes) wait.
+            return;
+        }
+        if key & PARK_BIT != 0 {
+            // A parked request's descriptor was ready: another loop gives it its turn.
+            self.wake_shared(key & !PARK_BIT);
             return;
         }
         let slot = lock(&self.conns).get(&key).cloned();
@@ -258,6 +273,7 @@ impl Shared {
                     sh: self.this.clone(),
                 })),
                 park_deadline: AtomicU64::new(0),
+                armed: AtomicBool::new(false),
             });
             lock(&self.conns).insert(key, slot);
             crate::ops::metrics::COUNTERS.conn_opened();
@@ -302,6 +318,7 @@ impl Shared {
         let Some(slot) = lock(&self.conns).get(&key).cloned() else {
             return;
         };
+        slot.armed.store(false, SeqCst);
         let next = {
             let mut st = lock(&slot.state);
             let busy = |on: bool| {
@@ -356,7 +373,7 @@ impl Shared {
                 } else if slot.partial_since.load(SeqCst) == 0 {
                     slot.partial_since.store(now.max(1), SeqCst);
                 }
-                if !self.arm(key, slot) {
+                if !self.arm_once(key, slot) {
                     self.close(key, slot);
                 }
             }
@@ -371,7 +388,7 @@ impl Shared {
             Next::Close => self.close(key, slot),
             Next::Parked => {
                 // The socket is watched for ABORT_REQUEST or the web server's close.
-                if !self.arm(key, slot) {
+                if !self.arm_once(key, slot) {
                     self.close(key, slot);
                 }
             }

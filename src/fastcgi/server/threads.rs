@@ -122,6 +122,7 @@ pub(super) fn run_loop(sh: &Arc<Shared>, me: &Arc<Worker>) {
     me.tid.store(nix::unistd::gettid().as_raw(), SeqCst);
     // Deferred bodies park here: a request waiting on a backend holds no loop thread.
     crate::gateway::deferred::set_parking(true);
+    super::parked::enter_loop(sh);
     // An app or the responder about to wait detaches this thread at once (no watchdog delay).
     let (hook_sh, hook_me) = (Arc::downgrade(sh), Arc::downgrade(me));
     crate::gateway::blocking::set_hook(Some(Box::new(move || {
@@ -162,6 +163,7 @@ pub(super) fn run_loop(sh: &Arc<Shared>, me: &Arc<Worker>) {
                 break;
             };
             sh.handle(key, me);
+            sh.run_local_wakes(|| me.detached.load(SeqCst));
             me.busy_since.store(0, SeqCst);
             if me.detached.load(SeqCst) {
                 break;
