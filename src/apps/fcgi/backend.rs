@@ -156,7 +156,7 @@ impl Backend {
     }
 
     /// A connection for one try: the most recently returned idle one that is neither older
-    /// than `idle_for` nor (with `verify`, a `poll()`) closed by the backend, else a new one while the pool has room,
+    /// than `idle_for` nor closed by the backend, else a new one while the pool has room,
     /// else waits up to `wait` for one to be returned. `pooled`: connections are kept, so
     /// the pool is first sized from the backend's GET_VALUES.
     ///
@@ -172,7 +172,6 @@ impl Backend {
         connect_timeout: Duration,
         wait: Duration,
         queue: Option<Queued<'_>>,
-        verify: bool,
     ) -> io::Result<Lease> {
         if pooled && !self.sized.load(Ordering::Acquire) {
             self.size_pool(connect_timeout);
@@ -199,7 +198,7 @@ impl Backend {
             if let Some(conn) = taken {
                 // The staleness check is a system call: made outside the lock.
                 drop(pool);
-                if !verify || !conn.is_stale() {
+                if !conn.is_stale() {
                     return Ok(Lease { conn, reused: true });
                 }
                 self.release(None);
@@ -414,14 +413,14 @@ mod tests {
             Duration::from_secs(1),
             Duration::from_millis(20),
         );
-        let one = b.lease(false, idle, connect, wait, None, true).unwrap();
-        let two = b.lease(false, idle, connect, wait, None, true).unwrap();
+        let one = b.lease(false, idle, connect, wait, None).unwrap();
+        let two = b.lease(false, idle, connect, wait, None).unwrap();
         assert!(!one.reused && !two.reused);
-        let busy = b.lease(false, idle, connect, wait, None, true).unwrap_err();
+        let busy = b.lease(false, idle, connect, wait, None).unwrap_err();
         assert_eq!(busy.kind(), io::ErrorKind::ResourceBusy);
         assert_eq!((b.stats().open, b.stats().limit), (2, 2));
         b.release(Some(one.conn));
-        let again = b.lease(false, idle, connect, wait, None, true).unwrap();
+        let again = b.lease(false, idle, connect, wait, None).unwrap();
         assert!(again.reused, "the returned connection is reused");
         b.release(None);
         b.release(Some(again.conn));

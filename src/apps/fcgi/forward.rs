@@ -197,13 +197,6 @@ impl Plan {
         self.replay.is_none() && self.len != Some(0)
     }
 
-    /// Whether a kept connection is checked for a close by the backend before it carries
-    /// this request (a `poll()`): not for an idempotent one, which a failure on a closed kept
-    /// connection sends again anyway (see [`retry_safe`]).
-    pub(super) fn verify_kept(&self) -> bool {
-        !self.idempotent
-    }
-
     /// The backend of the next try, if a try is left.
     pub(super) fn next_backend(&mut self) -> Option<usize> {
         if self.tries >= self.bal.opts.tries {
@@ -331,7 +324,6 @@ fn attempt(
         opts.connect_timeout,
         opts.timeout,
         None,
-        plan.verify_kept(),
     ) {
         Ok(l) => l,
         Err(e) => return Some(lease_failed(&e)),

@@ -89,7 +89,6 @@ impl FwdWait {
                     waker: turn.waker,
                     woken,
                 }),
-                self.plan.verify_kept(),
             );
             let lease = match lease {
                 Ok(l) => l,
