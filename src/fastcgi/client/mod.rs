@@ -7,6 +7,7 @@
 mod buffers;
 pub mod conn;
 pub mod exchange;
+mod handler;
 pub mod request;
 mod values;
 

@@ -5,6 +5,7 @@ use std::os::unix::net::UnixListener;
 
 use super::*;
 use crate::fastcgi::client::BackendAddr;
+use crate::fastcgi::proto::ProtocolStatus;
 use crate::fastcgi::proto::record::{
     RecordType, encode_end_request, encode_record, encode_stream, parse_record,
 };
