@@ -37,9 +37,9 @@ CGATE_ECHO_APP="echo"               # answers JSON with input.length and input.s
 POST_LEN=$((1 << 30))               # bytes POSTed to the echo app
 # forwarding (fwd): nginx -> cgate fcgi: -> cgate hello, and `cgate call --repeat`
 CGATE_FWD_APP="fcgi:unix:{back}"    # {back}: the socket of the cgate hello behind it
-# The forwarder waits on its backend inside each request: it gets loop threads for the
-# requests it should have in flight at once (README, forwarding section).
-CGATE_FWD_FLAGS=${CGATE_FWD_FLAGS---workers 4}
+# The forwarder parks each request while its backend answers: default settings (set
+# CGATE_FWD_FLAGS to try others).
+CGATE_FWD_FLAGS=${CGATE_FWD_FLAGS-}
 CALL_REPEAT=100000 CALL_CONCS="1 8 32" # cgate call --repeat N --concurrency C, per backend and C
 
 BENCH="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -99,7 +99,7 @@ register_rows() {
   # serve row: wrk straight at `cgate serve` (no nginx in front), beside nginx's own reply.
   add_row cgate-serve        http   start_serve "$CGATE_HELLO_APP" 1 0 "$none" hello serve "cgate serve --app $CGATE_HELLO_APP, no nginx"
   add_row cgate-ka           fcgi start_cgate   "$CGATE_HELLO_APP" 1 1 "$none" hello hello-ka "cgate --app $CGATE_HELLO_APP"
-  add_row cgate-fwd-ka       fcgi start_cgate_fwd "$CGATE_FWD_APP" 1 1 "$none" hello fwd-ka "cgate $CGATE_FWD_FLAGS --app $CGATE_FWD_APP -> cgate --app $CGATE_HELLO_APP"
+  add_row cgate-fwd-ka       fcgi start_cgate_fwd "$CGATE_FWD_APP" 1 1 "$none" hello fwd-ka "cgate${CGATE_FWD_FLAGS:+ $CGATE_FWD_FLAGS} --app $CGATE_FWD_APP -> cgate --app $CGATE_HELLO_APP"
   # the least a forwarder on an event loop can do, in front of the same cgate hello
   add_row floor-fwd-ka       fcgi start_floor_fwd "" 1 1 "$none" hello fwd-ka "C floor_proxy (epoll byte copier) -> cgate --app $CGATE_HELLO_APP"
   add_row libfcgi-ka         fcgi start_libfcgi hello-fcgi    "$k" 1 "$none" hello hello-ka "C libfcgi, $k processes"

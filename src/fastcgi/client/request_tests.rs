@@ -101,3 +101,57 @@ fn a_body_of_unknown_length_goes_out_whole_after_the_head() {
         assert!(end.reusable && end.status == ProtocolStatus::RequestComplete);
     }
 }
+
+#[test]
+fn a_started_request_reads_its_reply_in_steps_without_waiting() {
+    let dir = std::env::temp_dir().join(format!("cgate-start-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("b.sock");
+    let _ = std::fs::remove_file(&path);
+    let listener = UnixListener::bind(&path).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    // The backend answers only when told: before that, a step finds nothing and waits not.
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        rx.recv().unwrap();
+        let mut out = Vec::new();
+        encode_stream(
+            &mut out,
+            RecordType::Stdout,
+            1,
+            b"Status: 204 No Content\r\n\r\n",
+        );
+        encode_record(&mut out, RecordType::Stdout, 1, &[]);
+        encode_end_request(&mut out, 1, 0, ProtocolStatus::RequestComplete);
+        s.write_all(&out).unwrap();
+        let mut sink = Vec::new();
+        let _ = s.read_to_end(&mut sink);
+    });
+    let mut conn = Conn::connect(&BackendAddr::Unix(path), Duration::from_secs(5)).unwrap();
+    let x = Exchange::new(1, true);
+    let mut head = Vec::new();
+    x.begin(&mut head, [(&b"REQUEST_METHOD"[..], &b"GET"[..])]);
+    let call = Call {
+        head: &head,
+        body: None,
+        body_len: Some(0),
+        timeout: Duration::from_secs(5),
+    };
+    let mut h = Collect(Vec::new());
+    let mut pending = start(&mut conn, x, call, &mut h).unwrap();
+    assert!(!pending.ended() && !pending.output_seen());
+    assert!(pending.step(&mut conn, &mut h).unwrap().is_none());
+    tx.send(()).unwrap();
+    let fd = conn.fd();
+    let (ready, _) = super::wait(fd, PollFlags::POLLIN, None, Duration::from_secs(5)).unwrap();
+    assert!(!ready.is_empty(), "the reply arrived");
+    let end = pending
+        .step(&mut conn, &mut h)
+        .unwrap()
+        .expect("the reply is complete");
+    assert!(end.reusable && end.status == ProtocolStatus::RequestComplete);
+    assert_eq!(h.0, b"Status: 204 No Content\r\n\r\n");
+    drop(conn);
+    server.join().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
