@@ -5,6 +5,7 @@
 //! reports connection counts through [`metrics`].
 
 pub mod access;
+mod accounting;
 pub mod arriving;
 pub mod clock;
 pub mod gauges;

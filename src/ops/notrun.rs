@@ -11,9 +11,10 @@ use std::io;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use super::accounting::{Done, finish};
 use super::clock::Utc;
 use super::metrics::{COUNTERS, Outcome};
-use super::observe::{Done, finish, request_id, request_uri};
+use super::observe::{request_id, request_uri};
 use crate::gateway::{App, AppError, Body, Request, Response};
 
 /// The app, run only if the web server's connection is still there.

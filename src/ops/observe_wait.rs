@@ -5,12 +5,19 @@ use std::os::fd::BorrowedFd;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
-use super::observe::{Accounting, Forward, InnerParked, Prefixed};
+use super::accounting::{Accounting, Forward, Prefixed};
 use super::waiting::Waiting;
 use crate::gateway::deferred::{Deferred, Interest, Step, Turn};
 use crate::gateway::driver::{finish, panic_message};
 use crate::gateway::response::Suspended;
 use crate::gateway::{AppError, Environ, Response};
+
+/// The inner app's deferred body, parked with its response and error-stream state.
+pub(super) struct InnerParked {
+    pub(super) body: Box<dyn crate::gateway::Deferred>,
+    pub(super) resp: crate::gateway::response::Suspended,
+    pub(super) line_start: bool,
+}
 
 /// The parked state of an observed request (see the module documentation).
 pub(super) struct ObserveWait {

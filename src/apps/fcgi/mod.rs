@@ -14,6 +14,7 @@ pub mod balance;
 mod bridge;
 mod forward;
 pub mod stats;
+mod tries;
 mod wait;
 
 use std::sync::Arc;

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use super::backend::{Backend, Lease, Queued};
 use super::bridge::{Bridge, BridgeState};
-use super::forward::{Attempt, Plan, lease_failed, ran, settle};
+use super::tries::{Attempt, Plan, Ran, lease_failed, ran, settle};
 use crate::fastcgi::client::exchange::Exchange;
 use crate::fastcgi::client::request::{self, Call, Pending};
 use crate::gateway::deferred::{Deferred, Interest, Step, Turn, Wake};
@@ -167,7 +167,7 @@ impl FwdWait {
         &mut self,
         i: usize,
         lease: Lease,
-        ran: super::forward::Ran,
+        ran: Ran,
         resp: &mut Response<'_>,
         turn: &mut Turn<'_>,
     ) -> Option<Result<Body<'static>, AppError>> {

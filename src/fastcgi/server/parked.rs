@@ -8,6 +8,7 @@
 //! The watchdog wakes parked requests past their deadline.
 
 use std::cell::RefCell;
+use std::sync::Arc;
 use std::sync::atomic::Ordering::SeqCst;
 use std::time::Instant;
 
@@ -155,4 +156,30 @@ impl Shared {
             self.wake(k);
         }
     }
+}
+
+/// Wakes a parked request: its key goes on the woken list and the eventfd tells a loop.
+struct SlotWake {
+    key: u64,
+    sh: std::sync::Weak<Shared>,
+}
+
+impl std::task::Wake for SlotWake {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if let Some(sh) = self.sh.upgrade() {
+            sh.wake(self.key);
+        }
+    }
+}
+
+/// The waker of connection `key`'s parked requests.
+pub(super) fn slot_waker(key: u64, sh: &std::sync::Weak<Shared>) -> std::task::Waker {
+    std::task::Waker::from(Arc::new(SlotWake {
+        key,
+        sh: sh.clone(),
+    }))
 }

@@ -74,24 +74,6 @@ pub(super) struct Slot {
     pub(super) armed: AtomicBool,
 }
 
-/// Wakes a parked request: its key goes on the woken list and the eventfd tells a loop.
-struct SlotWake {
-    key: u64,
-    sh: std::sync::Weak<Shared>,
-}
-
-impl std::task::Wake for SlotWake {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        if let Some(sh) = self.sh.upgrade() {
-            sh.wake(self.key);
-        }
-    }
-}
-
 pub(super) struct Worker {
     /// Kernel thread id, to tell a thread blocked in an app from one merely preempted.
     pub(super) tid: std::sync::atomic::AtomicI32,
@@ -268,10 +250,7 @@ impl Shared {
                 arriving: AtomicBool::new(false),
                 // It waited in the listen queue: its web server may have left meanwhile.
                 check_peer: AtomicBool::new(true),
-                waker: std::task::Waker::from(Arc::new(SlotWake {
-                    key,
-                    sh: self.this.clone(),
-                })),
+                waker: super::parked::slot_waker(key, &self.this),
                 park_deadline: AtomicU64::new(0),
                 armed: AtomicBool::new(false),
             });
