@@ -222,3 +222,83 @@ fn a_parked_request_past_its_timeout_is_a_504() {
     );
     let _ = Ready::Unix(mute);
 }
+
+/// `drip.sh` in `cgi`: a reply whose body is a line every 0.2 s for 5 s (its backend never
+/// goes a second without progress).
+fn drip_script(cgi: &Path) {
+    let script = "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\n'\n\
+                  i=0\nwhile [ $i -lt 25 ]; do echo tick; sleep 0.2; i=$((i + 1)); done\n";
+    fs::write(cgi.join("drip.sh"), script).expect("write drip.sh");
+    let mode = nix::sys::stat::Mode::from_bits_truncate(0o755);
+    nix::sys::stat::fchmodat(
+        nix::fcntl::AT_FDCWD,
+        &cgi.join("drip.sh"),
+        mode,
+        nix::sys::stat::FchmodatFlags::FollowSymlink,
+    )
+    .expect("chmod drip.sh");
+}
+
+#[test]
+fn a_request_that_finds_no_free_connection_in_time_is_a_503() {
+    let dir = TempDir::new("fwd-parked-busy");
+    let cgi = gated_scripts(&dir);
+    drip_script(&cgi);
+    let back_sock = dir.join("back.sock");
+    let back = cgi_backend(&back_sock, &cgi);
+    let front_sock = dir.join("front.sock");
+    let _front = forwarder(&front_sock, &back_sock, ";max_conns=1;timeout=1");
+    let holder = call(&front_sock, "/drip.sh");
+    assert!(
+        eventually(TIMEOUT, || children_running(back.pid().as_raw(), "/bin/sh")
+            == 1),
+        "the first request holds the only connection"
+    );
+    // The second waits, parked, for that connection, which stays busy past its timeout.
+    let started = Instant::now();
+    let out = call(&front_sock, "/drip.sh")
+        .wait_with_output()
+        .expect("call output");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "Status: 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 20\r\n\r\nService Unavailable\n"
+    );
+    assert!(
+        started.elapsed().as_secs() >= 1,
+        "answered after the timeout"
+    );
+    let held = holder.wait_with_output().expect("holder output");
+    let want = format!(
+        "Status: 200 OK\r\nContent-Type: text/plain\r\n\r\n{}",
+        "tick\n".repeat(25)
+    );
+    assert_eq!(String::from_utf8_lossy(&held.stdout), want);
+}
+
+#[test]
+fn four_loop_threads_share_two_connections_among_sixteen_clients_without_an_error() {
+    let dir = TempDir::new("fwd-parked-mt");
+    let back_sock = dir.join("back.sock");
+    let _back = peers::cgate(&back_sock, &["--app", "echo"]);
+    let front_sock = dir.join("front.sock");
+    let spec = format!("fcgi:unix:{};max_conns=2", back_sock.display());
+    let _front = peers::cgate(&front_sock, &["--workers", "4", "--app", &spec]);
+    let target = format!("unix:{}", front_sock.display());
+    for args in [
+        vec!["/get?x=1"],
+        vec!["/post", "-d", "a body of a few bytes"],
+    ] {
+        let out = Command::new(cgate_bin())
+            .args(["call", &target])
+            .args(&args)
+            .args(["--repeat", "3000", "--concurrency", "16", "--expect", "200"])
+            .output()
+            .expect("cgate call --repeat");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.starts_with("requests 3000  errors 0  "),
+            "{args:?}: {text}"
+        );
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {text}");
+    }
+}
