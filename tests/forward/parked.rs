@@ -302,3 +302,46 @@ fn four_loop_threads_share_two_connections_among_sixteen_clients_without_an_erro
         assert_eq!(out.status.code(), Some(0), "{args:?}: {text}");
     }
 }
+
+#[test]
+fn the_status_page_lists_a_parked_request_as_parked() {
+    let dir = TempDir::new("fwd-parked-status");
+    let cgi = gated_scripts(&dir);
+    let back_sock = dir.join("back.sock");
+    let back = cgi_backend(&back_sock, &cgi);
+    let front_sock = dir.join("front.sock");
+    let spec = format!("fcgi:unix:{}", back_sock.display());
+    let _front = peers::cgate(
+        &front_sock,
+        &[
+            "--workers",
+            "1",
+            "--status-path",
+            "/cgate-status",
+            "--app",
+            &spec,
+        ],
+    );
+    let slow = call(&front_sock, "/slow.sh");
+    assert!(
+        eventually(TIMEOUT, || children_running(back.pid().as_raw(), "/bin/sh")
+            == 1),
+        "the request reached its script"
+    );
+    let out = Command::new(cgate_bin())
+        .args([
+            "call",
+            &format!("unix:{}", front_sock.display()),
+            "/cgate-status",
+        ])
+        .output()
+        .expect("status");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let json = text.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+    let s: serde_json::Value = serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {text}"));
+    let running = s["requests"].as_array().expect("requests");
+    assert_eq!(running.len(), 1, "{s}");
+    assert_eq!(running[0]["uri"], "/slow.sh", "{s}");
+    assert_eq!(running[0]["waiting"], "parked", "{s}");
+    finish(vec![slow], &cgi, SLOW_REPLY);
+}
