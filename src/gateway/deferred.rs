@@ -239,13 +239,17 @@ fn wait(
         if first {
             // A fast peer answers within the first slice: no hand-off for it.
             first = false;
-            if poll_two(fd, flags, None, slice.min(FIRST_SLICE))?.0 {
+            if !poll_pair(fd, flags, None, slice.min(FIRST_SLICE))?
+                .0
+                .is_empty()
+            {
                 return Ok(Wake::Ready);
             }
             super::about_to_block();
             continue;
         }
-        let (ready, client_ready) = super::blocking(|| poll_two(fd, flags, client, slice))?;
+        let (ready, client_ready) = super::blocking(|| poll_pair(fd, flags, client, slice))?;
+        let (ready, client_ready) = (!ready.is_empty(), !client_ready.is_empty());
         if ready {
             return Ok(Wake::Ready);
         }
@@ -266,27 +270,33 @@ fn gone() -> AppError {
     ))
 }
 
-/// Polls `fd` for `flags` and `client` for input, for at most `slice`.
-fn poll_two(
+/// `poll` on one descriptor (and an optional second one, for input) until `events` or the
+/// timeout; returns the revents of both. Interrupted polls are made again.
+pub fn poll_pair(
     fd: BorrowedFd<'_>,
-    flags: PollFlags,
-    client: Option<BorrowedFd<'_>>,
-    slice: Duration,
-) -> io::Result<(bool, bool)> {
-    let mut fds = [PollFd::new(fd, flags), PollFd::new(fd, PollFlags::empty())];
-    let n = match client {
-        Some(c) => {
-            fds[1] = PollFd::new(c, PollFlags::POLLIN);
-            2
+    events: PollFlags,
+    other: Option<BorrowedFd<'_>>,
+    timeout: Duration,
+) -> io::Result<(PollFlags, PollFlags)> {
+    let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+    let mut both = [PollFd::new(fd, events), PollFd::new(fd, PollFlags::empty())];
+    let fds = match other {
+        Some(o) => {
+            both[1] = PollFd::new(o, PollFlags::POLLIN);
+            &mut both[..]
         }
-        None => 1,
+        None => &mut both[..1],
     };
-    let ms = u16::try_from(slice.as_millis()).unwrap_or(u16::MAX).max(1);
-    match poll(&mut fds[..n], PollTimeout::from(ms)) {
-        Ok(_) => {}
-        Err(nix::errno::Errno::EINTR) => return Ok((false, false)),
-        Err(e) => return Err(e.into()),
+    loop {
+        match poll(fds, PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)) {
+            Ok(_) => break,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
     }
-    let got = |p: &PollFd<'_>| p.revents().is_some_and(|r| !r.is_empty());
-    Ok((got(&fds[0]), n == 2 && got(&fds[1])))
+    let rev = |p: &PollFd| p.revents().unwrap_or(PollFlags::empty());
+    Ok((
+        rev(&fds[0]),
+        fds.get(1).map(rev).unwrap_or(PollFlags::empty()),
+    ))
 }

@@ -9,7 +9,7 @@ use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::poll::PollFlags;
 
 /// Where a backend listens: `unix:/path`, `/path`, `host:port` (`:port` is loopback).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -75,34 +75,7 @@ pub struct Conn {
 
 /// `poll` on one descriptor (and an optional second one) until `events` or the timeout;
 /// returns the revents of both.
-pub fn wait(
-    fd: BorrowedFd<'_>,
-    events: PollFlags,
-    other: Option<BorrowedFd<'_>>,
-    timeout: Duration,
-) -> io::Result<(PollFlags, PollFlags)> {
-    let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
-    let mut both = [PollFd::new(fd, events), PollFd::new(fd, PollFlags::empty())];
-    let fds = match other {
-        Some(o) => {
-            both[1] = PollFd::new(o, PollFlags::POLLIN);
-            &mut both[..]
-        }
-        None => &mut both[..1],
-    };
-    loop {
-        match poll(fds, PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)) {
-            Ok(_) => break,
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    let rev = |p: &PollFd| p.revents().unwrap_or(PollFlags::empty());
-    Ok((
-        rev(&fds[0]),
-        fds.get(1).map(rev).unwrap_or(PollFlags::empty()),
-    ))
-}
+pub use crate::gateway::deferred::poll_pair as wait;
 
 /// Connects a non-blocking Unix socket: a backend whose listen backlog is full answers
 /// EAGAIN at once (a blocking connect would wait for it without bound).
