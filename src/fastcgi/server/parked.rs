@@ -17,9 +17,8 @@ use nix::sys::epoll::{EpollEvent, EpollFlags};
 
 use super::conn_io::ConnState;
 use super::pool::{PARK_BIT, Shared, Slot, lock};
-use super::responder::{Next, on_parked_ready, parked_body};
+use super::responder::{on_parked_ready, parked_body};
 use crate::gateway::Interest;
-use crate::ops::notrun::NotRun;
 
 thread_local! {
     /// On a loop thread: its pool and the parked requests woken by what it ran (a connection
@@ -111,35 +110,15 @@ impl Shared {
         let Some(slot) = lock(&self.conns).get(&key).cloned() else {
             return;
         };
-        let next = {
-            let mut st = lock(&slot.state);
-            if st.parked.is_none() {
-                return; // over already (a late event)
-            }
-            let busy = |on: bool| slot.busy.store(on, SeqCst);
-            let stop = || self.stopping.load(SeqCst);
-            let guarded = NotRun(&*self.app);
-            let app: &dyn crate::gateway::App = if slot.check_peer.swap(false, SeqCst) {
-                &guarded
-            } else {
-                &*self.app
-            };
-            let cfg = &self.cfg.conn;
-            match on_parked_ready(&mut st, &slot.stream, app, cfg, &busy, &stop, &slot.waker) {
-                None => {
-                    self.park(key, &slot, &st);
-                    return;
-                }
-                Some(next) => {
-                    slot.park_deadline.store(0, SeqCst);
-                    if next == Next::Parked {
-                        self.park(key, &slot, &st);
-                    }
-                    next
-                }
-            }
-        };
-        self.after(key, &slot, next);
+        let stream = Arc::clone(&slot.stream);
+        let next = self.serve_conn(key, &slot, |st, s| {
+            // Over already (a late event): nothing to do.
+            st.parked.as_ref()?;
+            on_parked_ready(st, &stream, s, false)
+        });
+        if let Some(next) = next {
+            self.after(key, &slot, next);
+        }
     }
 
     /// Wakes the parked requests whose wait has passed its deadline (the watchdog).

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 
-use super::responder::{ConnConfig, ConnState, Next, on_readable};
+use super::responder::{ConnConfig, ConnState, Next, Serving, on_readable};
 use crate::gateway::App;
 use crate::net::listener::{Listener, Stream};
 use crate::ops::notrun::NotRun;
@@ -298,46 +298,60 @@ impl Shared {
             return;
         };
         slot.armed.store(false, SeqCst);
-        let next = {
-            let mut st = lock(&slot.state);
-            let busy = |on: bool| {
-                slot.busy.store(on, SeqCst);
-                slot.served.fetch_or(on, SeqCst);
-                if on && slot.arriving.load(Relaxed) && slot.arriving.swap(false, SeqCst) {
-                    crate::ops::arriving::forget(key);
-                }
-            };
-            let stop = || self.stopping.load(SeqCst);
-            let guarded = NotRun(&*self.app);
-            let check = slot.check_peer.load(Relaxed) && slot.check_peer.swap(false, SeqCst);
-            let app: &dyn App = if check { &guarded } else { &*self.app };
-            let next = on_readable(
-                &mut st,
-                &slot.stream,
-                app,
-                &self.cfg.conn,
-                &busy,
-                &stop,
-                &slot.waker,
-            );
-            if next == Next::Parked {
-                self.park(key, &slot, &st);
+        let stream = Arc::clone(&slot.stream);
+        if let Some(next) = self.serve_conn(key, &slot, |st, s| Some(on_readable(st, &stream, s))) {
+            self.after(key, &slot, next);
+        }
+    }
+
+    /// Runs `step` (a connection's handler) on its state with the pool's hooks; then a
+    /// request that parked, or still waits (`None`), has its wait set up, and a request
+    /// still reading its body ahead of its app is listed for the status and the slow log.
+    pub(super) fn serve_conn(
+        &self,
+        key: u64,
+        slot: &Slot,
+        step: impl FnOnce(&mut ConnState, &Serving<'_>) -> Option<Next>,
+    ) -> Option<Next> {
+        let mut st = lock(&slot.state);
+        let busy = |on: bool| {
+            slot.busy.store(on, SeqCst);
+            slot.served.fetch_or(on, SeqCst);
+            if on && slot.arriving.load(Relaxed) && slot.arriving.swap(false, SeqCst) {
+                crate::ops::arriving::forget(key);
             }
-            // A request still reading its body ahead of its app is listed for the status
-            // and the slow log.
-            match (next, st.waiting.as_mut()) {
-                (Next::Wait { .. }, Some(p)) => {
-                    let listed = crate::ops::arriving::note(key, p);
-                    slot.arriving.fetch_or(listed, SeqCst);
-                }
-                _ if slot.arriving.load(Relaxed) && slot.arriving.swap(false, SeqCst) => {
-                    crate::ops::arriving::forget(key)
-                }
-                _ => {}
-            }
-            next
         };
-        self.after(key, &slot, next);
+        let stop = || self.stopping.load(SeqCst);
+        let guarded = NotRun(&*self.app);
+        let check = slot.check_peer.load(Relaxed) && slot.check_peer.swap(false, SeqCst);
+        let app: &dyn App = if check { &guarded } else { &*self.app };
+        let serving = Serving {
+            app,
+            cfg: &self.cfg.conn,
+            busy: &busy,
+            stop: &stop,
+            waker: &slot.waker,
+        };
+        let next = step(&mut st, &serving);
+        if next.is_some() {
+            // Its parked request (if any) is over; one parked since gets its own deadline.
+            slot.park_deadline.store(0, SeqCst);
+        }
+        if next.is_none_or(|n| n == Next::Parked) {
+            self.park(key, slot, &st);
+        }
+        let next = next?;
+        match (next, st.waiting.as_mut()) {
+            (Next::Wait { .. }, Some(p)) => {
+                let listed = crate::ops::arriving::note(key, p);
+                slot.arriving.fetch_or(listed, SeqCst);
+            }
+            _ if slot.arriving.load(Relaxed) && slot.arriving.swap(false, SeqCst) => {
+                crate::ops::arriving::forget(key)
+            }
+            _ => {}
+        }
+        Some(next)
     }
 
     /// Acts on what a connection's handler said: re-arm, linger or close.

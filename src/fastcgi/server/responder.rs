@@ -101,26 +101,28 @@ fn read_more(st: &mut ConnState, read_once: &mut bool) -> Option<Next> {
     }
 }
 
+/// What a connection's handler is given by its server.
+pub struct Serving<'a> {
+    /// The app requests run.
+    pub app: &'a dyn App,
+    /// The connection settings.
+    pub cfg: &'a ConnConfig,
+    /// Called with `true` when an app starts and `false` when its request has ended.
+    pub busy: &'a dyn Fn(bool),
+    /// Says the server is shutting down.
+    pub stop: &'a dyn Fn() -> bool,
+    /// Wakes the connection's parked request (see [`crate::gateway::deferred`]).
+    pub waker: &'a Waker,
+}
+
 /// Handles a readiness event: reads what has arrived and serves every complete request in
-/// the buffer (the app may block inside). `stream` is the connection's socket (the one in
-/// `st`), lent to the request's sink for [`crate::gateway::Sink::watch_fd`]. `busy(true)` is called when an app starts and
-/// `busy(false)` when it ends; `stop()` says the server is shutting down.
-#[allow(clippy::too_many_arguments)]
-pub fn on_readable(
-    st: &mut ConnState,
-    stream: &Stream,
-    app: &dyn App,
-    cfg: &ConnConfig,
-    busy: &dyn Fn(bool),
-    stop: &dyn Fn() -> bool,
-    waker: &Waker,
-) -> Next {
+/// the buffer (the app may block inside, or its body may park: [`Next::Parked`]). `stream`
+/// is the connection's socket (the one in `st`), lent to the request's sink for
+/// [`crate::gateway::Sink::watch_fd`].
+pub fn on_readable(st: &mut ConnState, stream: &Stream, s: &Serving<'_>) -> Next {
     if st.parked.is_some() {
         // The web server wrote while its request waits (ABORT_REQUEST, or it closed).
-        if !super::request::turn(st, stream, waker, true) {
-            return Next::Parked;
-        }
-        return after_parked(st, stream, app, cfg, busy, stop, waker);
+        return on_parked_ready(st, stream, s, true).unwrap_or(Next::Parked);
     }
     // Only `settle` returns to the event loop in this disposition, after shutting down
     // the writing side.
@@ -140,11 +142,11 @@ pub fn on_readable(
         let start = match progress {
             Progress::Event(Event::Request { params, .. }) => {
                 // A request that has arrived is served even while stopping (then closed).
-                st.begin_body(params, cfg);
+                st.begin_body(params, s.cfg);
                 false
             }
             Progress::Event(Event::Stdin(r)) => {
-                st.limit_waiting_body(cfg);
+                st.limit_waiting_body(s.cfg);
                 st.body_progress(r.len());
                 if let Err(e) = st.spool_stdin() {
                     eprintln!("cgate: closing FastCGI connection: {e}");
@@ -175,13 +177,13 @@ pub fn on_readable(
             }
         };
         if start && let Some(params) = st.waiting.take() {
-            busy(true);
-            super::request::serve_request(st, stream, app, cfg, params);
+            (s.busy)(true);
+            super::request::serve_request(st, stream, s.app, s.cfg, params);
             // A parked body's first turn comes at once: it starts its wait there.
-            if st.parked.is_some() && !super::request::turn(st, stream, waker, false) {
+            if st.parked.is_some() && !super::request::turn(st, stream, s.waker, false) {
                 return Next::Parked;
             }
-            if let Some(next) = request_ended(st, stream, busy, stop) {
+            if let Some(next) = request_ended(st, stream, s) {
                 return next;
             }
         }
@@ -189,58 +191,37 @@ pub fn on_readable(
 }
 
 /// A request ended: the connection closes if broken; while stopping it takes no more input.
-fn request_ended(
-    st: &mut ConnState,
-    stream: &Stream,
-    busy: &dyn Fn(bool),
-    stop: &dyn Fn() -> bool,
-) -> Option<Next> {
-    busy(false);
+fn request_ended(st: &mut ConnState, stream: &Stream, s: &Serving<'_>) -> Option<Next> {
+    (s.busy)(false);
     if st.broken {
         return Some(Next::Close);
     }
     // While stopping, the connection takes no more input after this request: what the web
     // server sent before that is still read and served (a reply held for the rest of STDIN
     // goes out first), then the end of the stream closes it.
-    if stop() && st.conn.active_request().is_none() {
+    if (s.stop)() && st.conn.active_request().is_none() {
         stream.shutdown_read();
     }
     None
 }
 
-/// A parked request has ended: the connection goes on with what has arrived since.
-#[allow(clippy::too_many_arguments)]
-pub fn after_parked(
-    st: &mut ConnState,
-    stream: &Stream,
-    app: &dyn App,
-    cfg: &ConnConfig,
-    busy: &dyn Fn(bool),
-    stop: &dyn Fn() -> bool,
-    waker: &Waker,
-) -> Next {
-    if let Some(next) = request_ended(st, stream, busy, stop) {
-        return next;
-    }
-    on_readable(st, stream, app, cfg, busy, stop, waker)
-}
-
-/// One turn of the parked request of `st` (its descriptor is ready, its waker woke or its
-/// deadline passed): `None` while it still waits, else what the connection does next.
-#[allow(clippy::too_many_arguments)]
+/// One turn of the parked request of `st` (its descriptor is ready, its waker woke, its
+/// deadline passed, or with `check_peer` the web server's socket was readable): `None`
+/// while it still waits, else what the connection does next, having gone on with what
+/// arrived meanwhile.
 pub fn on_parked_ready(
     st: &mut ConnState,
     stream: &Stream,
-    app: &dyn App,
-    cfg: &ConnConfig,
-    busy: &dyn Fn(bool),
-    stop: &dyn Fn() -> bool,
-    waker: &Waker,
+    s: &Serving<'_>,
+    check_peer: bool,
 ) -> Option<Next> {
-    if !super::request::turn(st, stream, waker, false) {
+    if !super::request::turn(st, stream, s.waker, check_peer) {
         return None;
     }
-    Some(after_parked(st, stream, app, cfg, busy, stop, waker))
+    if let Some(next) = request_ended(st, stream, s) {
+        return Some(next);
+    }
+    Some(on_readable(st, stream, s))
 }
 
 /// The body of the parked request of `st`, if one is parked (for its wait).
