@@ -197,7 +197,8 @@ pub(crate) fn finish(resp: &mut Response<'_>, errors: &mut dyn Write) -> Result<
     Ok(())
 }
 
-fn send_body(resp: &mut Response<'_>, body: Body<'_>) -> Result<(), AppError> {
+/// Sends a body the app returned (a deferred one is completed by the caller, not here).
+pub(crate) fn send_body(resp: &mut Response<'_>, body: Body<'_>) -> Result<(), AppError> {
     match body {
         Body::Empty => Ok(()),
         Body::Full(bytes) => {
@@ -215,7 +216,8 @@ fn send_body(resp: &mut Response<'_>, body: Body<'_>) -> Result<(), AppError> {
             Ok(())
         }
         Body::File { mut file, len } => Ok(resp.write_file(&mut file, len)?),
-        Body::Deferred(_) => unreachable!("deferred bodies are completed by the caller"),
+        // Completed by the caller (`call_and_send` hands it back); never sent as a whole.
+        Body::Deferred(_) => Err(AppError::msg("a deferred body sent as a plain one")),
     }
 }
 /// The text of a panic payload.

@@ -70,7 +70,13 @@ fn attempt(
         None,
     ) {
         Ok(l) => l,
-        Err(e) => return Some(lease_failed(&e)),
+        Err(e) => {
+            return Some(Attempt::Failed {
+                t: lease_failed(&e),
+                started: false,
+                reused: false,
+            });
+        }
     };
     let ran = exchange(plan, b, &mut lease, rio, resp);
     Some(settle(plan, b, lease, ran, rio.errors, resp))

@@ -270,23 +270,18 @@ pub(super) struct Ran {
 }
 
 /// The try that found no connection: a connect error, or no free pooled one in time.
-pub(super) fn lease_failed(e: &io::Error) -> Attempt {
+pub(super) fn lease_failed(e: &io::Error) -> Tried {
     let what = match e.kind() {
         io::ErrorKind::TimedOut => e.to_string(),
         _ => format!("connect: {e}"),
     };
-    let t = Tried {
+    Tried {
         failure: Failure::Connect,
         output_seen: false,
         client_side: false,
         busy: e.kind() == io::ErrorKind::ResourceBusy,
         timed_out: false,
         what,
-    };
-    Attempt::Failed {
-        t,
-        started: false,
-        reused: false,
     }
 }
 

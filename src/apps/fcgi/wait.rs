@@ -11,6 +11,7 @@ use super::tries::{Attempt, Plan, Ran, lease_failed, ran, settle};
 use crate::fastcgi::client::exchange::Exchange;
 use crate::fastcgi::client::request::{self, Call, Pending};
 use crate::gateway::deferred::{Deferred, Interest, Step, Turn, Wake};
+use crate::gateway::driver::send_body;
 use crate::gateway::{AppError, Body, Response};
 
 /// Where a forwarded request is between turns.
@@ -66,9 +67,7 @@ impl FwdWait {
                             std::io::ErrorKind::ResourceBusy,
                             format!("all connections to {} busy", self.plan.bal.backends[i].addr),
                         );
-                        if let Attempt::Failed { t, .. } = lease_failed(&busy) {
-                            self.plan.failed(i, t, false, false);
-                        }
+                        self.plan.failed(i, lease_failed(&busy), false, false);
                         return Some(self.plan.give_up(resp, turn.errors));
                     }
                     (i, true)
@@ -96,16 +95,13 @@ impl FwdWait {
                     self.phase = Phase::Lease(Some((i, turn.waker.clone())));
                     return None;
                 }
-                Err(e) => match lease_failed(&e) {
-                    Attempt::Failed { t, started, reused } => {
-                        self.phase = Phase::Lease(None);
-                        if self.plan.failed(i, t, started, reused) {
-                            continue;
-                        }
-                        return Some(self.plan.give_up(resp, turn.errors));
+                Err(e) => {
+                    self.phase = Phase::Lease(None);
+                    if self.plan.failed(i, lease_failed(&e), false, false) {
+                        continue;
                     }
-                    Attempt::Done(r) => return Some(r),
-                },
+                    return Some(self.plan.give_up(resp, turn.errors));
+                }
             };
             if let Some(r) = self.send(i, lease, resp, turn) {
                 return Some(r);
@@ -223,15 +219,6 @@ impl FwdWait {
     }
 }
 
-/// Sends an answer's body (the reply's tail or an error page) as the driver would.
-fn send(resp: &mut Response<'_>, r: Result<Body<'static>, AppError>) -> Result<(), AppError> {
-    match r? {
-        Body::Full(bytes) if resp.headers_sent() => Ok(resp.write(&bytes)?),
-        Body::Full(bytes) => Ok(resp.write_full(&bytes)?),
-        _ => Ok(()),
-    }
-}
-
 impl Deferred for FwdWait {
     fn wait_for(&self) -> Option<(BorrowedFd<'_>, Interest)> {
         match &self.phase {
@@ -253,7 +240,8 @@ impl Deferred for FwdWait {
             };
             if let Some(r) = answered {
                 self.phase = Phase::Done;
-                return Step::Done(send(resp, r));
+                // The reply's tail or an error page, sent as the driver sends a body.
+                return Step::Done(r.and_then(|body| send_body(resp, body)));
             }
             match self.phase {
                 // A failed try: the next one starts now.
