@@ -10,7 +10,6 @@
 use std::cell::RefCell;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::SeqCst;
-use std::time::Instant;
 
 use nix::errno::Errno;
 use nix::sys::epoll::{EpollEvent, EpollFlags};
@@ -79,9 +78,10 @@ impl Shared {
             return;
         };
         let (fd, deadline) = (body.wait_for(), body.deadline());
+        // In pool-clock milliseconds (+ 1: 0 means none), without reading the clock.
         let ms = deadline.map_or(0, |d| {
-            let left = d.saturating_duration_since(Instant::now()).as_millis();
-            self.now() + u64::try_from(left).unwrap_or(u64::MAX / 4) + 1
+            let at = d.saturating_duration_since(self.clock).as_millis();
+            u64::try_from(at).unwrap_or(u64::MAX / 4) + 1
         });
         slot.park_deadline.store(ms, SeqCst);
         let Some((fd, interest)) = fd else {
