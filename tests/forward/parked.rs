@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
 use crate::peers;
-use crate::support::{Backend, Ready, TIMEOUT, TempDir, cgate_bin, eventually, manifest_dir};
+use crate::support::{Backend, TIMEOUT, TempDir, cgate_bin, eventually, manifest_dir};
 
 /// Threads of process `pid` now.
 fn threads(pid: i32) -> usize {
@@ -41,20 +41,25 @@ fn children_running(pid: i32, program: &str) -> usize {
         .count()
 }
 
+/// Makes the script at `path` executable (0755).
+fn executable(path: &Path) {
+    let mode = nix::sys::stat::Mode::from_bits_truncate(0o755);
+    nix::sys::stat::fchmodat(
+        nix::fcntl::AT_FDCWD,
+        path,
+        mode,
+        nix::sys::stat::FchmodatFlags::FollowSymlink,
+    )
+    .unwrap_or_else(|e| panic!("chmod {}: {e}", path.display()));
+}
+
 /// A CGI directory with `slow.sh` (prints "one\n", waits for a line of ./gate, prints
 /// "two\n") and its FIFO.
 fn gated_scripts(dir: &TempDir) -> PathBuf {
     let cgi = dir.subdir("cgi");
     let src = manifest_dir().join("tests/cgi-scripts/slow.sh");
     fs::copy(&src, cgi.join("slow.sh")).expect("copy slow.sh");
-    let mode = nix::sys::stat::Mode::from_bits_truncate(0o755);
-    nix::sys::stat::fchmodat(
-        nix::fcntl::AT_FDCWD,
-        &cgi.join("slow.sh"),
-        mode,
-        nix::sys::stat::FchmodatFlags::FollowSymlink,
-    )
-    .expect("chmod slow.sh");
+    executable(&cgi.join("slow.sh"));
     nix::unistd::mkfifo(
         &cgi.join("gate"),
         nix::sys::stat::Mode::from_bits_truncate(0o600),
@@ -114,35 +119,60 @@ fn finish(calls: Vec<Child>, cgi: &Path, want: &str) {
 const SLOW_REPLY: &str = "Status: 200 OK\r\nContent-Type: text/plain\r\n\r\none\ntwo\n";
 const HELLO_REPLY: &str = "Status: 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 14\r\n\r\nHello, world!\n";
 
-/// The forwarder: one loop thread, `fcgi:` to `back` at the root, hello at /hello.
-fn forwarder(sock: &Path, back: &Path, options: &str) -> Backend {
-    let spec = format!("fcgi:unix:{}{options}", back.display());
-    peers::cgate(
-        sock,
-        &["--workers", "1", "--mount", "/hello=hello", "--app", &spec],
-    )
+/// A CGI backend with the gated scripts and, in front of it, the forwarder under test: one
+/// loop thread, `fcgi:` to the backend (with `options`) at the root, and `extra` flags.
+struct Chain {
+    cgi: PathBuf,
+    back: Backend,
+    front_sock: PathBuf,
+    front: Backend,
+    _dir: TempDir,
 }
 
-#[test]
-fn twenty_requests_wait_on_their_backend_without_a_thread_each() {
-    let dir = TempDir::new("fwd-parked");
+fn chain(name: &str, options: &str, extra: &[&str]) -> Chain {
+    let dir = TempDir::new(name);
     let cgi = gated_scripts(&dir);
     let back_sock = dir.join("back.sock");
     let back = cgi_backend(&back_sock, &cgi);
     let front_sock = dir.join("front.sock");
-    let front = forwarder(&front_sock, &back_sock, ";max_conns=32");
-    let pid = front.pid().as_raw();
+    let spec = format!("fcgi:unix:{}{options}", back_sock.display());
+    let mut args = vec!["--workers", "1"];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["--app", &spec]);
+    let front = peers::cgate(&front_sock, &args);
+    Chain {
+        cgi,
+        back,
+        front_sock,
+        front,
+        _dir: dir,
+    }
+}
+
+impl Chain {
+    /// Scripts the backend runs now.
+    fn scripts(&self) -> usize {
+        children_running(self.back.pid().as_raw(), "/bin/sh")
+    }
+}
+
+/// The `/hello` mount beside the forwarded root.
+const HELLO_MOUNT: [&str; 2] = ["--mount", "/hello=hello"];
+
+#[test]
+fn twenty_requests_wait_on_their_backend_without_a_thread_each() {
+    let c = chain("fwd-parked", ";max_conns=32", &HELLO_MOUNT);
+    let pid = c.front.pid().as_raw();
     // A first forwarded request warms the forwarder up (pool sized, reaper started).
-    finish(vec![call(&front_sock, "/slow.sh")], &cgi, SLOW_REPLY);
+    finish(vec![call(&c.front_sock, "/slow.sh")], &c.cgi, SLOW_REPLY);
     let idle_threads = threads(pid);
-    let calls: Vec<Child> = (0..20).map(|_| call(&front_sock, "/slow.sh")).collect();
+    let calls: Vec<Child> = (0..20).map(|_| call(&c.front_sock, "/slow.sh")).collect();
     assert!(
-        eventually(TIMEOUT, || children_running(back.pid().as_raw(), "/bin/sh")
-            == 20),
+        eventually(TIMEOUT, || c.scripts() == 20),
         "all 20 requests reached their scripts"
     );
     // All 20 wait on the backend; the one loop thread still serves, and no thread was added.
-    let hellos: Vec<Child> = (0..20).map(|_| call(&front_sock, "/hello")).collect();
+    let hellos: Vec<Child> = (0..20).map(|_| call(&c.front_sock, "/hello")).collect();
     for h in hellos {
         let out = h.wait_with_output().expect("hello output");
         assert_eq!(String::from_utf8_lossy(&out.stdout), HELLO_REPLY);
@@ -152,31 +182,25 @@ fn twenty_requests_wait_on_their_backend_without_a_thread_each() {
         busy_threads <= idle_threads,
         "threads while 20 requests wait: {busy_threads}, idle {idle_threads}"
     );
-    finish(calls, &cgi, SLOW_REPLY);
+    finish(calls, &c.cgi, SLOW_REPLY);
 }
 
 #[test]
 fn requests_beyond_the_pool_wait_parked_for_a_connection() {
-    let dir = TempDir::new("fwd-parked-pool");
-    let cgi = gated_scripts(&dir);
-    let back_sock = dir.join("back.sock");
-    let back = cgi_backend(&back_sock, &cgi);
-    let front_sock = dir.join("front.sock");
-    let front = forwarder(&front_sock, &back_sock, ";max_conns=2");
-    let pid = front.pid().as_raw();
-    finish(vec![call(&front_sock, "/slow.sh")], &cgi, SLOW_REPLY);
+    let c = chain("fwd-parked-pool", ";max_conns=2", &HELLO_MOUNT);
+    let pid = c.front.pid().as_raw();
+    finish(vec![call(&c.front_sock, "/slow.sh")], &c.cgi, SLOW_REPLY);
     let idle_threads = threads(pid);
-    let calls: Vec<Child> = (0..6).map(|_| call(&front_sock, "/slow.sh")).collect();
+    let calls: Vec<Child> = (0..6).map(|_| call(&c.front_sock, "/slow.sh")).collect();
     assert!(
-        eventually(TIMEOUT, || children_running(back.pid().as_raw(), "/bin/sh")
-            == 2),
+        eventually(TIMEOUT, || c.scripts() == 2),
         "two requests reached their scripts"
     );
     // A client that leaves while it waits for a connection gives its place up.
-    let mut leaving = call(&front_sock, "/slow.sh");
+    let mut leaving = call(&c.front_sock, "/slow.sh");
     leaving.kill().expect("kill a waiting client");
     let _ = leaving.wait();
-    let hello = call(&front_sock, "/hello")
+    let hello = call(&c.front_sock, "/hello")
         .wait_with_output()
         .expect("hello");
     assert_eq!(String::from_utf8_lossy(&hello.stdout), HELLO_REPLY);
@@ -185,14 +209,10 @@ fn requests_beyond_the_pool_wait_parked_for_a_connection() {
         busy_threads <= idle_threads,
         "threads while 4 requests wait for 2 connections: {busy_threads}, idle {idle_threads}"
     );
-    assert_eq!(
-        children_running(back.pid().as_raw(), "/bin/sh"),
-        2,
-        "no pool larger than 2"
-    );
+    assert_eq!(c.scripts(), 2, "no pool larger than 2");
     // Each released connection goes to a waiting request, until all six are answered.
-    finish(calls, &cgi, SLOW_REPLY);
-    finish(vec![call(&front_sock, "/slow.sh")], &cgi, SLOW_REPLY);
+    finish(calls, &c.cgi, SLOW_REPLY);
+    finish(vec![call(&c.front_sock, "/slow.sh")], &c.cgi, SLOW_REPLY);
 }
 
 #[test]
@@ -201,7 +221,8 @@ fn a_parked_request_past_its_timeout_is_a_504() {
     let mute = dir.join("mute.sock");
     let silent = crate::mute_backend(&mute);
     let front_sock = dir.join("front.sock");
-    let _front = forwarder(&front_sock, &mute, ";timeout=1");
+    let spec = format!("fcgi:unix:{};timeout=1", mute.display());
+    let _front = peers::cgate(&front_sock, &["--workers", "1", "--app", &spec]);
     let started = Instant::now();
     let out = call(&front_sock, "/")
         .wait_with_output()
@@ -220,7 +241,6 @@ fn a_parked_request_past_its_timeout_is_a_504() {
         got.ends_with(&[1, 5, 0, 1, 0, 0, 0, 0]),
         "the whole request went out"
     );
-    let _ = Ready::Unix(mute);
 }
 
 /// `drip.sh` in `cgi`: a reply whose body is a line every 0.2 s for 5 s (its backend never
@@ -229,34 +249,22 @@ fn drip_script(cgi: &Path) {
     let script = "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\n'\n\
                   i=0\nwhile [ $i -lt 25 ]; do echo tick; sleep 0.2; i=$((i + 1)); done\n";
     fs::write(cgi.join("drip.sh"), script).expect("write drip.sh");
-    let mode = nix::sys::stat::Mode::from_bits_truncate(0o755);
-    nix::sys::stat::fchmodat(
-        nix::fcntl::AT_FDCWD,
-        &cgi.join("drip.sh"),
-        mode,
-        nix::sys::stat::FchmodatFlags::FollowSymlink,
-    )
-    .expect("chmod drip.sh");
+    executable(&cgi.join("drip.sh"));
 }
 
 #[test]
 fn a_request_that_finds_no_free_connection_in_time_is_a_503() {
-    let dir = TempDir::new("fwd-parked-busy");
-    let cgi = gated_scripts(&dir);
-    drip_script(&cgi);
-    let back_sock = dir.join("back.sock");
-    let back = cgi_backend(&back_sock, &cgi);
-    let front_sock = dir.join("front.sock");
-    let _front = forwarder(&front_sock, &back_sock, ";max_conns=1;timeout=1");
-    let holder = call(&front_sock, "/drip.sh");
+    let c = chain("fwd-parked-busy", ";max_conns=1;timeout=1", &[]);
+    drip_script(&c.cgi);
+    let front_sock = &c.front_sock;
+    let holder = call(front_sock, "/drip.sh");
     assert!(
-        eventually(TIMEOUT, || children_running(back.pid().as_raw(), "/bin/sh")
-            == 1),
+        eventually(TIMEOUT, || c.scripts() == 1),
         "the first request holds the only connection"
     );
     // The second waits, parked, for that connection, which stays busy past its timeout.
     let started = Instant::now();
-    let out = call(&front_sock, "/drip.sh")
+    let out = call(front_sock, "/drip.sh")
         .wait_with_output()
         .expect("call output");
     assert_eq!(
@@ -305,27 +313,11 @@ fn four_loop_threads_share_two_connections_among_sixteen_clients_without_an_erro
 
 #[test]
 fn the_status_page_lists_a_parked_request_as_parked() {
-    let dir = TempDir::new("fwd-parked-status");
-    let cgi = gated_scripts(&dir);
-    let back_sock = dir.join("back.sock");
-    let back = cgi_backend(&back_sock, &cgi);
-    let front_sock = dir.join("front.sock");
-    let spec = format!("fcgi:unix:{}", back_sock.display());
-    let _front = peers::cgate(
-        &front_sock,
-        &[
-            "--workers",
-            "1",
-            "--status-path",
-            "/cgate-status",
-            "--app",
-            &spec,
-        ],
-    );
-    let slow = call(&front_sock, "/slow.sh");
+    let c = chain("fwd-parked-status", "", &["--status-path", "/cgate-status"]);
+    let front_sock = &c.front_sock;
+    let slow = call(front_sock, "/slow.sh");
     assert!(
-        eventually(TIMEOUT, || children_running(back.pid().as_raw(), "/bin/sh")
-            == 1),
+        eventually(TIMEOUT, || c.scripts() == 1),
         "the request reached its script"
     );
     let out = Command::new(cgate_bin())
@@ -343,5 +335,5 @@ fn the_status_page_lists_a_parked_request_as_parked() {
     assert_eq!(running.len(), 1, "{s}");
     assert_eq!(running[0]["uri"], "/slow.sh", "{s}");
     assert_eq!(running[0]["waiting"], "parked", "{s}");
-    finish(vec![slow], &cgi, SLOW_REPLY);
+    finish(vec![slow], &c.cgi, SLOW_REPLY);
 }
