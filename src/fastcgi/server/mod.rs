@@ -5,6 +5,7 @@
 //! operations machinery (logs, status, reload hand-over, privilege drop) is in
 //! [`crate::ops`]; this module wires it to the pool.
 
+mod accept;
 mod conn_io;
 mod parked;
 pub mod pool;

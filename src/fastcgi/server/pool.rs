@@ -208,63 +208,9 @@ impl Shared {
         }
     }
 
-    fn accept_all(&self, mine: &Worker) {
-        let mut fresh = Vec::new();
-        while fresh.len() < 64 {
-            let (stream, peer) = match self.listener.accept_nonblocking(self.cfg.allowed.is_some())
-            {
-                Ok(x) => x,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    self.log_rate_limited(&format!("accept failed: {e}"));
-                    break;
-                }
-            };
-            if let (Some(allowed), Some(ip)) = (&self.cfg.allowed, peer) {
-                if !allowed.contains(&ip) {
-                    eprintln!("cgate: refused connection from {ip} (not in FCGI_WEB_SERVER_ADDRS)");
-                    continue;
-                }
-            }
-            if lock(&self.conns).len() >= self.cfg.max_conns {
-                crate::ops::metrics::COUNTERS.conn_rejected();
-                self.log_rate_limited(&format!(
-                    "refusing connections: {} open (--max-conns)",
-                    self.cfg.max_conns
-                ));
-                continue;
-            }
-            let key = self.next_key.fetch_add(1, SeqCst);
-            let stream = Arc::new(stream);
-            let slot = Arc::new(Slot {
-                state: Mutex::new(ConnState::new(Arc::clone(&stream), &self.cfg.conn)),
-                stream,
-                registered: AtomicBool::new(false),
-                busy: AtomicBool::new(false),
-                last: AtomicU64::new(self.now()),
-                // The first request's deadline runs from the connection's start.
-                partial_since: AtomicU64::new(self.now().max(1)),
-                served: AtomicBool::new(false),
-                lingering: AtomicBool::new(false),
-                arriving: AtomicBool::new(false),
-                // It waited in the listen queue: its web server may have left meanwhile.
-                check_peer: AtomicBool::new(true),
-                waker: super::parked::slot_waker(key, &self.this),
-                park_deadline: AtomicU64::new(0),
-                armed: AtomicBool::new(false),
-            });
-            lock(&self.conns).insert(key, slot);
-            crate::ops::metrics::COUNTERS.conn_opened();
-            fresh.push(key);
-        }
-        // The web server usually writes its request right after connecting: try at once.
-        self.keep_or_return(mine, fresh);
-    }
-
     /// Queues `keys` for this thread, or, if the watchdog has detached it meanwhile, puts
     /// them back into the epoll set for the other loops.
-    fn keep_or_return(&self, mine: &Worker, keys: Vec<u64>) {
+    pub(super) fn keep_or_return(&self, mine: &Worker, keys: Vec<u64>) {
         {
             let mut pending = lock(&mine.pending);
             if !mine.detached.load(SeqCst) {
